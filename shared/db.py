@@ -1,0 +1,58 @@
+"""Database helpers: engines, per-service schemas and Alembic migrations run at startup."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs (as operators write them) for the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=20,
+                               pool_pre_ping=True)
+
+
+def advisory_key(name: str) -> int:
+    """A stable 31-bit key for pg_advisory locks named by text."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+async def run_migrations(engine: AsyncEngine, migrations_dir: Path, schema: str) -> None:
+    """Upgrade the service's schema to head. Replicas starting together serialize on a lock."""
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": advisory_key(f"migrate:{schema}")})
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        await conn.run_sync(_upgrade, migrations_dir, schema)
+
+
+def _upgrade(connection: Connection, migrations_dir: Path, schema: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["connection"] = connection
+    config.attributes["schema"] = schema
+    command.upgrade(config, "head")
+
+
+def run_alembic_env(target_metadata: object) -> None:
+    """Body of every service's ``migrations/env.py`` (online mode on the given connection)."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    schema = context.config.attributes["schema"]
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      version_table_schema=schema, include_schemas=True)
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,77 @@
+"""Domain errors and their HTTP mapping.
+
+Domain code raises these (they are plain Python); the app translates them: illegal
+transition -> 409 with the current state and the allowed actions, not found -> 404 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+class DomainError(Exception):
+    status_code = 400
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "domain_error", "message": str(self)}
+
+
+class IllegalTransition(DomainError):
+    status_code = 409
+
+    def __init__(self, entity: str, state: str, action: str, allowed: list[str] | None = None
+                 ) -> None:
+        super().__init__(f"{entity} in state {state!r} cannot {action}")
+        self.entity = entity
+        self.state = state
+        self.action = action
+        self.allowed = sorted(allowed or [])
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "illegal_transition", "message": str(self), "entity": self.entity,
+                "state": self.state, "action": self.action, "allowed": self.allowed}
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+    def __init__(self, entity: str, identifier: str) -> None:
+        super().__init__(f"{entity} {identifier!r} not found")
+        self.entity = entity
+        self.identifier = identifier
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "not_found", "message": str(self), "entity": self.entity,
+                "id": self.identifier}
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "conflict", "message": str(self)}
+
+
+class Invalid(DomainError):
+    """Input that passed the schema but breaks a domain rule: 422 naming the field."""
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def detail(self) -> dict[str, Any]:
+        # Same shape as FastAPI's validation errors so clients parse one format.
+        return [{"loc": ["body", self.field], "msg": str(self), "type": "value_error"}]  # type: ignore[return-value]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def handle(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, DomainError)
+        return JSONResponse({"detail": error.detail()}, status_code=error.status_code)
+
+    app.add_exception_handler(DomainError, handle)

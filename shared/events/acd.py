@@ -1,0 +1,52 @@
+"""Events produced by acd_router. Subjects: ``call/<call_id>`` for call events,
+``agent/<agent_id>`` for agent state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.events import EventData, event
+
+
+@event("acd.call.queued")
+class CallQueued(EventData):
+    call_id: str
+    queue: str
+    priority: int
+    position: int
+    estimated_wait_seconds: float | None = None
+    customer: dict[str, Any] | None = None
+
+
+@event("acd.agent.reserved")
+class AgentReserved(EventData):
+    call_id: str
+    agent_id: str
+    device: str
+    queue: str
+    reservation_id: str
+    expires_at: datetime
+
+
+@event("acd.reservation.expired")
+class ReservationExpired(EventData):
+    call_id: str
+    agent_id: str
+    reservation_id: str
+
+
+@event("acd.agent.state_changed")
+class AgentStateChanged(EventData):
+    agent_id: str
+    previous: str
+    state: str
+    reason: str | None = None
+    call_id: str | None = None
+
+
+@event("acd.call.abandoned")
+class CallAbandoned(EventData):
+    call_id: str
+    queue: str
+    waited_seconds: float

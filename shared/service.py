@@ -1,0 +1,216 @@
+"""The service kit: what every Hotline service has, wired once.
+
+A service module builds a :class:`Service`, registers consumers and background tasks on it,
+and returns ``service.create_app(...)`` from its own ``create_app(settings)``. The app's
+lifespan creates the engine, migrates the service's schema, connects the bus (or uses the
+shared in-memory one it was given), starts consumers and the outbox relay, and mounts
+``/health``, ``/ready`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import Auth, signing_secret
+from shared.bus import Bus, make_bus
+from shared.clock import Clock
+from shared.db import make_engine, run_migrations
+from shared.envelope import Envelope
+from shared.errors import install_error_handlers
+from shared.logging import configure_logging
+from shared.messaging import ConsumerHandler, Messaging, Transaction, messaging_tables
+from shared.metrics import Metrics, MetricsMiddleware
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+SERVICE_TOKEN_TTL = 30 * 24 * 3600
+
+
+class Service:
+    def __init__(self, name: str, schema: str, settings: ServiceSettings, *, metadata: MetaData,
+                 migrations_dir: Path, bus: Bus | None = None, clock: Clock | None = None) -> None:
+        self.name = name
+        self.schema = schema
+        self.settings = settings
+        self.common = settings.common
+        self.clock: Clock = clock or self.common.make_clock()
+        self.metadata = metadata
+        self.tables = messaging_tables(metadata)
+        self.migrations_dir = migrations_dir
+        self.metrics = Metrics(name)
+        self._given_bus = bus
+        self._consumers: list[tuple[str, tuple[Any, ...], ConsumerHandler]] = []
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._background: list[Hook] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        # Set by the lifespan:
+        self.engine: AsyncEngine
+        self.sessions: async_sessionmaker[AsyncSession]
+        self.bus: Bus
+        self.messaging: Messaging
+        self.auth: Auth
+        self.http: httpx.AsyncClient
+
+    # -- registration (before start) ---------------------------------------------------------
+
+    def consumer(self, purpose: str, *event_types: str | tuple[str, int]
+                 ) -> Callable[[ConsumerHandler], ConsumerHandler]:
+        """``@service.consumer("calls", "cti.call.offered")`` on ``async def h(tx, envelope)``.
+        The handler runs inside the transaction that also records the event id (inbox)."""
+
+        def register(handler: ConsumerHandler) -> ConsumerHandler:
+            self._consumers.append((purpose, event_types, handler))
+            return handler
+
+        return register
+
+    def on_startup(self, hook: Hook) -> Hook:
+        self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        self._shutdown.append(hook)
+        return hook
+
+    def background(self, task: Hook) -> Hook:
+        """A long-running coroutine started once consumers run; cancelled on shutdown."""
+        self._background.append(task)
+        return task
+
+    # -- runtime -----------------------------------------------------------------------------
+
+    def transaction(self, cause: Envelope | None = None
+                    ) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        return self.messaging.transaction(cause)
+
+    def now(self) -> Any:
+        return self.clock.now()
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"database": False, "bus": False}
+        with contextlib.suppress(Exception):
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        with contextlib.suppress(Exception):
+            checks["bus"] = await self.bus.healthy()
+        return checks
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        common = self.common
+        configure_logging(common.log_level, common.log_json)
+        structlog.contextvars.bind_contextvars(service=self.name)
+        if not common.database_url:
+            raise RuntimeError("DATABASE_URL is not set (make run starts a private server)")
+        self.auth = Auth(signing_secret(common))
+        app.state.auth = self.auth
+        self.engine = make_engine(common.database_url)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        own_bus = self._given_bus is None
+        try:
+            await run_migrations(self.engine, self.migrations_dir, self.schema)
+            self.bus = self._given_bus or make_bus(
+                common.amqp_url, connection_name=f"hotline:{self.name}",
+                delivery_limit=common.delivery_limit, keep_unrouted=common.keep_unrouted)
+            if own_bus:
+                await self.bus.start()
+            self.messaging = Messaging(self.name, self.engine, self.tables, self.bus, self.clock,
+                                       on_published=self.metrics.published,
+                                       on_consumed=self.metrics.consumed)
+            for purpose, types, handler in self._consumers:
+                self.messaging.consumer(purpose, *types)(handler)
+            token = self.auth.mint(self.name, ["service"], ttl_seconds=SERVICE_TOKEN_TTL)
+            self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                          timeout=10.0)
+            for hook in self._startup:
+                await hook()
+            await self.messaging.start()
+            self._tasks = [asyncio.create_task(self._guard(task), name=f"{self.name}:{task.__name__}")
+                           for task in self._background]
+            log.info("service started", port=getattr(self.settings, "port", None))
+            yield
+        finally:
+            for running in self._tasks:
+                running.cancel()
+            for running in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            if hasattr(self, "messaging"):
+                await self.messaging.stop()
+            for hook in self._shutdown:
+                with contextlib.suppress(Exception):
+                    await hook()
+            if hasattr(self, "http"):
+                await self.http.aclose()
+            if own_bus and hasattr(self, "bus"):
+                await self.bus.close()
+            await self.engine.dispose()
+
+    async def _guard(self, task: Hook) -> None:
+        """Keep a background loop alive: log and restart it if it crashes."""
+        while True:
+            try:
+                await task()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task crashed; restarting", task=task.__name__)
+                await asyncio.sleep(1.0)
+
+    def create_app(self, *, title: str, description: str, routers: list[APIRouter]) -> FastAPI:
+        app = FastAPI(title=title, description=description, version="0.1.0",
+                      lifespan=self._lifespan)
+        app.state.service = self
+        app.add_middleware(MetricsMiddleware, metrics=self.metrics)
+        install_error_handlers(app)
+        app.include_router(self._ops_router())
+        for router in routers:
+            app.include_router(router)
+        return app
+
+    def _ops_router(self) -> APIRouter:
+        router = APIRouter(tags=["operations"])
+
+        @router.get("/health")
+        async def health() -> dict[str, str]:
+            return {"status": "ok", "service": self.name}
+
+        @router.get("/ready")
+        async def ready() -> JSONResponse:
+            checks = await self.ready()
+            ok = all(checks.values())
+            return JSONResponse({"ready": ok, "service": self.name, "checks": checks},
+                                status_code=200 if ok else 503)
+
+        @router.get("/metrics")
+        async def metrics() -> Response:
+            with contextlib.suppress(Exception):
+                self.metrics.outbox_pending.set(await self.messaging.pending_count())
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return router
+
+
+def service_of(request: Request) -> Any:
+    """FastAPI dependency body: the running :class:`Service` of this app."""
+    return request.app.state.service
+
+
+UNAUTHENTICATED_PATHS = frozenset({"/health", "/ready", "/metrics"})

@@ -1,0 +1,68 @@
+"""Settings shared by every service (prefix ``HOTLINE_``; the two URLs also without it).
+
+Each service extends :class:`ServiceSettings` with its own prefix (``CTI_``, ``ACD_`` ...).
+Nothing here is read at import time: ``create_app(settings)`` receives an instance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.clock import ScaledClock
+
+DEFAULT_PORTS = {
+    "cti_gateway": 8001,
+    "acd_router": 8002,
+    "ivr_engine": 8003,
+    "workorder": 8004,
+    "recording": 8005,
+    "softswitch": 8006,
+}
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "HOTLINE_DATABASE_URL")
+    )
+    amqp_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AMQP_URL", "HOTLINE_AMQP_URL")
+    )
+    time_scale: float = Field(default=1.0, gt=0)
+    # Wall-clock epoch seconds from which suite time is scaled; processes of one suite share it.
+    time_origin: float | None = None
+    # HS256 signing secret; when unset the development key file is used (created if missing).
+    jwt_secret: str | None = None
+    var_dir: Path = Path(".hotline")
+    log_level: str = "INFO"
+    log_json: bool = True
+    cti_url: str = "http://127.0.0.1:8001"
+    acd_url: str = "http://127.0.0.1:8002"
+    ivr_url: str = "http://127.0.0.1:8003"
+    workorder_url: str = "http://127.0.0.1:8004"
+    recording_url: str = "http://127.0.0.1:8005"
+    softswitch_url: str = "http://127.0.0.1:8006"
+    # RabbitMQ: how many times a message is delivered before it is dead-lettered.
+    delivery_limit: int = Field(default=5, ge=1)
+    # Keep events nobody is bound to in a bounded queue instead of failing the publish.
+    keep_unrouted: bool = True
+
+    def make_clock(self) -> ScaledClock:
+        return ScaledClock(self.time_scale, self.time_origin)
+
+    def service_url(self, service: str) -> str:
+        return str(getattr(self, f"{service.split('_')[0]}_url"))
+
+
+class ServiceSettings(BaseSettings):
+    """Base for per-service settings; subclasses set ``env_prefix`` and the default port."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    common: CommonSettings = Field(default_factory=CommonSettings)

@@ -1,0 +1,75 @@
+"""The service kit end to end: REST in, outbox, bus, inbox-deduplicated consumer, persisted."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.bus import topic_matches
+from shared.bus.memory import MemoryBus
+from shared.envelope import Envelope
+from tests.conftest import bearer, eventually, running
+from tests.shared.kit_service import create_app
+
+
+@pytest.mark.parametrize(("binding", "key", "expected"), [
+    ("cti.call.offered.v1", "cti.call.offered.v1", True),
+    ("cti.call.*.v1", "cti.call.offered.v1", True),
+    ("cti.*.v1", "cti.call.offered.v1", False),
+    ("cti.#", "cti.call.offered.v1", True),
+    ("#", "cti.call.offered.v1", True),
+    ("#.v1", "acd.agent.reserved.v1", True),
+    ("cti.#.v2", "cti.call.offered.v1", False),
+    ("cti.call.#", "cti.call", True),
+])
+def test_topic_matching(binding: str, key: str, expected: bool) -> None:
+    assert topic_matches(binding, key) is expected
+
+
+async def test_event_flows_through_outbox_and_bus_once(common, auth) -> None:
+    bus = MemoryBus()
+    app = create_app(common, bus=bus)
+    async with running(app) as client:
+        service = app.state.service
+        for call in ("C1", "C2"):
+            response = await client.post("/offers", json={"call_id": call, "from_number": "+861"},
+                                         headers=bearer(auth, "switch"))
+            assert response.status_code == 200, response.text
+        await eventually(lambda: len(service.seen) == 2)
+        # A redelivery of the same event is skipped by the inbox.
+        await bus.publish(service.seen[0])
+        notes = await client.get("/notes", headers=bearer(auth, "agent"))
+        assert sorted(notes.json()) == ["C1", "C2"]
+        assert len(service.seen) == 2
+        assert await service.messaging.pending_count() == 0
+        assert (await client.get("/ready")).json()["ready"] is True
+        assert "hotline_events_published_total" in (await client.get("/metrics")).text
+
+
+async def test_unknown_event_type_is_refused_at_publish() -> None:
+    from datetime import UTC, datetime
+
+    from shared.events import UnknownEventType
+    bus = MemoryBus()
+    envelope = Envelope(source="/t", type="cti.call.exploded", time=datetime.now(UTC),
+                        subject="call/x", sequence=1, data={})
+    with pytest.raises(UnknownEventType):
+        await bus.publish(envelope)
+
+
+async def test_auth_refusals(common, auth) -> None:
+    app = create_app(common, bus=MemoryBus())
+    async with running(app) as client:
+        assert (await client.get("/notes")).status_code == 401
+        bad = {"Authorization": "Bearer " + auth.mint("x", ["agent"])[:-4] + "AAAA"}
+        assert (await client.get("/notes", headers=bad)).status_code == 401
+        assert (await client.get("/notes", headers=bearer(auth, "switch"))).status_code == 403
+        assert (await client.get("/notes", headers=bearer(auth, "admin"))).status_code == 200
+
+
+async def test_invalid_body_is_422_with_field(common, auth) -> None:
+    app = create_app(common, bus=MemoryBus())
+    async with running(app) as client:
+        response = await client.post("/offers", json={"call_id": "C1"},
+                                     headers=bearer(auth, "switch"))
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "from_number"]
