@@ -126,6 +126,12 @@ class Transaction:
         self._messaging = messaging
         self.cause = cause
         self.emitted: list[Envelope] = []
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
+
+    def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` once this transaction has committed (e.g. send a command to the
+        switch about state that is now durable). Not run if the transaction rolls back."""
+        self._after_commit.append(action)
 
     @property
     def now(self) -> datetime:
@@ -195,6 +201,11 @@ class Messaging:
             yield tx
         if tx.emitted:
             self._wake.set()
+        for action in tx._after_commit:
+            try:
+                await action()
+            except Exception:
+                log.exception("after-commit action failed", service=self.service)
 
     def consumer(self, purpose: str, *event_types: str | tuple[str, int]
                  ) -> Callable[[ConsumerHandler], ConsumerHandler]:
