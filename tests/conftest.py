@@ -116,3 +116,14 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def close_broker_connections(vhost: str) -> int:
+    """Close, from the broker's side, every client connection to ``vhost`` (ours only)."""
+    closed = 0
+    for line in rabbitmqctl("list_connections", "pid", "vhost").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[1] == vhost:
+            rabbitmqctl("close_connection", parts[0], "test closes the connection")
+            closed += 1
+    return closed

@@ -73,3 +73,27 @@ async def test_invalid_body_is_422_with_field(common, auth) -> None:
                                      headers=bearer(auth, "switch"))
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["body", "from_number"]
+
+
+@pytest.mark.integration
+async def test_outbox_over_rabbitmq_survives_broker_closing_connections(common, auth,
+                                                                       amqp_url) -> None:
+    """Publishing through the outbox while the broker drops our connections: every event
+    arrives, and a redelivered one is not handled twice."""
+    from tests.conftest import close_broker_connections
+
+    settings = common.model_copy(update={"amqp_url": amqp_url})
+    app = create_app(settings)
+    async with running(app) as client:
+        service = app.state.service
+        for index in range(40):
+            if index == 20:
+                assert close_broker_connections(amqp_url.rsplit("/", 1)[1]) >= 1
+            response = await client.post("/offers", json={"call_id": f"C{index}",
+                                                          "from_number": "+861"},
+                                         headers=bearer(auth, "switch"))
+            assert response.status_code == 200
+        await eventually(lambda: len({e.data["call_id"] for e in service.seen}) == 40, timeout=30)
+        notes = (await client.get("/notes", headers=bearer(auth, "agent"))).json()
+        assert sorted(notes) == sorted(f"C{index}" for index in range(40))
+        assert await service.messaging.pending_count() == 0

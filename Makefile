@@ -1,0 +1,38 @@
+# Hotline — two commands: `make run` and `make test`. Everything else is optional.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install run test test-fast lint bench trace clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the all-in-one suite (in-memory bus; PostgreSQL from DATABASE_URL or a private server).
+run: install
+	$(BIN)/python -m hotline.suite
+
+## Every test: unit, service, integration (real PostgreSQL and RabbitMQ) and end to end.
+test: install
+	$(BIN)/pytest -q -p no:cacheprovider
+
+## Unit and service tests only (no end-to-end replays).
+test-fast: install
+	$(BIN)/pytest -q -p no:cacheprovider -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check shared services hotline tools tests
+	$(BIN)/mypy shared services hotline
+
+## Regenerate the bundled sample trace (seeded, deterministic).
+trace: install
+	$(BIN)/python tools/make_sample_trace.py --out traces/sample-busy-hour.jsonl
+
+clean:
+	rm -rf $(VENV) .hotline .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,229 @@
+"""The agent state machine.
+
+Plain synchronous code: every change goes through :data:`TRANSITIONS`, ``now`` is passed in,
+and the wrap-up timer is a deadline stored on the agent (the caller persists it and polls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from shared.errors import IllegalTransition
+
+RING_NO_ANSWER = "ring_no_answer"
+
+
+class AgentState(StrEnum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    NOT_READY = "not_ready"
+    RESERVED = "reserved"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+
+
+class Action(StrEnum):
+    # Requested by the agent or a supervisor (REST).
+    LOGIN = "login"
+    READY = "ready"
+    NOT_READY = "not_ready"
+    LOGOUT = "logout"
+    # Driven by routing, CTI events and timers.
+    RESERVE = "reserve"
+    CONNECT = "connect"
+    RING_FAILED = "ring_failed"
+    EXPIRE = "expire"
+    CANCEL = "cancel"
+    CALL_ENDED = "call_ended"
+    END_WRAP_UP = "end_wrap_up"
+
+
+USER_ACTIONS = frozenset({Action.LOGIN, Action.READY, Action.NOT_READY, Action.LOGOUT})
+
+S, A = AgentState, Action
+
+# Target state of each legal (state, action). ``None`` marks a request that cannot take effect
+# while the agent is busy with a call: it is recorded as the pending next state instead, and
+# applied when the agent leaves the call (wrap-up ends, or the reservation falls through).
+TRANSITIONS: dict[tuple[AgentState, Action], AgentState | None] = {
+    (S.LOGGED_OUT, A.LOGIN): S.NOT_READY,
+
+    (S.NOT_READY, A.READY): S.READY,
+    (S.NOT_READY, A.NOT_READY): S.NOT_READY,  # a new reason
+    (S.NOT_READY, A.LOGOUT): S.LOGGED_OUT,
+
+    (S.READY, A.NOT_READY): S.NOT_READY,
+    (S.READY, A.LOGOUT): S.LOGGED_OUT,
+    (S.READY, A.RESERVE): S.RESERVED,
+
+    (S.RESERVED, A.CONNECT): S.ON_CALL,
+    (S.RESERVED, A.RING_FAILED): S.NOT_READY,
+    (S.RESERVED, A.EXPIRE): S.NOT_READY,
+    (S.RESERVED, A.CANCEL): S.READY,
+    (S.RESERVED, A.READY): None,
+    (S.RESERVED, A.NOT_READY): None,
+    (S.RESERVED, A.LOGOUT): None,
+
+    (S.ON_CALL, A.CALL_ENDED): S.WRAP_UP,
+    (S.ON_CALL, A.READY): None,
+    (S.ON_CALL, A.NOT_READY): None,
+    (S.ON_CALL, A.LOGOUT): None,
+
+    # The agent may end wrap-up early by asking for ready / not ready; logging out mid
+    # after-call work is deferred so the work is not cut short.
+    (S.WRAP_UP, A.READY): S.READY,
+    (S.WRAP_UP, A.NOT_READY): S.NOT_READY,
+    (S.WRAP_UP, A.LOGOUT): None,
+    (S.WRAP_UP, A.END_WRAP_UP): S.READY,
+}
+
+# Leaving these through these actions consults the pending state first.
+_PENDING_APPLIES = frozenset({A.RING_FAILED, A.EXPIRE, A.CANCEL, A.END_WRAP_UP})
+
+
+def allowed_actions(state: AgentState, *, user_only: bool = False) -> list[str]:
+    return sorted(action.value for (source, action) in TRANSITIONS
+                  if source is state and (not user_only or action in USER_ACTIONS))
+
+
+@dataclass(frozen=True)
+class Pending:
+    state: AgentState
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """What an :class:`Agent` method changed; the edge turns it into ``acd.agent.state_changed``."""
+
+    agent_id: str
+    previous: AgentState
+    state: AgentState
+    reason: str | None
+    call_id: str | None
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    state: AgentState = AgentState.LOGGED_OUT
+    reason: str | None = None
+    skills: dict[str, int] = field(default_factory=dict)
+    device: str = ""
+    team: str | None = None
+    state_since: datetime | None = None
+    # When the agent last became ready: the longest-idle agent is served first.
+    ready_since: datetime | None = None
+    calls_handled: int = 0
+    handled_day: date | None = None
+    pending: Pending | None = None
+    call_id: str | None = None
+    reservation_id: str | None = None
+    wrapup_deadline: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.device:
+            self.device = default_device(self.agent_id)
+
+    # -- requests (REST) ---------------------------------------------------------------------
+
+    def login(self, now: datetime, *, skills: dict[str, int], device: str | None,
+              team: str | None) -> StateChange | None:
+        change = self._apply(Action.LOGIN, now)
+        self.skills = dict(skills)
+        self.device = device or default_device(self.agent_id)
+        self.team = team
+        return change
+
+    def request(self, action: Action, now: datetime, *, reason: str | None = None
+                ) -> StateChange | None:
+        """An agent's own request (ready / not ready / logout). Returns None when deferred."""
+        if action not in USER_ACTIONS or action is Action.LOGIN:
+            raise ValueError(f"{action} is not a state request")
+        return self._apply(action, now, reason=reason)
+
+    # -- routing and call progress -----------------------------------------------------------
+
+    def reserve(self, now: datetime, *, call_id: str, reservation_id: str) -> StateChange | None:
+        change = self._apply(Action.RESERVE, now)
+        self.call_id = call_id
+        self.reservation_id = reservation_id
+        return replace(change, call_id=call_id) if change else None
+
+    def connect(self, now: datetime, today: date) -> StateChange | None:
+        change = self._apply(Action.CONNECT, now)
+        if self.handled_day != today:
+            self.handled_day, self.calls_handled = today, 0
+        self.calls_handled += 1
+        return change
+
+    def ring_failed(self, now: datetime) -> StateChange | None:
+        return self._apply(Action.RING_FAILED, now, reason=RING_NO_ANSWER)
+
+    def expire(self, now: datetime) -> StateChange | None:
+        return self._apply(Action.EXPIRE, now, reason=RING_NO_ANSWER)
+
+    def cancel(self, now: datetime) -> StateChange | None:
+        """The reserved call went away before it was answered (the caller hung up)."""
+        return self._apply(Action.CANCEL, now)
+
+    def call_ended(self, now: datetime, wrapup_seconds: float) -> StateChange | None:
+        change = self._apply(Action.CALL_ENDED, now)
+        self.wrapup_deadline = now + timedelta(seconds=wrapup_seconds)
+        return change
+
+    def end_wrap_up(self, now: datetime) -> StateChange | None:
+        return self._apply(Action.END_WRAP_UP, now)
+
+    def wrap_up_due(self, now: datetime) -> bool:
+        return (self.state is AgentState.WRAP_UP and self.wrapup_deadline is not None
+                and self.wrapup_deadline <= now)
+
+    # -- the one place state changes ---------------------------------------------------------
+
+    def _apply(self, action: Action, now: datetime, *, reason: str | None = None
+               ) -> StateChange | None:
+        key = (self.state, action)
+        if key not in TRANSITIONS:
+            raise IllegalTransition(f"agent {self.agent_id}", self.state.value, action.value,
+                                    allowed_actions(self.state,
+                                                    user_only=action in USER_ACTIONS))
+        target = TRANSITIONS[key]
+        if target is None:
+            # READY while busy just cancels an earlier deferred request: ready is the default.
+            self.pending = None if action is Action.READY else Pending(_REQUESTED[action], reason)
+            return None
+        if action in _PENDING_APPLIES and self.pending is not None:
+            target, reason = self.pending.state, self.pending.reason
+        return self._enter(action, target, reason if target is AgentState.NOT_READY else None,
+                           now)
+
+    def _enter(self, action: Action, target: AgentState, reason: str | None, now: datetime
+               ) -> StateChange | None:
+        previous, previous_reason, call_id = self.state, self.reason, self.call_id
+        self.state, self.reason = target, reason
+        if target is not AgentState.WRAP_UP:
+            self.wrapup_deadline = None
+        if target not in (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
+            self.call_id = self.reservation_id = None
+            self.pending = None
+        if target is AgentState.READY:
+            # A reservation the caller abandoned cost the agent nothing: keep their place in
+            # the idle line rather than sending them to the back.
+            if not (action is Action.CANCEL and self.ready_since is not None):
+                self.ready_since = now
+        elif target is not AgentState.RESERVED:
+            self.ready_since = None
+        if previous is target and previous_reason == reason:
+            return None
+        self.state_since = now
+        return StateChange(self.agent_id, previous, target, reason, call_id)
+
+
+_REQUESTED = {Action.NOT_READY: AgentState.NOT_READY, Action.LOGOUT: AgentState.LOGGED_OUT}
+
+
+def default_device(agent_id: str) -> str:
+    return f"agent:{agent_id}"

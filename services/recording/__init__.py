@@ -1,0 +1,1 @@
+"""Recording service: stores forked call media as WAV files and publishes them."""

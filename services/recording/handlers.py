@@ -1,0 +1,109 @@
+"""Command handlers: load the recording (row-locked), let the domain decide, save, and add
+``recording.file.stored`` to the outbox in the same transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+
+from services.recording import db
+from services.recording.domain import Recording, RecordingState
+from services.recording.settings import RecordingSettings
+from services.recording.wav import WavFile, WavWriter
+from shared.envelope import Envelope
+from shared.errors import IllegalTransition
+from shared.events.cti import CallConnected, CallReleased
+from shared.events.recording import FileStored
+from shared.messaging import Transaction
+from shared.service import Service
+
+log = structlog.get_logger(__name__)
+
+
+class Recorder:
+    def __init__(self, service: Service, settings: RecordingSettings) -> None:
+        self.service = service
+        self.settings = settings
+
+    # -- call events -------------------------------------------------------------------------
+
+    async def on_call_event(self, tx: Transaction, envelope: Envelope) -> None:
+        """One consumer for both call events, so a call's connect and release are handled in
+        the order the CTI emitted them."""
+        try:
+            if envelope.type == "cti.call.connected":
+                await self._connected(tx, CallConnected.model_validate(envelope.data))
+            elif envelope.type == "cti.call.released":
+                await self._released(tx, CallReleased.model_validate(envelope.data))
+        except ValidationError as error:
+            # Redelivering cannot fix a payload; dead-lettering it would only hide it.
+            log.warning("call event ignored: bad payload", error=str(error))
+        except IllegalTransition as error:
+            log.info("call event ignored: no longer applies", reason=str(error))
+
+    async def _connected(self, tx: Transaction, event: CallConnected) -> None:
+        rec = await db.lock_or_create(tx.session, event.call_id, tx.now)
+        rec.connect(agent_id=event.agent_id, caller=event.from_number, callee=event.to_number,
+                    connected_at=event.connected_at)
+        await self._save(tx, rec)
+
+    async def _released(self, tx: Transaction, event: CallReleased) -> None:
+        rec = await db.lock_existing(tx.session, event.call_id)
+        if rec is None:
+            if event.connected_at is None:
+                return  # Never reached an agent, so there is nothing to record.
+            rec = await db.lock_or_create(tx.session, event.call_id, tx.now)
+        if not rec.connected and event.connected_at is not None:
+            # The release repeats the connect's facts: enough metadata if connected was lost.
+            rec.connect(agent_id=event.agent_id, caller=event.from_number,
+                        callee=event.to_number, connected_at=event.connected_at)
+        if rec.state is RecordingState.PENDING:
+            log.info("release of a call with no recording ignored", call_id=event.call_id)
+            return
+        rec.end_call(now=event.released_at)
+        await self._save(tx, rec)
+
+    # -- media -------------------------------------------------------------------------------
+
+    async def start_media(self, call_id: str, sample_rate: int) -> tuple[str, WavWriter]:
+        """Claim the call's media half and open its file. Raises IllegalTransition if the call
+        already has (or had) a stream."""
+        async with self.service.transaction() as tx:
+            rec = await db.lock_or_create(tx.session, call_id, tx.now)
+            now = tx.now
+            relative = f"{now:%Y/%m/%d}/{rec.recording_id}.wav"
+            rec.start_media(path=relative, sample_rate=sample_rate, now=now)
+            # Opened inside the transaction: if the disk refuses, the claim rolls back.
+            writer = await asyncio.to_thread(WavWriter, self.settings.storage / relative,
+                                             sample_rate=sample_rate)
+            await self._save(tx, rec)
+        return rec.recording_id, writer
+
+    async def finish_media(self, call_id: str, wav: WavFile) -> Recording:
+        async with self.service.transaction() as tx:
+            rec = await db.lock_or_create(tx.session, call_id, tx.now)
+            rec.stop_media(samples=wav.frames, size_bytes=wav.size_bytes, sha256=wav.sha256,
+                           now=tx.now)
+            await self._save(tx, rec)
+        return rec
+
+    # -- shared ------------------------------------------------------------------------------
+
+    async def _save(self, tx: Transaction, rec: Recording) -> None:
+        if rec.ready_to_store:
+            rec.store(now=tx.now)
+            await tx.emit("recording.file.stored", FileStored(
+                recording_id=rec.recording_id, call_id=rec.call_id, agent_id=rec.agent_id,
+                caller=rec.caller, started_at=rec.started_at,
+                duration_seconds=rec.duration_seconds or 0.0, sha256=rec.sha256 or "",
+                size_bytes=rec.size_bytes or 0,
+            ), subject=f"recording/{rec.recording_id}", correlationid=rec.call_id)
+            log.info("recording stored", call_id=rec.call_id, recording_id=rec.recording_id,
+                     duration_seconds=rec.duration_seconds)
+        await db.save(tx.session, rec, tx.now)
+
+    def file_of(self, relative: str) -> Path:
+        return self.settings.storage / relative

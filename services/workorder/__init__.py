@@ -1,0 +1,1 @@
+"""workorder: customers directory, outage notices, work orders and the callback obligation."""
