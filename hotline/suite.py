@@ -52,14 +52,12 @@ class Suite:
     database: EmbeddedPostgres | None
 
 
-def build_suite(common: CommonSettings, host: str = "127.0.0.1",
-                ports: dict[str, int] | None = None,
-                services: Iterable[str] = SERVICES) -> Suite:
+def build_suite(common: CommonSettings, services: Iterable[str] = SERVICES) -> Suite:
+    """Each service's host and port come from its own settings (``CTI_PORT`` ...)."""
     database = None
     if not common.database_url:
         database = EmbeddedPostgres(common.var_dir / "pgdata")
         common = common.model_copy(update={"database_url": database.start()})
-    ports = {**DEFAULT_PORTS, **(ports or {})}
     # One clock and one bus for all services, as in one deployment.
     clock = common.make_clock()
     common = common.model_copy(update={"time_origin": clock.origin})
@@ -67,9 +65,9 @@ def build_suite(common: CommonSettings, host: str = "127.0.0.1",
                    delivery_limit=common.delivery_limit, keep_unrouted=common.keep_unrouted)
     servers = {}
     for service in services:
-        settings = settings_class(service)(common=common, host=host, port=ports[service])
+        settings = settings_class(service)(common=common)
         app = create_app_of(service)(settings, bus=bus, clock=clock)
-        config = uvicorn.Config(app, host=host, port=ports[service], log_config=None,
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                 lifespan="on", ws_ping_interval=20, timeout_graceful_shutdown=5)
         servers[service] = _Server(config)
     suite = Suite(common, servers, database)
