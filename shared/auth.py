@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +71,13 @@ def signing_secret(common: CommonSettings) -> str:
     return path.read_text().strip()
 
 
-def _token_from(headers: dict[str, str] | object, query: dict[str, str] | object) -> str | None:
-    header = headers.get("authorization")  # type: ignore[attr-defined]
+def _token_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """Bearer header first; ``?access_token=`` for clients (browsers' WebSocket) that cannot
+    set headers."""
+    header = headers.get("authorization")
     if header and header.lower().startswith("bearer "):
-        return str(header[7:].strip())
-    token = query.get("access_token")  # type: ignore[attr-defined]
-    return str(token) if token else None
+        return header[7:].strip()
+    return query.get("access_token") or None
 
 
 class AuthError(Exception):

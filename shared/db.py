@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -46,7 +46,7 @@ def _upgrade(connection: Connection, migrations_dir: Path, schema: str) -> None:
     command.upgrade(config, "head")
 
 
-def run_alembic_env(target_metadata: object) -> None:
+def run_alembic_env(target_metadata: MetaData) -> None:
     """Body of every service's ``migrations/env.py`` (online mode on the given connection)."""
     from alembic import context
 

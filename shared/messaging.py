@@ -168,6 +168,13 @@ class Transaction:
 ConsumerHandler = Callable[[Transaction, Envelope], Awaitable[None]]
 
 
+def raise_if_cancelling() -> None:
+    """Inside ``except Exception``: re-raise cancellation that another error masked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class _Consumer:
     queue: str
@@ -263,6 +270,8 @@ class Messaging:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                # A query interrupted by cancellation can surface as another error; stop anyway.
+                raise_if_cancelling()
                 log.warning("outbox relay failed; retrying", service=self.service, error=str(error))
                 sent = 0
                 backoff = min(backoff * 2, 5.0)
@@ -305,9 +314,11 @@ class Messaging:
                                            .values(published_at=func.now()))
                         await conn.commit()
             finally:
-                await conn.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                   {"key": advisory_key(f"relay:{self.service}")})
-                await conn.commit()
+                # If this fails the connection is discarded, which releases the lock too.
+                with contextlib.suppress(Exception):
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": advisory_key(f"relay:{self.service}")})
+                    await conn.commit()
         return len(sent_ids)
 
     async def pending_count(self) -> int:

@@ -30,7 +30,13 @@ from shared.db import make_engine, run_migrations
 from shared.envelope import Envelope
 from shared.errors import install_error_handlers
 from shared.logging import configure_logging
-from shared.messaging import ConsumerHandler, Messaging, Transaction, messaging_tables
+from shared.messaging import (
+    ConsumerHandler,
+    Messaging,
+    Transaction,
+    messaging_tables,
+    raise_if_cancelling,
+)
 from shared.metrics import Metrics, MetricsMiddleware
 from shared.settings import ServiceSettings
 
@@ -171,6 +177,7 @@ class Service:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                raise_if_cancelling()
                 log.exception("background task crashed; restarting", task=task.__name__)
                 await asyncio.sleep(1.0)
 

@@ -34,7 +34,7 @@ class StartFrame(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["start"]
-    call_id: str
+    call_id: str = Field(min_length=1, max_length=128)
     encoding: str
     sample_rate: int = Field(ge=8000, le=48000)
     channels: int = Field(ge=1)
@@ -138,29 +138,23 @@ class MediaSession:
             raise MediaError("bad_frame", f"audio frame over {self.max_frame_bytes} bytes")
         self.buffer += data
         if len(self.buffer) >= self.flush_bytes:
-            await self._flush()
+            await self._flush(self.writer)
 
-    async def _flush(self) -> None:
-        if self.writer is None or not self.buffer:
-            return
-        chunk, self.buffer = bytes(self.buffer), bytearray()
-        await asyncio.to_thread(self.writer.write, chunk)
+    async def _flush(self, writer: WavWriter) -> None:
+        if self.buffer:
+            chunk, self.buffer = bytes(self.buffer), bytearray()
+            await asyncio.to_thread(writer.write, chunk)
 
     async def _finalize(self) -> None:
         writer, self.writer = self.writer, None
         assert writer is not None
         try:
-            await self._flush_into(writer)
+            await self._flush(writer)
             wav = await asyncio.to_thread(writer.close)
             rec = await self.recorder.finish_media(self.call_id, wav)
             log.info("media stream stopped", frames=wav.frames, state=rec.state.value)
         except Exception:
             log.exception("could not finalize media stream")
-
-    async def _flush_into(self, writer: WavWriter) -> None:
-        if self.buffer:
-            chunk, self.buffer = bytes(self.buffer), bytearray()
-            await asyncio.to_thread(writer.write, chunk)
 
     async def _send_error(self, code: str, message: str) -> None:
         if self.ws.application_state is WebSocketState.CONNECTED:

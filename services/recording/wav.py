@@ -50,6 +50,7 @@ class WavWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("wb")
         self._file.write(self._header())
+        self._file.flush()
         self._closed = False
 
     @property

@@ -146,7 +146,8 @@ class RabbitBus:
         except asyncio.CancelledError:
             raise
         except Exception:
-            attempt = int((message.headers or {}).get("x-delivery-count", 0) or 0) + 1
+            delivery_count = (message.headers or {}).get("x-delivery-count", 0)
+            attempt = (delivery_count if isinstance(delivery_count, int) else 0) + 1
             log.warning("delivery failed", queue=queue, event_type=envelope.type,
                         event_id=envelope.id, attempt=attempt, exc_info=True)
             await asyncio.sleep(min(2.0, 0.1 * attempt))

@@ -99,14 +99,6 @@ def is_open(state: OrderState) -> bool:
     return state not in TERMINAL_STATES
 
 
-def parse_type(value: str) -> OrderType:
-    try:
-        return OrderType(value)
-    except ValueError:
-        raise Invalid("type", f"unknown order type {value!r}; one of: "
-                      f"{', '.join(t.value for t in OrderType)}") from None
-
-
 def require_contact(customer_account: str | None, contact_number: str | None) -> None:
     """Every accepted item is closed-loop, so there must be someone to call back."""
     if not customer_account and not contact_number:

@@ -1,0 +1,331 @@
+"""The IVR engine's edge: cti events in, interpreter steps, ivr events out; REST to read.
+
+Handlers load the session under a row lock, let the domain interpreter decide, then save it
+and record the resulting events in the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI
+
+from services.ivr_engine.db import (
+    due_call_ids,
+    insert_session,
+    load_session,
+    metadata,
+    save_session,
+)
+from services.ivr_engine.domain import (
+    Completed,
+    Defaults,
+    IllegalTransition,
+    Interpreter,
+    MenuCatalog,
+    MenuError,
+    Prompt,
+    ReleaseCall,
+    SessionState,
+    Step,
+    SurveyAnswered,
+    parse_menu_yaml,
+)
+from services.ivr_engine.settings import IvrSettings
+from services.ivr_engine.workorder import WorkorderClient
+from shared.auth import require
+from shared.bus import Bus
+from shared.clock import Clock
+from shared.envelope import Envelope
+from shared.errors import NotFound
+from shared.events.cti import CallAnswered, CallOffered, CallReleased, DtmfReceived
+from shared.events.ivr import (
+    Collect,
+    CustomerContext,
+    PromptRequested,
+    ReleaseRequested,
+    RouteRequest,
+    SessionCompleted,
+    SessionStarted,
+    SurveyCompleted,
+)
+from shared.messaging import Transaction
+from shared.service import Service, service_of
+
+log = structlog.get_logger(__name__)
+
+NAME = "ivr_engine"
+SCHEMA = "ivr"
+CONSUMED = ("cti.call.offered", "cti.call.answered", "cti.call.dtmf_received",
+            "cti.call.released")
+
+
+def load_menus(settings: IvrSettings) -> MenuCatalog:
+    """Read and validate every configured menu; a bad one raises :class:`MenuError`."""
+    defaults = Defaults(timeout_seconds=settings.digit_timeout_seconds,
+                        max_attempts=settings.max_attempts)
+    menus = []
+    for path in [settings.menu_file, *settings.extra_menu_files]:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise MenuError(str(path), f"cannot be read: {error}") from None
+        menus.append(parse_menu_yaml(text, str(path), defaults=defaults))
+    return MenuCatalog(menus)
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown spoken_timezone; restore times are spoken in UTC", timezone=name)
+        return ZoneInfo("UTC")
+
+
+class IvrEngine:
+    def __init__(self, service: Service, settings: IvrSettings, catalog: MenuCatalog) -> None:
+        self.service = service
+        self.settings = settings
+        self.catalog = catalog
+        tz = _zone(settings.spoken_timezone)
+        self.interpreters = {menu.name: Interpreter(menu, tz=tz) for menu in catalog}
+        self._workorder: WorkorderClient | None = None
+
+    @property
+    def workorder(self) -> WorkorderClient:
+        # service.http exists only once the lifespan has started.
+        if self._workorder is None:
+            self._workorder = WorkorderClient(self.service.http,
+                                              self.service.common.workorder_url,
+                                              self.settings.lookup_timeout_seconds)
+        return self._workorder
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    async def on_call_event(self, tx: Transaction, envelope: Envelope) -> None:
+        if envelope.type == "cti.call.offered":
+            await self._offered(tx, CallOffered.model_validate(envelope.data))
+        elif envelope.type == "cti.call.answered":
+            await self._answered(tx, CallAnswered.model_validate(envelope.data))
+        elif envelope.type == "cti.call.dtmf_received":
+            data = DtmfReceived.model_validate(envelope.data)
+            await self._advance(tx, data.call_id, "digits", digits=data.digits,
+                                prompt_id=data.prompt_id)
+        elif envelope.type == "cti.call.released":
+            await self._advance(tx, CallReleased.model_validate(envelope.data).call_id, "hangup")
+        else:
+            log.warning("unexpected event on the calls queue", event_type=envelope.type)
+
+    async def _offered(self, tx: Transaction, data: CallOffered) -> None:
+        if data.direction != "inbound":
+            log.info("outbound call offered; surveys start on answer", call_id=data.call_id)
+            return
+        if await load_session(tx.session, data.call_id) is not None:
+            log.info("call already has an ivr session; ignored", call_id=data.call_id)
+            return
+        customer = await self.workorder.lookup_customer(data.from_number)
+        interpreter = self.interpreters[self.catalog.for_number(data.to_number).name]
+        state, step = interpreter.start(
+            session_id=str(uuid.uuid4()), call_id=data.call_id, now=self.service.clock.now(),
+            purpose="inbound", from_number=data.from_number, to_number=data.to_number,
+            customer=customer)
+        await self._begin(tx, interpreter, state, step)
+
+    async def _answered(self, tx: Transaction, data: CallAnswered) -> None:
+        if data.direction != "outbound":
+            return  # inbound sessions started on cti.call.offered
+        if data.context.get("purpose") != "survey":
+            log.info("outbound call answered without a survey purpose; ignored",
+                     call_id=data.call_id)
+            return
+        menu = self.catalog.for_number(data.from_number)
+        if menu.survey is None:
+            menu = self.catalog.default
+        if menu.survey is None:
+            log.error("no menu has a survey node; survey call left alone", call_id=data.call_id)
+            return
+        if await load_session(tx.session, data.call_id) is not None:
+            log.info("call already has an ivr session; ignored", call_id=data.call_id)
+            return
+        interpreter = self.interpreters[menu.name]
+        state, step = interpreter.start(
+            session_id=str(uuid.uuid4()), call_id=data.call_id, now=self.service.clock.now(),
+            purpose="survey", from_number=data.from_number, to_number=data.to_number,
+            context=data.context)
+        await self._begin(tx, interpreter, state, step)
+
+    async def _begin(self, tx: Transaction, interpreter: Interpreter, state: SessionState,
+                     step: Step) -> None:
+        step = await self._resolve(interpreter, state, step)
+        if not await insert_session(tx.session, state, self.service.clock.now()):
+            log.info("call already has an ivr session; ignored", call_id=state.call_id)
+            return
+        await tx.emit("ivr.session.started", SessionStarted(
+            call_id=state.call_id, session_id=state.session_id, menu=state.menu,
+            menu_version=state.menu_version, purpose=state.purpose),
+            subject=f"call/{state.call_id}", correlationid=state.call_id)
+        await self._emit(tx, state, step)
+        log.info("ivr session started", call_id=state.call_id, purpose=state.purpose,
+                 menu=state.menu, menu_version=state.menu_version,
+                 known_caller=state.customer is not None)
+
+    async def _advance(self, tx: Transaction, call_id: str, action: str, *,
+                       digits: str = "", prompt_id: str | None = None) -> bool:
+        """Apply digits, a hang-up or a due timeout to a session; False if it did not apply."""
+        state = await load_session(tx.session, call_id, lock=True,
+                                   skip_locked=action == "timeout")
+        if state is None:
+            if action != "timeout":
+                log.info("no ivr session for call; event ignored", call_id=call_id,
+                         action=action)
+            return False
+        if not state.running:
+            log.info("ivr session already ended; event ignored", call_id=call_id,
+                     action=action, outcome=state.outcome)
+            return False
+        interpreter = self._interpreter_for(state)
+        now = self.service.clock.now()
+        try:
+            if action == "hangup":
+                step = interpreter.hangup(state, now)
+            elif not interpreter.can_continue(state):
+                log.warning("session's node is not in the loaded menu; using the fallback",
+                            call_id=call_id, node=state.node, menu=state.menu)
+                step = interpreter.recover(state, now)
+            elif action == "digits":
+                step = interpreter.digits(state, digits, now, prompt_id)
+            else:
+                step = interpreter.timeout(state, now)
+        except IllegalTransition as error:
+            log.info("event does not apply to the session; ignored", call_id=call_id,
+                     error=str(error))
+            return False
+        if step.ignored:
+            log.info("input ignored", call_id=call_id, reason=step.ignored)
+        step = await self._resolve(interpreter, state, step)
+        await save_session(tx.session, state, self.service.clock.now())
+        await self._emit(tx, state, step)
+        return not step.ignored
+
+    def _interpreter_for(self, state: SessionState) -> Interpreter:
+        interpreter = self.interpreters.get(state.menu)
+        if interpreter is None:
+            interpreter = self.interpreters[self.catalog.default.name]
+        if interpreter.menu.version != state.menu_version or interpreter.menu.name != state.menu:
+            log.warning("session runs on another menu version than loaded",
+                        call_id=state.call_id, session_menu=f"{state.menu}@{state.menu_version}",
+                        loaded=f"{interpreter.menu.name}@{interpreter.menu.version}")
+        return interpreter
+
+    async def _resolve(self, interpreter: Interpreter, state: SessionState, step: Step) -> Step:
+        """Answer the interpreter's lookups until it is waiting for the caller again."""
+        while step.need is not None:
+            outages = await self.workorder.active_outages(step.need.area)
+            more = interpreter.provide(state, outages, self.service.clock.now())
+            step = Step(effects=[*step.effects, *more.effects], need=more.need,
+                        ignored=step.ignored)
+        return step
+
+    async def _emit(self, tx: Transaction, state: SessionState, step: Step) -> None:
+        subject = f"call/{state.call_id}"
+        for effect in step.effects:
+            if isinstance(effect, Prompt):
+                collect = None if effect.collect is None else Collect(
+                    max_digits=effect.collect.max_digits,
+                    timeout_seconds=effect.collect.timeout_seconds)
+                await tx.emit("ivr.prompt.requested", PromptRequested(
+                    call_id=state.call_id, session_id=state.session_id,
+                    prompt_id=effect.prompt_id, text=effect.text, collect=collect),
+                    subject=subject, correlationid=state.call_id)
+            elif isinstance(effect, Completed):
+                await tx.emit("ivr.session.completed", SessionCompleted(
+                    call_id=state.call_id, session_id=state.session_id, outcome=effect.outcome,
+                    path=effect.path, route=_route_request(effect)),
+                    subject=subject, correlationid=state.call_id)
+                log.info("ivr session completed", call_id=state.call_id,
+                         outcome=effect.outcome, path=effect.path)
+            elif isinstance(effect, ReleaseCall):
+                await tx.emit("ivr.release.requested",
+                              ReleaseRequested(call_id=state.call_id, reason=effect.reason),
+                              subject=subject, correlationid=state.call_id)
+            elif isinstance(effect, SurveyAnswered):
+                await tx.emit("ivr.survey.completed", SurveyCompleted(
+                    call_id=state.call_id, context=effect.context,
+                    satisfaction=effect.satisfaction),
+                    subject=subject, correlationid=state.call_id)
+
+    # -- no-input timeouts -----------------------------------------------------------------
+
+    async def fire_due_timeouts(self) -> int:
+        """Fire every no-input timeout due by the suite clock; return how many fired."""
+        async with self.service.sessions() as session:
+            due = await due_call_ids(session, self.service.clock.now())
+        fired = 0
+        for call_id in due:
+            async with self.service.transaction() as tx:
+                if await self._advance(tx, call_id, "timeout"):
+                    fired += 1
+        return fired
+
+    async def run_timeouts(self) -> None:
+        while True:
+            try:
+                await self.fire_due_timeouts()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("firing no-input timeouts failed; retrying")
+            await asyncio.sleep(self.settings.timeout_poll_seconds)
+
+
+def _route_request(effect: Completed) -> RouteRequest | None:
+    route = effect.route
+    if route is None:
+        return None
+    customer = None if route.customer is None else CustomerContext(
+        account=route.customer.account, name=route.customer.name, tier=route.customer.tier,
+        area=route.customer.area, flags=list(route.customer.flags))
+    return RouteRequest(queue=route.queue, skills=list(route.skills), priority=route.priority,
+                        customer=customer, from_number=route.from_number)
+
+
+def create_app(settings: IvrSettings | None = None, *, bus: Bus | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    settings = settings or IvrSettings()
+    # Validated before anything starts: a bad tree must refuse to serve, naming its node.
+    catalog = load_menus(settings)
+    service = Service(NAME, SCHEMA, settings, metadata=metadata,
+                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
+    engine = IvrEngine(service, settings, catalog)
+    # One queue for every call event keeps one call's events in order.
+    service.consumer("calls", *CONSUMED)(engine.on_call_event)
+    service.background(engine.run_timeouts)
+
+    router = APIRouter(prefix="/v1", tags=["ivr"])
+    readers = require("agent", "supervisor", "service", "integrator")
+
+    @router.get("/sessions/{call_id}", dependencies=[Depends(readers)])
+    async def get_session(call_id: str, svc: Service = Depends(service_of)) -> SessionState:
+        async with svc.sessions() as session:
+            state = await load_session(session, call_id)
+        if state is None:
+            raise NotFound("ivr session for call", call_id)
+        return state
+
+    @router.get("/menus", dependencies=[Depends(readers)])
+    async def list_menus() -> list[dict[str, Any]]:
+        return [{**menu.model_dump(mode="json"), "default": menu is catalog.default}
+                for menu in catalog]
+
+    app = service.create_app(
+        title="Hotline IVR engine",
+        description="Versioned menu trees, IVR sessions and satisfaction surveys.",
+        routers=[router])
+    app.state.ivr = engine
+    return app

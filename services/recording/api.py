@@ -1,0 +1,85 @@
+"""REST: search, metadata and audio download (every download is audited)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from services.recording import db
+from services.recording.handlers import Recorder
+from shared.auth import Principal, require
+from shared.errors import NotFound
+
+READERS = require("agent", "supervisor", "service", "integrator")
+
+
+class RecordingOut(BaseModel):
+    recording_id: str
+    call_id: str
+    state: str
+    agent_id: str | None
+    caller: str | None
+    callee: str | None
+    started_at: datetime | None
+    call_ended_at: datetime | None
+    media_started_at: datetime | None
+    media_ended_at: datetime | None
+    duration_seconds: float | None
+    sample_rate: int | None
+    size_bytes: int | None
+    sha256: str | None
+    path: str | None
+    stored_at: datetime | None
+    audio_url: str | None
+
+    @classmethod
+    def of(cls, row: object) -> RecordingOut:
+        fields = {name: getattr(row, name) for name in cls.model_fields if name != "audio_url"}
+        stored = fields["state"] == "stored"
+        return cls(**fields, audio_url=f"/v1/recordings/{fields['recording_id']}/audio"
+                   if stored else None)
+
+
+def api_router(recorder: Recorder) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["recordings"])
+    service = recorder.service
+    max_limit = recorder.settings.max_search_limit
+
+    @router.get("/recordings", dependencies=[Depends(READERS)])
+    async def search(call_id: str | None = None, agent_id: str | None = None,
+                     limit: int = Query(default=50, ge=1, le=max_limit)) -> list[RecordingOut]:
+        async with service.sessions() as session:
+            rows = await db.search(session, call_id=call_id, agent_id=agent_id, limit=limit)
+        return [RecordingOut.of(row) for row in rows]
+
+    @router.get("/recordings/{recording_id}", dependencies=[Depends(READERS)])
+    async def get(recording_id: str) -> RecordingOut:
+        async with service.sessions() as session:
+            row = await db.get(session, recording_id)
+        if row is None:
+            raise NotFound("recording", recording_id)
+        return RecordingOut.of(row)
+
+    @router.get("/recordings/{recording_id}/audio", response_class=FileResponse,
+                responses={200: {"content": {"audio/wav": {}}}})
+    async def audio(recording_id: str, principal: Principal = Depends(READERS)) -> FileResponse:
+        async with service.transaction() as tx:
+            row = await db.get(tx.session, recording_id)
+            if row is None:
+                raise NotFound("recording", recording_id)
+            if row.state != "stored" or row.path is None:
+                raise NotFound("recording audio", recording_id)
+            path = recorder.file_of(row.path)
+            if not await asyncio.to_thread(path.is_file):
+                raise NotFound("recording audio", recording_id)
+            # Audited in the same transaction as the lookup: no download goes unrecorded.
+            await tx.session.execute(db.access_audit.insert().values(
+                recording_id=recording_id, action="download", subject=principal.subject,
+                scopes=" ".join(sorted(principal.scopes)), at=tx.now))
+        return FileResponse(path, media_type="audio/wav", filename=f"{recording_id}.wav")
+
+    return router

@@ -1,0 +1,582 @@
+"""Handlers: load state, let the domain decide, save it and record events, in one transaction.
+
+Routes and consumers call these; nothing here knows about HTTP or the bus.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.workorder import db
+from services.workorder.domain import callbacks as cbd
+from services.workorder.domain import orders as od
+from services.workorder.domain.callbacks import (
+    Callback,
+    CallbackAction,
+    CallbackPolicy,
+    CallbackState,
+)
+from services.workorder.domain.orders import Order, OrderState, OrderType, Transition
+from services.workorder.schemas import CustomerIn, OrderIn, OutageIn
+from shared.errors import IllegalTransition, Invalid, NotFound
+from shared.messaging import Transaction
+
+log = structlog.get_logger(__name__)
+
+SYSTEM_ACTOR = "workorder"
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:16].upper()}"
+
+
+# -- customers ------------------------------------------------------------------------------
+
+async def upsert_customer(tx: Transaction, account: str, body: CustomerIn) -> None:
+    now = tx.now
+    given = body.model_fields_set
+    numbers: list[str] | None = None
+    if body.numbers is not None or body.ani is not None:
+        numbers = list(dict.fromkeys([*(body.numbers or []), *([body.ani] if body.ani else [])]))
+    fields = {"name": body.name, "area": body.area, "tier": body.tier,
+              "flags": list(dict.fromkeys(body.flags)), "balance": body.balance}
+    table = db.customers
+    statement = insert(table).values(account=account, created_at=now, updated_at=now, **fields)
+    # A partial record (say, a trace line without a balance) must not wipe what is stored.
+    changes = {name: statement.excluded[name] for name in fields if name in given}
+    changes["updated_at"] = statement.excluded.updated_at
+    await tx.session.execute(statement.on_conflict_do_update(index_elements=["account"],
+                                                             set_=changes))
+    if numbers is not None:
+        await tx.session.execute(db.customer_numbers.delete()
+                                 .where(db.customer_numbers.c.account == account))
+        for position, number in enumerate(numbers):
+            row = insert(db.customer_numbers).values(number=number, account=account,
+                                                     position=position)
+            # A number now listed here moves from whichever account had it before.
+            await tx.session.execute(row.on_conflict_do_update(
+                index_elements=["number"],
+                set_={"account": row.excluded.account, "position": row.excluded.position}))
+
+
+async def get_customer(session: AsyncSession, account: str) -> dict[str, Any]:
+    row = (await session.execute(select(db.customers)
+                                 .where(db.customers.c.account == account))).first()
+    if row is None:
+        raise NotFound("customer", account)
+    numbers = (await session.execute(
+        select(db.customer_numbers.c.number).where(db.customer_numbers.c.account == account)
+        .order_by(db.customer_numbers.c.position))).scalars().all()
+    return {**row._asdict(), "numbers": list(numbers)}
+
+
+async def lookup_customer(session: AsyncSession, number: str) -> dict[str, Any]:
+    account = (await session.execute(
+        select(db.customer_numbers.c.account)
+        .where(db.customer_numbers.c.number == number.strip()))).scalar()
+    if account is None:
+        raise NotFound("customer number", number)
+    return await get_customer(session, account)
+
+
+async def _first_number(session: AsyncSession, account: str | None) -> str | None:
+    if account is None:
+        return None
+    return (await session.execute(
+        select(db.customer_numbers.c.number).where(db.customer_numbers.c.account == account)
+        .order_by(db.customer_numbers.c.position).limit(1))).scalar()
+
+
+# -- outages --------------------------------------------------------------------------------
+
+def _outage_out(row: Row[Any], now: datetime) -> dict[str, Any]:
+    return {"outage_id": row.outage_id, "area": row.area, "type": row.type,
+            "start": row.start_at, "restore_eta": row.restore_eta,
+            "created_at": row.created_at,
+            "active": row.start_at <= now and (row.restore_eta is None or now < row.restore_eta)}
+
+
+async def create_outage(tx: Transaction, body: OutageIn) -> dict[str, Any]:
+    now = tx.now
+    start = body.start or now
+    if body.restore_eta is not None and body.restore_eta <= start:
+        raise Invalid("restore_eta", "restore_eta must be after the outage start")
+    outage_id = _new_id("OUT")
+    await tx.session.execute(db.outages.insert().values(
+        outage_id=outage_id, area=body.area, type=body.type, start_at=start,
+        restore_eta=body.restore_eta, created_at=now))
+    row = (await tx.session.execute(select(db.outages)
+                                    .where(db.outages.c.outage_id == outage_id))).one()
+    return _outage_out(row, now)
+
+
+async def list_outages(session: AsyncSession, *, area: str | None, active: bool | None,
+                       now: datetime) -> list[dict[str, Any]]:
+    t = db.outages
+    query = select(t).order_by(t.c.start_at, t.c.outage_id)
+    if area is not None:
+        query = query.where(t.c.area == area)
+    is_active = and_(t.c.start_at <= now, or_(t.c.restore_eta.is_(None), t.c.restore_eta > now))
+    if active is True:
+        query = query.where(is_active)
+    elif active is False:
+        query = query.where(~is_active)
+    return [_outage_out(row, now) for row in (await session.execute(query)).all()]
+
+
+# -- orders ---------------------------------------------------------------------------------
+
+def _order_of(row: Row[Any]) -> Order:
+    return Order(order_id=row.order_id, type=OrderType(row.type), state=OrderState(row.state),
+                 resolution=row.resolution, reply=row.reply, satisfaction=row.satisfaction)
+
+
+def order_out(row: Row[Any]) -> dict[str, Any]:
+    data = row._asdict()
+    data["allowed_actions"] = od.allowed_actions(OrderState(row.state))
+    return data
+
+
+async def _lock_order(tx: Transaction, order_id: str) -> Row[Any]:
+    row = (await tx.session.execute(select(db.orders).where(db.orders.c.order_id == order_id)
+                                    .with_for_update())).first()
+    if row is None:
+        raise NotFound("order", order_id)
+    return row
+
+
+async def _save_order(tx: Transaction, order: Order, step: Transition) -> None:
+    values: dict[str, Any] = {"state": order.state.value, "resolution": order.resolution,
+                              "reply": order.reply, "satisfaction": order.satisfaction,
+                              "updated_at": step.at}
+    if step.to_state is OrderState.RESOLVED:
+        values["resolved_at"] = step.at
+    if step.to_state is OrderState.CLOSED:
+        values["closed_at"] = step.at
+    await tx.session.execute(update(db.orders).where(db.orders.c.order_id == order.order_id)
+                             .values(**values))
+    await _audit(tx, step)
+
+
+async def _audit(tx: Transaction, step: Transition) -> None:
+    await tx.session.execute(db.order_history.insert().values(
+        order_id=step.order_id, action=step.action.value,
+        from_state=step.from_state.value if step.from_state else None,
+        to_state=step.to_state.value, actor=step.actor, reason=step.reason, at=step.at))
+
+
+async def _emit_ticket(tx: Transaction, event_type: str, data: dict[str, Any], *,
+                       order_id: str, call_id: str | None) -> None:
+    await tx.emit(event_type, data, subject=f"ticket/{order_id}", correlationid=call_id)
+
+
+async def _existing_order(session: AsyncSession, body: OrderIn) -> Row[Any] | None:
+    t = db.orders
+    matches = []
+    if body.idempotency_key is not None:
+        matches.append(t.c.idempotency_key == body.idempotency_key)
+    if body.call_id is not None:
+        matches.append(and_(t.c.call_id == body.call_id, t.c.type == body.type.value))
+    if not matches:
+        return None
+    rows = (await session.execute(select(t).where(or_(*matches)))).all()
+    # The idempotency key is the client's own word for "this request"; it wins a tie.
+    for row in rows:
+        if body.idempotency_key is not None and row.idempotency_key == body.idempotency_key:
+            return row
+    return rows[0] if rows else None
+
+
+async def create_order(tx: Transaction, body: OrderIn, actor: str) -> tuple[dict[str, Any], bool]:
+    """Return (order, created). A repeated request gets the order it created the first time."""
+    od.require_contact(body.customer_account, body.contact_number)
+    existing = await _existing_order(tx.session, body)
+    if existing is not None:
+        return order_out(existing), False
+    area = body.area
+    if body.customer_account is not None:
+        customer = (await tx.session.execute(
+            select(db.customers.c.area)
+            .where(db.customers.c.account == body.customer_account))).first()
+        if customer is None:
+            raise Invalid("customer_account", f"unknown customer_account {body.customer_account!r}")
+        area = area or customer.area
+        if body.contact_number is None and await _first_number(tx.session,
+                                                                body.customer_account) is None:
+            raise Invalid("contact_number", f"customer {body.customer_account!r} has no number "
+                          "on file to call back; give a contact_number")
+    now = tx.now
+    order, step = od.create(_new_id("WO"), body.type, now=now, actor=actor)
+    inserted = (await tx.session.execute(
+        insert(db.orders).values(
+            order_id=order.order_id, type=order.type.value, state=order.state.value,
+            call_id=body.call_id, customer_account=body.customer_account,
+            contact_number=body.contact_number, area=area, description=body.description,
+            category=body.category, idempotency_key=body.idempotency_key,
+            resolution=order.resolution, created_by=actor, created_at=now, updated_at=now)
+        # A concurrent twin committed first: its row is the answer, not a 500.
+        .on_conflict_do_nothing().returning(db.orders.c.order_id))).first()
+    if inserted is None:
+        existing = await _existing_order(tx.session, body)
+        if existing is None:
+            raise RuntimeError("order insert conflicted but no existing order matches")
+        return order_out(existing), False
+    await _audit(tx, step)
+    await _emit_ticket(tx, "workorder.ticket.created", {
+        "order_id": order.order_id, "type": order.type.value, "call_id": body.call_id,
+        "customer_account": body.customer_account, "area": area,
+    }, order_id=order.order_id, call_id=body.call_id)
+    row = (await tx.session.execute(select(db.orders)
+                                    .where(db.orders.c.order_id == order.order_id))).one()
+    return order_out(row), True
+
+
+async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
+                        policy: CallbackPolicy) -> None:
+    row = await _lock_order(tx, order_id)
+    now = tx.now
+    order, step = od.resolve(_order_of(row), reply, now=now, actor=actor)
+    await _save_order(tx, order, step)
+    callback = cbd.schedule(_new_id("CB"), order.order_id, order.resolution, now=now,
+                            policy=policy)
+    # The order row lock serializes resolutions; the unique key is the backstop.
+    await tx.session.execute(insert(db.callbacks).values(
+        callback_id=callback.callback_id, order_id=callback.order_id,
+        resolution=callback.resolution, state=callback.state.value, attempts=callback.attempts,
+        max_attempts=callback.max_attempts, due_at=callback.due_at, created_at=now,
+    ).on_conflict_do_nothing(constraint="uq_callbacks_order_resolution"))
+    await _emit_ticket(tx, "workorder.ticket.resolved", {
+        "order_id": order.order_id, "resolution": order.resolution, "reply": reply,
+    }, order_id=order.order_id, call_id=row.call_id)
+
+
+async def order_detail(session: AsyncSession, order_id: str) -> dict[str, Any]:
+    row = (await session.execute(select(db.orders)
+                                 .where(db.orders.c.order_id == order_id))).first()
+    if row is None:
+        raise NotFound("order", order_id)
+    history = (await session.execute(
+        select(db.order_history).where(db.order_history.c.order_id == order_id)
+        .order_by(db.order_history.c.id))).all()
+    recordings: Sequence[str] = []
+    if row.call_id is not None:
+        recordings = (await session.execute(
+            select(db.recordings.c.recording_id).where(db.recordings.c.call_id == row.call_id)
+            .order_by(db.recordings.c.stored_at))).scalars().all()
+    return {**order_out(row), "history": [h._asdict() for h in history],
+            "callbacks": await list_callbacks(session, order_id=order_id, state=None),
+            "recording_ids": list(recordings)}
+
+
+async def list_orders(session: AsyncSession, *, call_id: str | None, state: OrderState | None,
+                      customer_account: str | None, order_type: OrderType | None,
+                      open_only: bool | None, limit: int) -> list[dict[str, Any]]:
+    t = db.orders
+    query = select(t).order_by(t.c.created_at.desc(), t.c.order_id).limit(limit)
+    if call_id is not None:
+        query = query.where(t.c.call_id == call_id)
+    if state is not None:
+        query = query.where(t.c.state == state.value)
+    if customer_account is not None:
+        query = query.where(t.c.customer_account == customer_account)
+    if order_type is not None:
+        query = query.where(t.c.type == order_type.value)
+    if open_only is not None:
+        closed = t.c.state.in_([s.value for s in od.TERMINAL_STATES])
+        query = query.where(~closed if open_only else closed)
+    return [order_out(row) for row in (await session.execute(query)).all()]
+
+
+# -- callbacks ------------------------------------------------------------------------------
+
+def _callback_of(row: Row[Any]) -> Callback:
+    return Callback(callback_id=row.callback_id, order_id=row.order_id,
+                    resolution=row.resolution, max_attempts=row.max_attempts,
+                    state=CallbackState(row.state), attempts=row.attempts, due_at=row.due_at,
+                    satisfaction=row.satisfaction, outcome=row.outcome,
+                    last_failure=row.last_failure, completed_at=row.completed_at)
+
+
+async def list_callbacks(session: AsyncSession, *, order_id: str | None,
+                         state: CallbackState | None, limit: int = 1000) -> list[dict[str, Any]]:
+    t = db.callbacks
+    query = select(t).order_by(t.c.created_at, t.c.order_id, t.c.resolution).limit(limit)
+    if order_id is not None:
+        query = query.where(t.c.order_id == order_id)
+    if state is not None:
+        query = query.where(t.c.state == state.value)
+    rows = (await session.execute(query)).all()
+    attempts: dict[str, list[dict[str, Any]]] = {row.callback_id: [] for row in rows}
+    if rows:
+        a = db.callback_attempts
+        for attempt in (await session.execute(
+                select(a).where(a.c.callback_id.in_(list(attempts)))
+                .order_by(a.c.callback_id, a.c.attempt))).all():
+            attempts[attempt.callback_id].append(attempt._asdict())
+    return [{**row._asdict(), "attempt_log": attempts[row.callback_id]} for row in rows]
+
+
+async def _save_callback(tx: Transaction, callback: Callback) -> None:
+    await tx.session.execute(update(db.callbacks)
+                             .where(db.callbacks.c.callback_id == callback.callback_id)
+                             .values(state=callback.state.value, attempts=callback.attempts,
+                                     due_at=callback.due_at, satisfaction=callback.satisfaction,
+                                     outcome=callback.outcome, last_failure=callback.last_failure,
+                                     completed_at=callback.completed_at))
+
+
+async def _end_attempt(tx: Transaction, callback_id: str, attempt: int, result: str) -> None:
+    a = db.callback_attempts
+    await tx.session.execute(update(a).where(a.c.callback_id == callback_id,
+                                             a.c.attempt == attempt)
+                             .values(ended_at=tx.now, result=result))
+
+
+async def due_callback_ids(session: AsyncSession, now: datetime, limit: int) -> list[str]:
+    t = db.callbacks
+    return list((await session.execute(
+        select(t.c.callback_id)
+        .where(t.c.state.in_([s.value for s in cbd.ACTIVE_STATES]), t.c.due_at <= now)
+        .order_by(t.c.due_at).limit(limit))).scalars())
+
+
+async def fire_callback_timer(tx: Transaction, callback_id: str, policy: CallbackPolicy) -> bool:
+    """Dial a due task or time out its attempt. False when another worker got there first."""
+    row = (await tx.session.execute(
+        select(db.callbacks).where(db.callbacks.c.callback_id == callback_id)
+        .with_for_update(skip_locked=True))).first()
+    now = tx.now
+    if row is None or not cbd.is_due(_callback_of(row), now):
+        return False
+    before = _callback_of(row)
+    after, action = cbd.on_timer(before, now=now, policy=policy)
+    if action is CallbackAction.DIAL:
+        await _dial(tx, after, policy)
+    else:
+        await _end_attempt(tx, callback_id, before.attempts, "timeout")
+        await _settle(tx, after, action)
+    return True
+
+
+async def _dial(tx: Transaction, callback: Callback, policy: CallbackPolicy) -> None:
+    order_row = await _lock_order(tx, callback.order_id)
+    now = tx.now
+    to_number = order_row.contact_number or await _first_number(tx.session,
+                                                                 order_row.customer_account)
+    request_id = str(uuid.uuid4())
+    await tx.session.execute(db.callback_attempts.insert().values(
+        callback_id=callback.callback_id, attempt=callback.attempts, request_id=request_id,
+        to_number=to_number, requested_at=now))
+    order = _order_of(order_row)
+    if order.state is OrderState.RESOLVED:
+        order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
+                                        reason=f"callback {callback.callback_id}")
+        await _save_order(tx, order, step)
+    if to_number is None:
+        # The customer's numbers were removed after the order was taken: nothing to dial.
+        await _end_attempt(tx, callback.callback_id, callback.attempts, "no_number")
+        failed, action = cbd.fail_attempt(callback, callback.attempts, "no_number", now=now,
+                                          policy=policy)
+        await _settle(tx, failed, action)
+        return
+    await _save_callback(tx, callback)
+    context = {"purpose": "survey", "order_id": callback.order_id,
+               "callback_id": callback.callback_id, "attempt": callback.attempts,
+               "request_id": request_id}
+    await tx.emit("workorder.callback.requested", {
+        "request_id": request_id, "callback_id": callback.callback_id,
+        "order_id": callback.order_id, "attempt": callback.attempts, "to_number": to_number,
+        "context": context,
+    }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+
+
+async def _settle(tx: Transaction, callback: Callback, action: CallbackAction) -> None:
+    """Save a callback after an outcome; a final outcome closes or reopens its order."""
+    await _save_callback(tx, callback)
+    if action is CallbackAction.RETRY or callback.outcome is None:
+        return
+    order_row = await _lock_order(tx, callback.order_id)
+    await tx.emit("workorder.callback.completed", {
+        "callback_id": callback.callback_id, "order_id": callback.order_id,
+        "outcome": callback.outcome, "attempts": callback.attempts,
+    }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+    try:
+        order, step = od.apply_callback_outcome(_order_of(order_row), callback.outcome,
+                                                now=tx.now, actor=SYSTEM_ACTOR)
+    except IllegalTransition as error:
+        # The callback's result stands on its own; the order moved on by another path.
+        log.warning("callback outcome does not apply to the order", order_id=callback.order_id,
+                    callback_id=callback.callback_id, error=str(error))
+        return
+    await _save_order(tx, order, step)
+    if order.state is OrderState.CLOSED:
+        await _emit_ticket(tx, "workorder.ticket.closed", {
+            "order_id": order.order_id, "satisfaction": order.satisfaction,
+        }, order_id=order.order_id, call_id=order_row.call_id)
+    else:
+        await _emit_ticket(tx, "workorder.ticket.reopened", {
+            "order_id": order.order_id, "reason": step.reason,
+        }, order_id=order.order_id, call_id=order_row.call_id)
+
+
+# -- events from CTI, IVR and recording -----------------------------------------------------
+
+async def _find_attempt(tx: Transaction, *, request_id: Any = None,
+                        context: dict[str, Any] | None = None,
+                        call_id: Any = None) -> Row[Any] | None:
+    """Which callback attempt an event is about: by request id, by the context we attached,
+    or by the outbound call's id (if CTI did not echo the context)."""
+    a = db.callback_attempts
+    context = context or {}
+    request_id = request_id or context.get("request_id")
+    if isinstance(request_id, str):
+        row = (await tx.session.execute(select(a).where(a.c.request_id == request_id))).first()
+        if row is not None:
+            return row
+    callback_id, attempt = context.get("callback_id"), context.get("attempt")
+    if isinstance(callback_id, str) and isinstance(attempt, int):
+        row = (await tx.session.execute(select(a).where(a.c.callback_id == callback_id,
+                                                        a.c.attempt == attempt))).first()
+        if row is not None:
+            return row
+    if isinstance(call_id, str):
+        return (await tx.session.execute(select(a).where(a.c.call_id == call_id)
+                                         .order_by(a.c.requested_at.desc()).limit(1))).first()
+    return None
+
+
+async def _lock_callback(tx: Transaction, callback_id: str) -> Callback:
+    row = (await tx.session.execute(select(db.callbacks)
+                                    .where(db.callbacks.c.callback_id == callback_id)
+                                    .with_for_update())).one()
+    return _callback_of(row)
+
+
+def _ignored(event_type: str, why: str, **fields: Any) -> None:
+    log.info("event ignored", ignored_type=event_type, why=why, **fields)
+
+
+async def on_call_originated(tx: Transaction, data: dict[str, Any]) -> None:
+    attempt = await _find_attempt(tx, request_id=data.get("request_id"),
+                                  context=data.get("context"))
+    if attempt is None:
+        _ignored("cti.call.originated", "unknown request", request_id=data.get("request_id"))
+        return
+    a = db.callback_attempts
+    # Recorded even for a superseded attempt: the call's release will still need matching.
+    await tx.session.execute(update(a).where(a.c.callback_id == attempt.callback_id,
+                                             a.c.attempt == attempt.attempt)
+                             .values(call_id=data["call_id"]))
+
+
+async def on_attempt_failed(tx: Transaction, event: str, attempt: Row[Any] | None, reason: str,
+                            policy: CallbackPolicy) -> None:
+    if attempt is None:
+        _ignored(event, "not a callback attempt we know")
+        return
+    callback = await _lock_callback(tx, attempt.callback_id)
+    try:
+        after, action = cbd.fail_attempt(callback, attempt.attempt, reason, now=tx.now,
+                                          policy=policy)
+    except (IllegalTransition, cbd.StaleAttempt) as error:
+        _ignored(event, str(error), callback_id=attempt.callback_id, attempt=attempt.attempt)
+        return
+    await _end_attempt(tx, attempt.callback_id, attempt.attempt, reason)
+    await _settle(tx, after, action)
+
+
+async def on_origination_failed(tx: Transaction, data: dict[str, Any],
+                                policy: CallbackPolicy) -> None:
+    attempt = await _find_attempt(tx, request_id=data.get("request_id"),
+                                  context=data.get("context"))
+    await on_attempt_failed(tx, "cti.call.origination_failed", attempt,
+                            f"origination_failed:{data.get('reason', 'unknown')}"[:64], policy)
+
+
+async def on_call_released(tx: Transaction, data: dict[str, Any], policy: CallbackPolicy) -> None:
+    context = data.get("context") or {}
+    if data.get("direction") != "outbound" and not context.get("callback_id"):
+        return  # an ordinary inbound call: not ours to track
+    attempt = await _find_attempt(tx, context=context, call_id=data.get("call_id"))
+    # After a survey answer the attempt is settled and the domain refuses the failure.
+    await on_attempt_failed(tx, "cti.call.released", attempt,
+                            str(data.get("cause") or "released")[:64], policy)
+
+
+async def on_survey_completed(tx: Transaction, data: dict[str, Any],
+                              policy: CallbackPolicy) -> None:
+    attempt = await _find_attempt(tx, context=data.get("context"), call_id=data.get("call_id"))
+    if attempt is None:
+        _ignored("ivr.survey.completed", "not a callback attempt we know",
+                 call_id=data.get("call_id"))
+        return
+    callback = await _lock_callback(tx, attempt.callback_id)
+    satisfaction = data.get("satisfaction")
+    try:
+        after, action = cbd.survey_result(callback, attempt.attempt, satisfaction, now=tx.now,
+                                          policy=policy)
+    except (IllegalTransition, cbd.StaleAttempt) as error:
+        _ignored("ivr.survey.completed", str(error), callback_id=attempt.callback_id,
+                 attempt=attempt.attempt)
+        return
+    await _end_attempt(tx, attempt.callback_id, attempt.attempt,
+                       "answered" if action is CallbackAction.ANSWER else "no_answer_given")
+    await _settle(tx, after, action)
+
+
+async def on_recording_stored(tx: Transaction, data: dict[str, Any]) -> None:
+    await tx.session.execute(insert(db.recordings).values(
+        recording_id=data["recording_id"], call_id=data["call_id"],
+        duration_seconds=data.get("duration_seconds"), stored_at=tx.now,
+    ).on_conflict_do_nothing())
+
+
+# -- reports --------------------------------------------------------------------------------
+
+async def summary(session: AsyncSession) -> dict[str, Any]:
+    o, h, c = db.orders, db.order_history, db.callbacks
+    by_type: dict[str, dict[str, int]] = {}
+    by_state: dict[str, int] = {}
+    total = 0
+    for order_type, state, count in (await session.execute(
+            select(o.c.type, o.c.state, func.count()).group_by(o.c.type, o.c.state))).all():
+        by_type.setdefault(order_type, {})[state] = count
+        by_state[state] = by_state.get(state, 0) + count
+        total += count
+    resolved = (await session.execute(select(func.count()).select_from(o)
+                                      .where(o.c.resolution > 0))).scalar_one()
+    reopened = (await session.execute(select(func.count(func.distinct(h.c.order_id)))
+                                      .where(h.c.action == od.OrderAction.REOPEN.value)
+                                      )).scalar_one()
+    callback_states = dict((await session.execute(
+        select(c.c.state, func.count()).group_by(c.c.state))).tuples().all())
+    satisfaction = {s: 0 for s in od.SATISFACTIONS}
+    for value, count in (await session.execute(
+            select(c.c.satisfaction, func.count()).where(c.c.state == CallbackState.COMPLETED.value)
+            .group_by(c.c.satisfaction))).all():
+        if value in satisfaction:
+            satisfaction[value] = count
+    completed = callback_states.get(CallbackState.COMPLETED.value, 0)
+    unreachable = callback_states.get(CallbackState.UNREACHABLE.value, 0)
+    pending = sum(callback_states.get(s.value, 0) for s in cbd.ACTIVE_STATES)
+    callbacks_total = completed + unreachable + pending
+    return {
+        "orders": {"total": total, "by_type": by_type, "by_state": by_state},
+        "resolved": resolved,
+        "closed": by_state.get(OrderState.CLOSED.value, 0),
+        "reopened": reopened,
+        "callbacks": {"total": callbacks_total, "completed": completed,
+                      "unreachable": unreachable, "pending": pending},
+        # One callback is owed per resolution, so resolutions are the denominator.
+        "callback_completion_rate": ((completed + unreachable) / callbacks_total
+                                     if callbacks_total else None),
+        "satisfaction": satisfaction,
+    }

@@ -1,0 +1,184 @@
+"""Request and response bodies of the REST API (strict in, explicit out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from services.workorder.domain.callbacks import CallbackState
+from services.workorder.domain.orders import OrderState, OrderType
+
+Tier = Literal["regular", "vip"]
+Number = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+SatisfactionValue = Literal["satisfied", "neutral", "dissatisfied"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerIn(Strict):
+    """A customer record. On update, fields left out keep their stored value; ``numbers`` (and
+    ``ani``, the trace's single calling number) replace the stored numbers when given."""
+
+    # Lets a trace's ``customer`` line be posted as it is.
+    kind: Literal["customer"] | None = None
+    account: Key | None = None
+    name: str | None = Field(default=None, max_length=200)
+    numbers: list[Number] | None = None
+    ani: Number | None = None
+    area: Key | None = None
+    tier: Tier = "regular"
+    flags: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = []
+    balance: Decimal = Field(default=Decimal(0), max_digits=14, decimal_places=2)
+
+
+class BatchCustomer(CustomerIn):
+    account: Key
+
+
+class CustomerBatch(Strict):
+    customers: list[BatchCustomer] = Field(max_length=10_000)
+
+
+class CustomerOut(BaseModel):
+    account: str
+    name: str | None
+    numbers: list[str]
+    area: str | None
+    tier: str
+    flags: list[str]
+    # Money travels as a decimal string so no client rounds it through a float.
+    balance: Decimal
+    created_at: datetime
+    updated_at: datetime
+
+
+class BatchResult(BaseModel):
+    upserted: int
+    accounts: list[str]
+
+
+class OutageIn(Strict):
+    area: Key
+    type: Literal["planned", "fault"]
+    start: AwareDatetime | None = None
+    # Unknown at first for many faults; without it the notice stays active.
+    restore_eta: AwareDatetime | None = None
+
+
+class OutageOut(BaseModel):
+    outage_id: str
+    area: str
+    type: str
+    start: datetime
+    restore_eta: datetime | None
+    created_at: datetime
+    active: bool
+
+
+class OrderIn(Strict):
+    type: OrderType
+    call_id: Key | None = Field(default=None, max_length=128)
+    customer_account: Key | None = None
+    contact_number: Number | None = None
+    area: Key | None = None
+    description: str | None = Field(default=None, max_length=10_000)
+    category: Key | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class ResolveIn(Strict):
+    reply: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+
+
+class HistoryOut(BaseModel):
+    action: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    request_id: str
+    to_number: str | None
+    call_id: str | None
+    requested_at: datetime
+    ended_at: datetime | None
+    result: str | None
+
+
+class CallbackOut(BaseModel):
+    callback_id: str
+    order_id: str
+    resolution: int
+    state: CallbackState
+    attempts: int
+    max_attempts: int
+    due_at: datetime | None
+    satisfaction: SatisfactionValue | None
+    outcome: str | None
+    last_failure: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    attempt_log: list[AttemptOut] = []
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    type: OrderType
+    state: OrderState
+    allowed_actions: list[str]
+    call_id: str | None
+    customer_account: str | None
+    contact_number: str | None
+    area: str | None
+    description: str | None
+    category: str | None
+    idempotency_key: str | None
+    resolution: int
+    reply: str | None
+    satisfaction: SatisfactionValue | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+
+class OrderDetail(OrderOut):
+    history: list[HistoryOut]
+    callbacks: list[CallbackOut]
+    recording_ids: list[str]
+
+
+class CallbackCounts(BaseModel):
+    total: int
+    completed: int
+    unreachable: int
+    pending: int
+
+
+class OrderCounts(BaseModel):
+    total: int
+    by_type: dict[str, dict[str, int]]
+    by_state: dict[str, int]
+
+
+class Summary(BaseModel):
+    orders: OrderCounts
+    resolved: int = Field(description="orders resolved at least once")
+    closed: int = Field(description="orders closed")
+    reopened: int = Field(description="orders reopened at least once")
+    callbacks: CallbackCounts
+    callback_completion_rate: float | None = Field(
+        description="resolutions whose callback completed or was escalated (unreachable → "
+                    "reopened) over all resolutions; null before the first resolution")
+    satisfaction: dict[str, int]
