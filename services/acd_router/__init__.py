@@ -1,0 +1,1 @@
+"""acd_router: queues, agents and their states, and routing decisions."""

@@ -1,0 +1,59 @@
+"""The acd_router app: REST, one event consumer and the deadline poller, on the service kit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+
+from shared.bus import Bus
+from shared.clock import Clock
+from shared.envelope import Envelope
+from shared.messaging import Transaction
+from shared.service import Service
+
+from .api import build_router
+from .db import SCHEMA, metadata
+from .handlers import CONSUMED, Acd
+from .settings import AcdSettings
+
+log = structlog.get_logger(__name__)
+
+NAME = "acd_router"
+
+
+def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    settings = settings or AcdSettings()
+    service = Service(NAME, SCHEMA, settings, metadata=metadata,
+                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
+    acd = Acd(settings)
+
+    # One queue for every event consumed: a call's CTI and IVR events then reach the handler
+    # in the order the broker received them, not raced by separate consumers.
+    @service.consumer("events", *CONSUMED)
+    async def on_event(tx: Transaction, envelope: Envelope) -> None:
+        await acd.handle(tx, envelope)
+
+    @service.background
+    async def deadlines() -> None:
+        # Deadlines live in PostgreSQL, so a restarted (or another) replica picks them up.
+        # Polled on the wall clock: under a scaled or fake clock the comparison still uses
+        # suite time.
+        while True:
+            await asyncio.sleep(settings.poll_interval_wall_seconds)
+            async with service.transaction() as tx:
+                due = await acd.anything_due(tx)
+            if due:
+                async with service.transaction() as tx:
+                    await acd.run_deadlines(tx)
+
+    app = service.create_app(
+        title="Hotline ACD router",
+        description="Queues, agent states and skill-based routing decisions.",
+        routers=[build_router()],
+    )
+    app.state.acd = acd
+    return app

@@ -1,0 +1,95 @@
+"""Tables of the ``acd`` schema (the migrations create them; this is what the code queries)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "acd"
+metadata = MetaData(schema=SCHEMA)
+
+agents = Table(
+    "agents", metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64)),
+    Column("skills", JSONB, nullable=False),
+    Column("device", String(128), nullable=False),
+    Column("team", String(64)),
+    Column("state_since", DateTime(timezone=True)),
+    Column("ready_since", DateTime(timezone=True)),
+    Column("calls_handled", Integer, nullable=False),
+    Column("handled_day", Date),
+    Column("pending_state", String(16)),
+    Column("pending_reason", String(64)),
+    Column("call_id", String(64)),
+    Column("reservation_id", String(64)),
+    Column("wrapup_deadline", DateTime(timezone=True)),
+    Index("ix_agents_wrapup_deadline", "wrapup_deadline",
+          postgresql_where=text("wrapup_deadline IS NOT NULL")),
+)
+
+queues = Table(
+    "queues", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+queue_entries = Table(
+    "queue_entries", metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("queue", String(64), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("skills", JSONB, nullable=False),
+    Column("customer", JSONB),
+    Column("from_number", String(64)),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("agent_id", String(64)),
+    Column("reservation_id", String(64)),
+    Column("reservation_expires_at", DateTime(timezone=True)),
+    Column("answered_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ring_failures", Integer, nullable=False),
+    Index("ix_queue_entries_live", "queue", "state",
+          postgresql_where=text("state IN ('waiting', 'reserved')")),
+    Index("ix_queue_entries_expiry", "reservation_expires_at",
+          postgresql_where=text("reservation_expires_at IS NOT NULL")),
+)
+
+# Every reservation made, with how it ended: GET /calls shows it, statistics will read it.
+routing_decisions = Table(
+    "routing_decisions", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("reservation_id", String(64), nullable=False, unique=True),
+    Column("call_id", String(64), nullable=False, index=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("alerting_at", DateTime(timezone=True)),
+    # pending, connected, ring_failed, expired, cancelled
+    Column("outcome", String(16), nullable=False),
+    Column("outcome_reason", String(32)),
+    Column("outcome_at", DateTime(timezone=True)),
+)
+
+# Calls CTI released before ACD heard of them: a late ivr.session.completed must not queue
+# a call that is already gone (events from different producers can cross).
+released_calls = Table(
+    "released_calls", metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("released_at", DateTime(timezone=True), nullable=False),
+)

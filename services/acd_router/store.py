@@ -1,0 +1,189 @@
+"""Loading and saving domain objects (SQLAlchemy Core over the ``acd`` tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .db import (
+    agents,
+    queue_entries,
+    queues,
+    released_calls,
+    routing_decisions,
+)
+from .domain import Agent, AgentState, EntryState, Pending, QueueEntry
+from .domain.queue import LIVE_STATES
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+def _agent(row: Any) -> Agent:
+    pending = (Pending(AgentState(row.pending_state), row.pending_reason)
+               if row.pending_state else None)
+    return Agent(
+        agent_id=row.agent_id, state=AgentState(row.state), reason=row.reason,
+        skills=dict(row.skills), device=row.device, team=row.team, state_since=row.state_since,
+        ready_since=row.ready_since, calls_handled=row.calls_handled,
+        handled_day=row.handled_day, pending=pending, call_id=row.call_id,
+        reservation_id=row.reservation_id, wrapup_deadline=row.wrapup_deadline,
+    )
+
+
+async def load_agent(session: AsyncSession, agent_id: str) -> Agent | None:
+    row = (await session.execute(select(agents).where(agents.c.agent_id == agent_id))).first()
+    return _agent(row) if row else None
+
+
+async def load_agents(session: AsyncSession, *, states: Iterable[AgentState] | None = None
+                      ) -> list[Agent]:
+    query = select(agents).order_by(agents.c.agent_id)
+    if states is not None:
+        query = query.where(agents.c.state.in_([s.value for s in states]))
+    return [_agent(row) for row in await session.execute(query)]
+
+
+async def save_agent(session: AsyncSession, agent: Agent) -> None:
+    values = {
+        "state": agent.state.value, "reason": agent.reason, "skills": agent.skills,
+        "device": agent.device, "team": agent.team, "state_since": agent.state_since,
+        "ready_since": agent.ready_since, "calls_handled": agent.calls_handled,
+        "handled_day": agent.handled_day,
+        "pending_state": agent.pending.state.value if agent.pending else None,
+        "pending_reason": agent.pending.reason if agent.pending else None,
+        "call_id": agent.call_id, "reservation_id": agent.reservation_id,
+        "wrapup_deadline": agent.wrapup_deadline,
+    }
+    await session.execute(insert(agents).values(agent_id=agent.agent_id, **values)
+                          .on_conflict_do_update(index_elements=["agent_id"], set_=values))
+
+
+async def wrap_ups_due(session: AsyncSession, now: datetime) -> list[Agent]:
+    rows = await session.execute(
+        select(agents).where(agents.c.state == AgentState.WRAP_UP.value,
+                             agents.c.wrapup_deadline <= now)
+        .order_by(agents.c.wrapup_deadline, agents.c.agent_id))
+    return [_agent(row) for row in rows]
+
+
+# -- queues and entries -------------------------------------------------------------------------
+
+
+async def ensure_queues(session: AsyncSession, names: Iterable[str], now: datetime) -> None:
+    rows = [{"name": name, "created_at": now} for name in sorted(set(names))]
+    if rows:
+        await session.execute(insert(queues).values(rows).on_conflict_do_nothing())
+
+
+async def queue_names(session: AsyncSession) -> list[str]:
+    return list((await session.execute(select(queues.c.name).order_by(queues.c.name))).scalars())
+
+
+async def queue_exists(session: AsyncSession, name: str) -> bool:
+    return (await session.execute(select(queues.c.name).where(queues.c.name == name))
+            ).first() is not None
+
+
+def _entry(row: Any) -> QueueEntry:
+    return QueueEntry(
+        call_id=row.call_id, queue=row.queue, enqueued_at=row.enqueued_at,
+        priority=row.priority, state=EntryState(row.state), skills=list(row.skills),
+        customer=row.customer, from_number=row.from_number, agent_id=row.agent_id,
+        reservation_id=row.reservation_id, reservation_expires_at=row.reservation_expires_at,
+        answered_at=row.answered_at, ended_at=row.ended_at, ring_failures=row.ring_failures,
+    )
+
+
+async def load_entry(session: AsyncSession, call_id: str) -> QueueEntry | None:
+    row = (await session.execute(select(queue_entries)
+                                 .where(queue_entries.c.call_id == call_id))).first()
+    return _entry(row) if row else None
+
+
+async def live_entries(session: AsyncSession, queue: str | None = None,
+                       states: Iterable[EntryState] = LIVE_STATES) -> list[QueueEntry]:
+    query = (select(queue_entries)
+             .where(queue_entries.c.state.in_([s.value for s in states]))
+             .order_by(queue_entries.c.priority.desc(), queue_entries.c.enqueued_at,
+                       queue_entries.c.call_id))
+    if queue is not None:
+        query = query.where(queue_entries.c.queue == queue)
+    return [_entry(row) for row in await session.execute(query)]
+
+
+async def reservations_due(session: AsyncSession, now: datetime) -> list[QueueEntry]:
+    rows = await session.execute(
+        select(queue_entries).where(queue_entries.c.state == EntryState.RESERVED.value,
+                                    queue_entries.c.reservation_expires_at <= now)
+        .order_by(queue_entries.c.reservation_expires_at, queue_entries.c.call_id))
+    return [_entry(row) for row in rows]
+
+
+async def save_entry(session: AsyncSession, entry: QueueEntry) -> None:
+    values = {
+        "queue": entry.queue, "priority": entry.priority, "state": entry.state.value,
+        "skills": entry.skills, "customer": entry.customer, "from_number": entry.from_number,
+        "enqueued_at": entry.enqueued_at, "agent_id": entry.agent_id,
+        "reservation_id": entry.reservation_id,
+        "reservation_expires_at": entry.reservation_expires_at,
+        "answered_at": entry.answered_at, "ended_at": entry.ended_at,
+        "ring_failures": entry.ring_failures,
+    }
+    await session.execute(insert(queue_entries).values(call_id=entry.call_id, **values)
+                          .on_conflict_do_update(index_elements=["call_id"], set_=values))
+
+
+# -- routing decisions --------------------------------------------------------------------------
+
+
+async def record_decision(session: AsyncSession, entry: QueueEntry, strategy: str,
+                          now: datetime) -> None:
+    assert entry.reservation_id and entry.agent_id and entry.reservation_expires_at
+    await session.execute(routing_decisions.insert().values(
+        reservation_id=entry.reservation_id, call_id=entry.call_id, agent_id=entry.agent_id,
+        queue=entry.queue, strategy=strategy, decided_at=now,
+        expires_at=entry.reservation_expires_at, outcome="pending"))
+
+
+async def close_decision(session: AsyncSession, reservation_id: str | None, outcome: str,
+                         now: datetime, reason: str | None = None) -> None:
+    if reservation_id is None:
+        return
+    await session.execute(
+        update(routing_decisions)
+        .where(routing_decisions.c.reservation_id == reservation_id,
+               routing_decisions.c.outcome == "pending")
+        .values(outcome=outcome, outcome_reason=reason, outcome_at=now))
+
+
+async def mark_alerting(session: AsyncSession, reservation_id: str, now: datetime) -> None:
+    await session.execute(
+        update(routing_decisions)
+        .where(routing_decisions.c.reservation_id == reservation_id,
+               routing_decisions.c.alerting_at.is_(None))
+        .values(alerting_at=now))
+
+
+async def decisions_of(session: AsyncSession, call_id: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(routing_decisions).where(routing_decisions.c.call_id == call_id)
+        .order_by(routing_decisions.c.id))
+    return [dict(row._mapping) for row in rows]
+
+
+# -- calls released before they were queued -----------------------------------------------------
+
+
+async def remember_released(session: AsyncSession, call_id: str, now: datetime) -> None:
+    await session.execute(insert(released_calls).values(call_id=call_id, released_at=now)
+                          .on_conflict_do_nothing())
+
+
+async def was_released(session: AsyncSession, call_id: str) -> bool:
+    return (await session.execute(select(released_calls.c.call_id)
+                                  .where(released_calls.c.call_id == call_id))).first() is not None
