@@ -63,7 +63,7 @@ class Processes:
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
+            log = open(self.log_dir / f"{service}.log", "ab")
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"], env=dict(env),
             stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)

@@ -1,0 +1,1 @@
+"""Hotline: the all-in-one suite runner and the ``hotline`` command line."""

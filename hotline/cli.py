@@ -1,0 +1,193 @@
+"""The ``hotline`` command line.
+
+    hotline replay traces/sample-busy-hour.jsonl --speed 60
+    hotline token --scope agent --subject A001
+
+Tokens are minted from the suite's signing key (``HOTLINE_JWT_SECRET``, or the development key
+``make run`` keeps in ``.hotline/dev-signing-key``), so the CLI needs no login.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared.auth import SCOPES, Auth, signing_secret
+from shared.settings import CommonSettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Hotline command line: replay call traces, mint development tokens.")
+console = Console()
+errors = Console(stderr=True)
+
+DEFAULT_URL = "http://127.0.0.1:8006"
+POLL_SECONDS = 0.5
+
+
+def _token(scopes: list[str], subject: str, ttl: int = 12 * 3600) -> str:
+    return Auth(signing_secret(CommonSettings())).mint(subject, scopes, ttl_seconds=ttl)
+
+
+@app.command()
+def token(
+    scope: Annotated[list[str], typer.Option("--scope", "-s",
+                                             help=f"One of {', '.join(SCOPES)}; repeatable.")],
+    subject: Annotated[str, typer.Option(help="The token's subject (e.g. an agent id).")]
+    = "developer",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
+) -> None:
+    """Print a development bearer token."""
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        errors.print(f"[red]unknown scope(s): {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+    typer.echo(_token(scope, subject, ttl))
+
+
+def _report_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Replay report (trace seconds)", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+
+    def pct(value: Any) -> str:
+        return "—" if value is None else f"{value * 100:.1f}%"
+
+    def num(value: Any) -> str:
+        return "—" if value is None else f"{value:g}"
+
+    rows = [
+        ("offered", num(report.get("offered"))),
+        ("offered to queue", num(report.get("offered_to_queue"))),
+        ("answered", num(report.get("answered"))),
+        ("abandoned", num(report.get("abandoned"))),
+        ("  short abandons (< 5 s)", num(report.get("short_abandons"))),
+        ("self-served", num(report.get("self_served"))),
+        ("answer rate", pct(report.get("answer_rate"))),
+        ("service level (20 s)", pct(report.get("service_level"))),
+        ("ASA (s)", num(report.get("asa_seconds"))),
+        ("average talk (s)", num(report.get("average_talk_seconds"))),
+        ("work orders created", num(report.get("work_orders_created"))),
+        ("callbacks done", num(report.get("callbacks_done"))),
+        ("  completed / unreachable", f"{report.get('callbacks_completed', 0)} / "
+                                      f"{report.get('callbacks_unreachable', 0)}"),
+        ("callback completion rate", pct(report.get("callback_completion_rate"))),
+    ]
+    for name, value in (report.get("satisfaction") or {}).items():
+        rows.append((f"satisfaction: {name}", num(value)))
+    open_items = report.get("open") or {}
+    if not report.get("drained", True):
+        rows.append(("[yellow]still open at drain timeout[/yellow]",
+                     f"{len(open_items.get('calls', []))} calls, "
+                     f"{len(open_items.get('orders', []))} orders"))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _print_line_errors(line_errors: list[dict[str, Any]]) -> None:
+    if not line_errors:
+        return
+    errors.print(f"[yellow]{len(line_errors)} trace line(s) skipped:[/yellow]")
+    for item in line_errors[:50]:
+        errors.print(f"  line {item['line']}: {item['error']}")
+    if len(line_errors) > 50:
+        errors.print(f"  … and {len(line_errors) - 50} more")
+
+
+@app.command()
+def replay(
+    trace: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                          help="A hotline-trace/1 file (JSON Lines).")],
+    speed: Annotated[float | None, typer.Option(min=0.001, help="Trace seconds per wall "
+                                                "second (default: the suite's time scale).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the report, as JSON.")]
+    = False,
+    url: Annotated[str, typer.Option(help="The softswitch's base URL.")] = DEFAULT_URL,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many "
+                                                  "wall seconds (exit code 3).")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the replay.")] = None,
+) -> None:
+    """Replay a call trace through the suite and print its report."""
+    headers = {"Authorization": f"Bearer {_token(['admin'], 'hotline-cli')}"}
+    params: dict[str, Any] = {}
+    if speed is not None:
+        params["speed"] = speed
+    if name:
+        params["name"] = name
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
+        try:
+            response = client.post("/v1/replays", params=params, content=trace.read_bytes(),
+                                   headers={"content-type": "application/x-ndjson"})
+        except httpx.HTTPError as error:
+            errors.print(f"[red]cannot reach the softswitch at {url}: {error}[/red]")
+            raise typer.Exit(2) from None
+        if response.status_code != 202:
+            errors.print(f"[red]replay refused ({response.status_code}):[/red] {response.text}")
+            raise typer.Exit(2)
+        started = response.json()
+        replay_id = started["replay_id"]
+        if not as_json:
+            console.print(f"replay [bold]{replay_id}[/bold]: {started.get('calls')} calls, "
+                          f"{started.get('agents')} agents at speed {started.get('speed')}")
+            _print_line_errors(started.get("errors") or [])
+        view = _follow(client, replay_id, timeout, quiet=as_json)
+    if view is None:
+        errors.print(f"[red]timed out waiting for replay {replay_id}[/red]")
+        raise typer.Exit(3)
+    if as_json:
+        typer.echo(json.dumps(view.get("report"), ensure_ascii=False, indent=2))
+    else:
+        for warning in (view.get("progress") or {}).get("warnings") or []:
+            errors.print(f"[yellow]warning:[/yellow] {warning}")
+        if view.get("report"):
+            console.print(_report_table(view["report"]))
+    if view["state"] != "finished":
+        errors.print(f"[red]replay {replay_id} {view['state']}: {view.get('failure')}[/red]")
+        raise typer.Exit(1)
+
+
+def _follow(client: httpx.Client, replay_id: str, timeout: float | None, *, quiet: bool
+            ) -> dict[str, Any] | None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=errors, disable=quiet, transient=False) as progress:
+        bar = progress.add_task("calls", total=None, detail="")
+        while True:
+            try:
+                response = client.get(f"/v1/replays/{replay_id}")
+                response.raise_for_status()
+                view: dict[str, Any] = response.json()
+            except httpx.HTTPError as error:
+                errors.print(f"[yellow]status unavailable: {error}[/yellow]")
+                view = {}
+            if view:
+                p = view.get("progress") or {}
+                detail = (f"{view['state']} · placed {p.get('placed', 0)} · "
+                          f"ivr {p.get('in_ivr', 0)} · queue {p.get('in_queue', 0)} · "
+                          f"talking {p.get('talking', 0)} · callbacks "
+                          f"{p.get('callbacks_settled', 0)}/{p.get('orders_created', 0)}")
+                progress.update(bar, total=p.get("calls_total"), completed=p.get("ended", 0),
+                                detail=detail)
+                if view["state"] in ("finished", "failed"):
+                    return view
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(POLL_SECONDS)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+"""The simulated parties: PSTN callers, agents (phone + desktop) and callback customers.
+
+Each reacts to the frames CTI sends on its leg and acts on the replay clock, as the trace
+says the person would. Timers that stand for a person doing something (thinking, letting
+the phone ring, talking, wrapping up) run inside ``replay.busy()`` so the drain timeout
+only counts time the replay spends waiting on its peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from services.softswitch.media import MediaFork
+from services.softswitch.peers import PeerError
+from services.softswitch.switch import Frame, LinkDown
+from services.softswitch.trace import SATISFACTION_DIGITS, Agent, Call, CallbackDisposition
+
+if TYPE_CHECKING:
+    from services.softswitch.replay import OrderRun, Replay
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TALK = 60.0
+
+
+@dataclass
+class CallRun:
+    """One trace call as it goes: the caller's state and what the report needs."""
+
+    spec: Call
+    call_id: str
+    placed_at: float | None = None
+    answered_at: float | None = None
+    queued_at: float | None = None
+    ringing_at: float | None = None
+    connected_at: float | None = None
+    ended_at: float | None = None
+    outcome: str | None = None
+    agent_id: str | None = None
+    talk: float | None = None
+    order_id: str | None = None
+    # The agent's phone sent 200: from here the caller no longer abandons.
+    agent_answered: bool = False
+    order_pending: bool = False
+    caller_up: bool = False
+    caller_gone: bool = False
+    dtmf_next: int = 0
+    notes: list[str] = field(default_factory=list)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def state(self) -> str:
+        if self.ended_at is not None:
+            return "ended"
+        if self.placed_at is None:
+            return "pending"
+        if self.connected_at is not None:
+            return "talking"
+        if self.ringing_at is not None:
+            return "ringing"
+        if self.queued_at is not None:
+            return "queued"
+        if self.answered_at is not None:
+            return "in_ivr"
+        return "setup"
+
+
+class Caller:
+    """The PSTN caller of one trace call (leg ``caller``)."""
+
+    def __init__(self, replay: Replay, run: CallRun) -> None:
+        self.replay = replay
+        self.run = run
+
+    @property
+    def link(self) -> Any:
+        return self.replay.link
+
+    async def place(self) -> None:
+        run = self.run
+        run.placed_at = self.replay.clock.now()
+        self.replay.touch(run)
+        try:
+            await self.link.request("INVITE", run.call_id, "caller",
+                                    on_response=self._on_invite_response,
+                                    **{"from": run.spec.from_, "to": run.spec.to})
+        except LinkDown as error:
+            self.end("failed", note=f"INVITE not sent: {error}")
+
+    async def _on_invite_response(self, frame: Frame) -> None:
+        run = self.run
+        if frame.get("type") == "error":
+            self.end("failed", note=f"INVITE refused: {frame.get('code')} {frame.get('message')}")
+            return
+        status = int(frame.get("status") or 0)
+        if status < 200:
+            return
+        if status >= 300:
+            self.end("rejected", note=f"INVITE answered {status} {frame.get('reason', '')}")
+            return
+        run.answered_at = self.replay.clock.now()
+        run.caller_up = True
+        self.replay.touch(run)
+        await self.link.request("ACK", run.call_id, "caller")
+
+    async def on_request(self, frame: Frame) -> None:
+        method = frame.get("method")
+        run = self.run
+        if method == "ACK":
+            return
+        await self.link.respond(frame, 200)
+        if method == "INFO":
+            if isinstance(frame.get("play"), dict):
+                self._on_play(frame["play"])
+            elif isinstance(frame.get("notify"), dict):
+                self._on_notify(frame["notify"])
+        elif method in ("BYE", "CANCEL"):
+            run.caller_up = False
+            run.caller_gone = True
+            if run.connected_at is not None:
+                # The agent side ended the call; this is CTI tidying the caller leg after it.
+                self.end("answered")
+            elif run.queued_at is not None:
+                self.end("released_in_queue")
+            else:
+                self.end("self_served")
+
+    def _on_play(self, play: dict[str, Any]) -> None:
+        run = self.run
+        if not play.get("collect"):
+            return  # an announcement consumes no dtmf entry
+        entry = run.spec.dtmf[run.dtmf_next] if run.dtmf_next < len(run.spec.dtmf) else None
+        run.dtmf_next += 1
+        if entry:
+            self.replay.spawn(self._press(entry, self.replay.clock.now() + run.spec.think),
+                              owner=run)
+
+    async def _press(self, digits: str, instant: float) -> None:
+        async with self.replay.busy():
+            await self.replay.clock.sleep_until(instant)
+        run = self.run
+        if run.caller_up and run.ended_at is None and not run.agent_answered:
+            await self.link.request("INFO", run.call_id, "caller", dtmf=digits)
+
+    def _on_notify(self, notify: dict[str, Any]) -> None:
+        run = self.run
+        if notify.get("event") != "queued" or run.queued_at is not None:
+            return
+        run.queued_at = self.replay.clock.now()
+        self.replay.touch(run)
+        if run.spec.patience is not None:
+            self.replay.spawn(self._lose_patience(run.queued_at + run.spec.patience), owner=run)
+
+    async def _lose_patience(self, instant: float) -> None:
+        # Not a busy() timer: the caller is waiting on the queue, i.e. on the peers.
+        await self.replay.clock.sleep_until(instant)
+        run = self.run
+        if run.agent_answered or run.ended_at is not None or not run.caller_up:
+            return
+        run.caller_up = False
+        run.caller_gone = True
+        self.end("abandoned", at=instant)
+        await self.link.request("BYE", run.call_id, "caller")
+
+    def end(self, outcome: str, *, at: float | None = None, note: str | None = None) -> None:
+        run = self.run
+        if note:
+            run.notes.append(note)
+            log.info("call note", call_id=run.call_id, note=note)
+        if run.ended_at is not None:
+            return
+        run.ended_at = self.replay.clock.now() if at is None else at
+        run.outcome = outcome
+        if outcome != "answered":
+            for task in list(run.tasks):
+                if task is not asyncio.current_task():
+                    task.cancel()
+        self.replay.touch(run)
+
+
+@dataclass
+class AgentLeg:
+    call_id: str
+    invite: Frame
+    run: CallRun | None
+    # ringing -> answered (200 sent) -> connected (ACK) -> ended
+    state: str = "ringing"
+    connected_at: float | None = None
+    media: MediaFork | None = None
+
+
+class AgentSim:
+    """An agent: the phone on leg ``agent`` and the desktop's REST calls."""
+
+    def __init__(self, replay: Replay, spec: Agent) -> None:
+        self.replay = replay
+        self.spec = spec
+        self.id = spec.id
+        self.logged_in = False
+        self.logged_out = False
+        self.legs: dict[str, AgentLeg] = {}
+        self.calls_handled = 0
+
+    async def lifecycle(self) -> None:
+        replay = self.replay
+        await replay.clock.sleep_until(self.spec.login)
+        try:
+            await replay.peers.login(self.spec)
+            await replay.peers.set_state(self.id, "ready")
+        except PeerError as error:
+            replay.warn(f"agent {self.id} could not log in: {error}")
+            return
+        self.logged_in = True
+        if self.spec.logout is not None:
+            await replay.clock.sleep_until(self.spec.logout)
+            await self.logout()
+
+    async def logout(self) -> None:
+        if not self.logged_in or self.logged_out:
+            return
+        self.logged_out = True
+        try:
+            # ACD keeps a logout pending while the agent is on a call.
+            await self.replay.peers.set_state(self.id, "logged_out", "end of shift")
+        except PeerError as error:
+            self.replay.warn(f"agent {self.id} logout failed: {error}")
+
+    # -- phone ---------------------------------------------------------------------------
+
+    async def on_invite(self, frame: Frame) -> None:
+        replay = self.replay
+        call_id = str(frame.get("call_id"))
+        run = replay.by_call_id.get(call_id)
+        leg = AgentLeg(call_id, frame, run)
+        self.legs[call_id] = leg
+        await replay.link.respond(frame, 180)
+        now = replay.clock.now()
+        if run is not None:
+            run.agent_id = self.id
+            run.ringing_at = now
+            # A call reserved straight from the IVR without a queued notify entered the
+            # queue when ACD picked the agent.
+            if run.queued_at is None:
+                run.queued_at = now
+            replay.touch(run)
+        replay.spawn(self._answer_later(leg, now + self.spec.answer_after), owner=run)
+
+    async def _answer_later(self, leg: AgentLeg, instant: float) -> None:
+        replay = self.replay
+        async with replay.busy():
+            await replay.clock.sleep_until(instant)
+            if leg.state != "ringing":
+                return
+            answered = await replay.peers.answer(leg.call_id, self.id)
+            if answered and leg.state == "ringing":
+                # CTI now sends INFO control=answer; if it never does, pick up anyway.
+                await asyncio.sleep(replay.settings.ack_grace_seconds)
+        if leg.state == "ringing":
+            if answered:
+                replay.warn(f"call {leg.call_id}: no INFO control=answer after the desktop "
+                            "answered; the phone answers by itself")
+            await self._pick_up(leg)
+
+    async def _pick_up(self, leg: AgentLeg) -> None:
+        if leg.state != "ringing":
+            return
+        leg.state = "answered"
+        if leg.run is not None:
+            leg.run.agent_answered = True
+        await self.replay.link.respond(leg.invite, 200)
+        self.replay.spawn(self._ack_grace(leg), owner=leg.run)
+
+    async def _ack_grace(self, leg: AgentLeg) -> None:
+        await asyncio.sleep(self.replay.settings.ack_grace_seconds)
+        if leg.state == "answered":
+            self.replay.warn(f"call {leg.call_id}: no ACK for the agent leg; counted connected")
+            self._connected(leg)
+
+    def _connected(self, leg: AgentLeg) -> None:
+        replay = self.replay
+        leg.state = "connected"
+        at = replay.clock.now()
+        leg.connected_at = at
+        talk = leg.run.spec.talk if leg.run is not None else DEFAULT_TALK
+        end = at + talk
+        # A caller who gave up while the phone was answering is not connected to anyone.
+        if leg.run is not None and leg.run.ended_at is None:
+            leg.run.connected_at = at
+            leg.run.agent_id = self.id
+            replay.touch(leg.run)
+        leg.media = replay.media_fork(leg.call_id)
+        if leg.media is not None:
+            leg.media.start(at, planned_end=end)
+        replay.spawn(self._talk(leg, end), owner=leg.run)
+
+    async def _talk(self, leg: AgentLeg, end: float) -> None:
+        async with self.replay.busy():
+            await self.replay.clock.sleep_until(end)
+        if leg.state != "connected":
+            return
+        await self._hang_up(leg, end, send_bye=True)
+
+    async def _hang_up(self, leg: AgentLeg, at: float, *, send_bye: bool) -> None:
+        replay = self.replay
+        leg.state = "ended"
+        self.legs.pop(leg.call_id, None)
+        if leg.media is not None:
+            replay.spawn(leg.media.stop(at))
+        run = leg.run
+        # Settle the outcome before the BYE goes out: CTI's BYE of the caller leg may come
+        # back while this one is still being sent.
+        if run is not None:
+            if leg.connected_at is not None and run.connected_at is not None:
+                run.talk = at - leg.connected_at
+                replay.caller_of(run).end("answered", at=at)
+                if run.spec.disposition and run.spec.disposition.workorder:
+                    run.order_pending = True
+            else:
+                replay.caller_of(run).end("released_in_queue", at=at)
+        if send_bye:
+            try:
+                await replay.link.request("BYE", leg.call_id, "agent")
+            except LinkDown as error:
+                replay.warn(f"call {leg.call_id}: agent BYE not sent: {error}")
+        self.calls_handled += 1
+        replay.spawn(self._wrap_up(run, at + self.spec.wrapup), owner=None)
+
+    async def _wrap_up(self, run: CallRun | None, ready_at: float) -> None:
+        replay = self.replay
+        async with replay.busy():
+            if run is not None and run.order_pending:
+                try:
+                    await replay.record_order(run, self.id)
+                finally:
+                    run.order_pending = False
+                    replay.touch(run)
+            await replay.clock.sleep_until(ready_at)
+        if self.logged_in and not self.logged_out and not self.legs:
+            try:
+                await replay.peers.set_state(self.id, "ready")
+            except PeerError as error:
+                log.info("agent ready after wrap-up refused", agent_id=self.id, error=str(error))
+
+    async def on_request(self, frame: Frame) -> None:
+        method = frame.get("method")
+        call_id = str(frame.get("call_id"))
+        leg = self.legs.get(call_id)
+        replay = self.replay
+        if method == "ACK":
+            if leg is not None and leg.state == "answered":
+                self._connected(leg)
+            return
+        await replay.link.respond(frame, 200)
+        if leg is None:
+            return
+        if method == "INFO":
+            if frame.get("control") == "answer":
+                await self._pick_up(leg)
+        elif method == "CANCEL":
+            if leg.state == "ringing":
+                leg.state = "ended"
+                self.legs.pop(call_id, None)
+                await replay.link.respond(leg.invite, 487)
+                if leg.run is not None and leg.run.ringing_at is not None:
+                    leg.run.ringing_at = None
+                    replay.touch(leg.run)
+        elif method == "BYE":
+            if leg.state == "ringing":
+                leg.state = "ended"
+                self.legs.pop(call_id, None)
+            elif leg.state in ("answered", "connected"):
+                await self._hang_up(leg, replay.clock.now(), send_bye=False)
+
+
+class CustomerSim:
+    """A customer's phone receiving a callback (leg ``customer``)."""
+
+    def __init__(self, replay: Replay | None, order: OrderRun | None,
+                 callback: CallbackDisposition | None, frame: Frame) -> None:
+        self.replay = replay
+        self.order = order
+        self.callback = callback
+        self.invite = frame
+        self.call_id = str(frame.get("call_id"))
+        headers = frame.get("headers") or {}
+        try:
+            self.attempt = int(headers.get("X-Hotline-Attempt") or 1)
+        except (TypeError, ValueError):
+            self.attempt = 1
+        # ringing -> up -> ended
+        self.state = "ringing"
+        self.answered_digit: str | None = None
+
+    @property
+    def will_answer(self) -> bool:
+        cb = self.callback
+        return (cb is not None and cb.answer_on_attempt is not None
+                and self.attempt >= cb.answer_on_attempt)
+
+    async def ring(self) -> None:
+        replay = self.replay
+        assert replay is not None
+        settings = replay.settings
+        await replay.link.respond(self.invite, 180)
+        delay = settings.customer_answer_seconds if self.will_answer \
+            else settings.customer_ring_seconds
+        async with replay.busy():
+            await replay.clock.sleep(delay)
+        if self.state != "ringing":
+            return
+        if self.order is not None:
+            self.order.attempts.append({"attempt": self.attempt,
+                                        "answered": self.will_answer})
+        if self.will_answer:
+            self.state = "up"
+            await replay.link.respond(self.invite, 200)
+            replay.spawn(self._hang_up_eventually())
+        else:
+            self.state = "ended"
+            await replay.link.respond(self.invite, 480)
+
+    async def _hang_up_eventually(self) -> None:
+        replay = self.replay
+        assert replay is not None
+        await replay.clock.sleep(replay.settings.customer_max_call_seconds)
+        if self.state == "up":
+            self.state = "ended"
+            await replay.link.request("BYE", self.call_id, "customer")
+
+    async def on_request(self, frame: Frame) -> None:
+        replay = self.replay
+        assert replay is not None
+        method = frame.get("method")
+        if method == "ACK":
+            return
+        await replay.link.respond(frame, 200)
+        if method == "INFO":
+            play = frame.get("play")
+            if isinstance(play, dict) and play.get("collect") and self.callback is not None:
+                digit = SATISFACTION_DIGITS[self.callback.satisfaction]
+                replay.spawn(self._press(digit))
+        elif method == "CANCEL":
+            if self.state == "ringing":
+                self.state = "ended"
+                await replay.link.respond(self.invite, 487)
+        elif method == "BYE":
+            self.state = "ended"
+
+    async def _press(self, digit: str) -> None:
+        replay = self.replay
+        assert replay is not None
+        async with replay.busy():
+            await replay.clock.sleep(replay.settings.survey_think_seconds)
+        if self.state == "up":
+            self.answered_digit = digit
+            if self.order is not None:
+                self.order.survey_answers.append(digit)
+            await replay.link.request("INFO", self.call_id, "customer", dtmf=digit)

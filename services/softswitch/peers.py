@@ -1,0 +1,206 @@
+"""REST calls the simulator makes to the other services, as the parties it stands in for.
+
+Agents act with an ``agent`` token in their own name (ACD login and state, CTI answer,
+work orders from the desktop); loading the trace's reference data (customers, outages) and
+reading orders back is an operator's job, done with an ``admin`` token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from services.softswitch.trace import Agent, Customer, Outage
+from shared.auth import Auth
+from shared.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+TOKEN_TTL = 7 * 24 * 3600
+
+
+class PeerError(RuntimeError):
+    pass
+
+
+class Peers:
+    def __init__(self, http: httpx.AsyncClient, common: CommonSettings, auth: Auth,
+                 *, operator: str = "softswitch-replay") -> None:
+        self.http = http
+        self.common = common
+        self.auth = auth
+        self._agent_tokens: dict[str, str] = {}
+        self._operator = {"Authorization":
+                          f"Bearer {auth.mint(operator, ['admin'], ttl_seconds=TOKEN_TTL)}"}
+
+    def agent_headers(self, agent_id: str) -> dict[str, str]:
+        token = self._agent_tokens.get(agent_id)
+        if token is None:
+            token = self.auth.mint(agent_id, ["agent"], ttl_seconds=TOKEN_TTL)
+            self._agent_tokens[agent_id] = token
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _call(self, method: str, url: str, *, headers: dict[str, str],
+                    json: Any = None, attempts: int = 3, ok: tuple[int, ...] = ()
+                    ) -> httpx.Response:
+        """One REST call, retried on transport errors and 5xx (a peer may be starting or
+        briefly overloaded). 4xx is returned at once: retrying would not change it."""
+        delay = 0.3
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                response = await self.http.request(method, url, json=json, headers=headers)
+            except httpx.HTTPError as error:
+                last = error
+            else:
+                if response.status_code < 500 or response.status_code in ok:
+                    return response
+                last = PeerError(f"{method} {url}: {response.status_code} {response.text[:200]}")
+            if attempt + 1 < attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise PeerError(f"{method} {url} failed: {last!r}")
+
+    @staticmethod
+    def _check(response: httpx.Response, what: str) -> Any:
+        if response.status_code >= 400:
+            raise PeerError(f"{what}: {response.status_code} {response.text[:300]}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    # -- acd_router ----------------------------------------------------------------------
+
+    async def login(self, agent: Agent) -> None:
+        url = f"{self.common.acd_url}/v1/agents/{agent.id}/login"
+        body: dict[str, Any] = {"skills": agent.skills, "device": f"agent:{agent.id}"}
+        if agent.team is not None:
+            body["team"] = agent.team
+        response = await self._call("POST", url, json=body, headers=self.agent_headers(agent.id),
+                                    attempts=5)
+        self._check(response, f"login of agent {agent.id}")
+
+    async def set_state(self, agent_id: str, state: str, reason: str | None = None) -> None:
+        body: dict[str, Any] = {"state": state}
+        if reason is not None:
+            body["reason"] = reason
+        response = await self._call("POST", f"{self.common.acd_url}/v1/agents/{agent_id}/state",
+                                    json=body, headers=self.agent_headers(agent_id))
+        self._check(response, f"state {state} of agent {agent_id}")
+
+    # -- cti_gateway ---------------------------------------------------------------------
+
+    async def answer(self, call_id: str, agent_id: str) -> bool:
+        try:
+            response = await self._call("POST", f"{self.common.cti_url}/v1/calls/{call_id}/answer",
+                                        json={"agent_id": agent_id},
+                                        headers=self.agent_headers(agent_id), attempts=1)
+        except PeerError as error:
+            log.warning("desktop answer failed", call_id=call_id, agent_id=agent_id,
+                        error=str(error))
+            return False
+        if response.status_code >= 300:
+            log.warning("desktop answer refused", call_id=call_id, agent_id=agent_id,
+                        status=response.status_code, body=response.text[:200])
+            return False
+        return True
+
+    # -- workorder -----------------------------------------------------------------------
+
+    async def load_customers(self, customers: list[Customer]) -> int:
+        if not customers:
+            return 0
+        rows = [c.model_dump(exclude={"kind"}, exclude_none=True) for c in customers]
+        url = f"{self.common.workorder_url}/v1/customers/batch"
+        response = await self._call("POST", url, json={"customers": rows},
+                                    headers=self._operator, attempts=5)
+        self._check(response, "customer batch")
+        return len(rows)
+
+    async def post_outage(self, outage: Outage, start: datetime, restore_eta: datetime | None
+                          ) -> None:
+        body: dict[str, Any] = {"area": outage.area, "type": outage.type,
+                                "start": start.isoformat()}
+        if restore_eta is not None:
+            body["restore_eta"] = restore_eta.isoformat()
+        response = await self._call("POST", f"{self.common.workorder_url}/v1/outages",
+                                    json=body, headers=self._operator)
+        self._check(response, f"outage in {outage.area}")
+
+    async def create_order(self, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._call("POST", f"{self.common.workorder_url}/v1/orders",
+                                    json=body, headers=self.agent_headers(agent_id))
+        data = self._check(response, f"order for call {body.get('call_id')}")
+        if not isinstance(data, dict):
+            raise PeerError("order creation returned no order")
+        return data
+
+    async def resolve_order(self, agent_id: str, order_id: str, reply: str) -> bool:
+        """True if the order is now resolved by this call; False if it already was (an order
+        merged from several calls is resolved by the first agent to finish)."""
+        url = f"{self.common.workorder_url}/v1/orders/{order_id}/resolve"
+        response = await self._call("POST", url, json={"reply": reply},
+                                    headers=self.agent_headers(agent_id))
+        if response.status_code == 409:
+            return False
+        self._check(response, f"resolve order {order_id}")
+        return True
+
+    async def get_order(self, order_id: str) -> dict[str, Any] | None:
+        url = f"{self.common.workorder_url}/v1/orders/{order_id}"
+        try:
+            response = await self._call("GET", url, headers=self._operator, attempts=2)
+        except PeerError as error:
+            log.warning("order read failed", order_id=order_id, error=str(error))
+            return None
+        if response.status_code >= 400:
+            return None
+        data = response.json()
+        return data if isinstance(data, dict) else None
+
+
+def order_id_of(order: dict[str, Any]) -> str | None:
+    value = order.get("order_id") or order.get("id")
+    return str(value) if value else None
+
+
+SETTLED = frozenset({"completed", "unreachable"})
+SATISFACTIONS = ("satisfied", "neutral", "dissatisfied")
+
+
+def callback_status(order: dict[str, Any]) -> dict[str, Any]:
+    """Read an order's callback result from workorder's ``GET /orders/{id}``.
+
+    ``settled`` once its latest callback completed or ended unreachable; ``satisfaction`` as
+    the customer answered the survey (if they did)."""
+    callbacks = [cb for cb in order.get("callbacks") or [] if isinstance(cb, dict)]
+    if not callbacks:
+        return {"settled": False, "state": None, "satisfaction": None, "attempts": 0,
+                "callbacks": 0}
+    readings = [_reading(cb) for cb in callbacks]
+    # The replay resolves each order once: its first settled callback is the one it caused
+    # (a later one belongs to a re-resolution after a reopen).
+    chosen = next((r for r in readings if r["settled"]), readings[-1])
+    return {**chosen, "callbacks": len(callbacks)}
+
+
+def _reading(callback: dict[str, Any]) -> dict[str, Any]:
+    state = str(callback.get("state") or callback.get("status") or "")
+    outcome = callback.get("outcome")
+    satisfaction = callback.get("satisfaction")
+    if satisfaction not in SATISFACTIONS and outcome in SATISFACTIONS:
+        satisfaction = outcome
+    if state not in SETTLED and outcome == "unreachable":
+        state = "unreachable"
+    if state not in SETTLED and satisfaction in SATISFACTIONS:
+        state = "completed"
+    return {"settled": state in SETTLED, "state": state or None,
+            "satisfaction": satisfaction if satisfaction in SATISFACTIONS else None,
+            "attempts": int(callback.get("attempts") or 0)}

@@ -1,0 +1,638 @@
+"""The replay engine: one trace driven through the suite, and the switchboard that routes the
+switch link's frames to the simulated parties.
+
+A replay is ``running`` while it places the trace's calls at their times, ``draining`` once
+the last call is placed (calls end, orders are created and resolved, callbacks settle), then
+``finished`` with its report, or ``failed`` if it could not run (CTI unreachable, stopped,
+interrupted by a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from services.softswitch.db import line_errors, replay_calls, replays
+from services.softswitch.media import MediaFork
+from services.softswitch.parties import AgentSim, Caller, CallRun, CustomerSim
+from services.softswitch.peers import PeerError, Peers, callback_status, order_id_of
+from services.softswitch.replay_clock import ReplayClock
+from services.softswitch.report import CallOutcome, OrderOutcome, compute_report
+from services.softswitch.settings import SoftswitchSettings
+from services.softswitch.switch import Frame, SwitchLink, ws_url
+from services.softswitch.trace import CallbackDisposition, LineError, Trace
+from shared.errors import Conflict, NotFound
+from shared.service import Service
+
+log = structlog.get_logger(__name__)
+
+ACTIVE_STATES = ("running", "draining")
+MAX_WARNINGS = 100
+DEFAULT_RESTORE_SECONDS = 7200.0
+SWITCH_TOKEN_TTL = 30 * 24 * 3600
+
+
+@dataclass
+class OrderRun:
+    order_id: str
+    calls: list[str] = field(default_factory=list)
+    resolved: bool = False
+    callback: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    survey_answers: list[str] = field(default_factory=list)
+
+
+class Replay:
+    def __init__(self, board: Replayer, replay_id: str, name: str | None, speed: float,
+                 trace: Trace, errors: list[LineError]) -> None:
+        self.board = board
+        self.id = replay_id
+        self.name = name
+        self.speed = speed
+        self.trace = trace
+        self.errors = errors
+        self.settings = board.settings
+        self.peers = board.peers
+        self.state = "running"
+        self.failure: str | None = None
+        self.report: dict[str, Any] | None = None
+        self.warnings: list[str] = []
+        self.created_at: datetime = board.service.now()
+        self.finished_at: datetime | None = None
+        self.suite_start: datetime = self.created_at
+        self.clock = ReplayClock(speed)
+        self.customers = trace.customers_by_number()
+        self.runs: dict[str, CallRun] = {}
+        self.by_call_id: dict[str, CallRun] = {}
+        self.callers: dict[str, Caller] = {}
+        for call in trace.calls:
+            run = CallRun(spec=call, call_id=f"{replay_id}-{call.id}")
+            self.runs[call.id] = run
+            self.by_call_id[run.call_id] = run
+            self.callers[call.id] = Caller(self, run)
+        self.agents = {agent.id: AgentSim(self, agent) for agent in trace.agents}
+        self.orders: dict[str, OrderRun] = {}
+        self.placed_all = False
+        self._busy = 0
+        self._changed = 0
+        self._dirty: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- plumbing for the parties --------------------------------------------------------
+
+    @property
+    def link(self) -> SwitchLink:
+        return self.board.link
+
+    def caller_of(self, run: CallRun) -> Caller:
+        return self.callers[run.spec.id]
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, owner: CallRun | None = None
+              ) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        if owner is not None:
+            owner.tasks.add(task)
+        task.add_done_callback(lambda t: self._reap(t, owner))
+        return task
+
+    def _reap(self, task: asyncio.Task[Any], owner: CallRun | None) -> None:
+        self._tasks.discard(task)
+        if owner is not None:
+            owner.tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("replay task failed", replay_id=self.id, error=repr(error),
+                      exc_info=error)
+            self.warn(f"internal: {error!r}")
+
+    @contextlib.asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+
+    def touch(self, run: CallRun) -> None:
+        self._dirty.add(run.spec.id)
+        self._changed += 1
+
+    def warn(self, message: str) -> None:
+        log.warning("replay warning", replay_id=self.id, message=message)
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+
+    def media_fork(self, call_id: str) -> MediaFork | None:
+        if not self.settings.media_enabled:
+            return None
+        url = ws_url(self.board.common.recording_url, f"/v1/media/{call_id}")
+        return MediaFork(url, self.board.switch_token(), call_id, self.clock,
+                         frame_seconds=self.settings.media_frame_seconds)
+
+    # -- work orders (the agent's desktop during wrap-up) --------------------------------
+
+    async def record_order(self, run: CallRun, agent_id: str) -> None:
+        disposition = run.spec.disposition
+        assert disposition is not None and disposition.workorder is not None
+        wo = disposition.workorder
+        customer = self.customers.get(run.spec.from_)
+        body: dict[str, Any] = {"type": wo.type, "call_id": run.call_id,
+                                "idempotency_key": f"{self.id}:{run.spec.id}"}
+        if customer is not None:
+            body["customer_account"] = customer.account
+        else:
+            body["contact_number"] = run.spec.from_
+        area = wo.area or (customer.area if customer else None)
+        if area:
+            body["area"] = area
+        try:
+            order = await self.peers.create_order(agent_id, body)
+        except PeerError as error:
+            self.warn(f"call {run.spec.id}: order not created: {error}")
+            return
+        order_id = order_id_of(order)
+        if order_id is None:
+            self.warn(f"call {run.spec.id}: order created without an id: {order}")
+            return
+        run.order_id = order_id
+        self.touch(run)
+        entry = self.orders.get(order_id)
+        if entry is None:
+            entry = self.orders[order_id] = OrderRun(order_id)
+        entry.calls.append(run.spec.id)
+        # Known before resolving, so the callback's INVITE finds its customer.
+        self.board.orders[order_id] = (self, entry)
+        reply = wo.reply or f"Handled on call {run.spec.id}: {wo.type} resolved."
+        try:
+            resolved = await self.peers.resolve_order(agent_id, order_id, reply)
+        except PeerError as error:
+            self.warn(f"call {run.spec.id}: order {order_id} not resolved: {error}")
+            return
+        if resolved:
+            entry.resolved = True
+        elif not entry.resolved:
+            # 409 on an order this replay did not resolve: it is not in a resolvable state,
+            # so no callback will follow from this call.
+            self.warn(f"call {run.spec.id}: order {order_id} could not be resolved (409)")
+
+    def callback_for(self, order: OrderRun) -> CallbackDisposition | None:
+        for call_id in order.calls:
+            disposition = self.runs[call_id].spec.disposition
+            if disposition is not None and disposition.callback is not None:
+                return disposition.callback
+        return None
+
+    # -- the timeline --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"replay:{self.id}")
+
+    async def _run(self) -> None:
+        persist = asyncio.create_task(self._persist_loop())
+        try:
+            await self._timeline()
+            await self._drain()
+            await self._finish()
+        except asyncio.CancelledError:
+            if self.state in ACTIVE_STATES:
+                self.state = "failed"
+                self.failure = self.failure or "stopped before it finished"
+            raise
+        except Exception as error:
+            log.exception("replay failed", replay_id=self.id)
+            self.state = "failed"
+            self.failure = self.failure or f"internal error: {error!r}"
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            persist.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await persist
+            self.finished_at = self.board.service.now()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.board.save(self, final=True))
+            self.board.retire(self)
+
+    async def _timeline(self) -> None:
+        link = self.board.link
+        if not await link.wait_connected(self.settings.connect_timeout_seconds):
+            self.failure = f"cannot reach CTI's switch link at {link.url}"
+            raise RuntimeError(self.failure)
+        try:
+            await self.peers.load_customers(self.trace.customers)
+        except PeerError as error:
+            self.warn(f"customers not loaded: {error}")
+        # The clock starts once the switch is reachable, so early calls are not all late.
+        self.clock = ReplayClock(self.speed)
+        self.suite_start = self.board.service.now()
+        for agent in self.agents.values():
+            self.spawn(agent.lifecycle())
+        for outage in self.trace.outages:
+            self.spawn(self._outage(outage))
+        for call in self.trace.calls:
+            await self.clock.sleep_until(call.at)
+            self.spawn(self.callers[call.id].place(), owner=self.runs[call.id])
+        self.placed_all = True
+        self.state = "draining"
+
+    async def _outage(self, outage: Any) -> None:
+        await self.clock.sleep_until(outage.at)
+        start = self.suite_start + timedelta(seconds=outage.at)
+        eta = outage.restore_eta if outage.restore_eta is not None \
+            else outage.at + DEFAULT_RESTORE_SECONDS
+        try:
+            await self.peers.post_outage(outage, start, self.suite_start + timedelta(seconds=eta))
+        except PeerError as error:
+            self.warn(f"outage in {outage.area} not posted: {error}")
+
+    def _done(self) -> bool:
+        if not self.placed_all:
+            return False
+        for run in self.runs.values():
+            if run.ended_at is None or run.order_pending:
+                return False
+        return all(order.callback.get("settled") for order in self.orders.values()
+                   if order.resolved)
+
+    async def _drain(self) -> None:
+        timeout = self.settings.drain_timeout_seconds
+        idle_since = time.monotonic()
+        seen = self._changed
+        next_poll = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_poll:
+                await self.poll_orders()
+                next_poll = time.monotonic() + self.settings.settle_poll_seconds
+            if self._done():
+                return
+            if self._busy > 0 or self._changed != seen:
+                idle_since, seen = time.monotonic(), self._changed
+            elif time.monotonic() - idle_since > timeout:
+                self.warn(f"drain timeout: nothing progressed for {timeout:g} s")
+                return
+            await asyncio.sleep(0.1)
+
+    async def poll_orders(self, *, everything: bool = False) -> None:
+        pending = [o for o in self.orders.values()
+                   if o.resolved and (everything or not o.callback.get("settled"))]
+        if not pending:
+            return
+        gate = asyncio.Semaphore(8)
+
+        async def read(order: OrderRun) -> None:
+            async with gate:
+                data = await self.peers.get_order(order.order_id)
+            if data is not None:
+                before = order.callback.get("settled")
+                order.callback = callback_status(data)
+                if order.callback.get("settled") != before:
+                    self._changed += 1
+
+        await asyncio.gather(*(read(order) for order in pending))
+
+    async def _finish(self) -> None:
+        drained = self._done()
+        for task in list(self._tasks):
+            task.cancel()
+        for agent in self.agents.values():
+            await agent.logout()
+        await self.poll_orders(everything=True)
+        self.report = compute_report(self.outcomes(), self.order_outcomes(), drained=drained)
+        self.report["warnings"] = len(self.warnings)
+        self.state = "finished"
+
+    def outcomes(self) -> list[CallOutcome]:
+        return [CallOutcome(id=r.spec.id, placed_at=r.placed_at, queued_at=r.queued_at,
+                            connected_at=r.connected_at, ended_at=r.ended_at, outcome=r.outcome,
+                            talk=r.talk, state=r.state) for r in self.runs.values()]
+
+    def order_outcomes(self) -> list[OrderOutcome]:
+        return [OrderOutcome(o.order_id, o.resolved, o.callback) for o in self.orders.values()]
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.board.save(self)
+            except Exception as error:
+                log.warning("replay progress not saved", replay_id=self.id, error=repr(error))
+
+    # -- views ---------------------------------------------------------------------------
+
+    def progress(self) -> dict[str, Any]:
+        states: dict[str, int] = {}
+        for run in self.runs.values():
+            states[run.state] = states.get(run.state, 0) + 1
+        resolved = [o for o in self.orders.values() if o.resolved]
+        last = self.trace.calls[-1].at if self.trace.calls else 0.0
+        return {
+            "calls_total": len(self.runs),
+            "placed": sum(1 for r in self.runs.values() if r.placed_at is not None),
+            "ended": states.get("ended", 0),
+            "in_ivr": states.get("in_ivr", 0) + states.get("setup", 0),
+            "in_queue": states.get("queued", 0),
+            "ringing": states.get("ringing", 0),
+            "talking": states.get("talking", 0),
+            "orders_created": len(self.orders),
+            "callbacks_settled": sum(1 for o in resolved if o.callback.get("settled")),
+            "callbacks_pending": sum(1 for o in resolved if not o.callback.get("settled")),
+            "trace_seconds": round(self.clock.now(), 1) if self.state in ACTIVE_STATES
+            else None,
+            "trace_span_seconds": last,
+            "warnings": list(self.warnings),
+        }
+
+    def view(self) -> dict[str, Any]:
+        return {"replay_id": self.id, "name": self.name,
+                "trace_name": self.trace.header.name if self.trace.header else None,
+                "speed": self.speed, "state": self.state, "created_at": self.created_at,
+                "finished_at": self.finished_at, "failure": self.failure,
+                "progress": self.progress(), "errors": [e.as_dict() for e in self.errors],
+                "report": self.report}
+
+    def call_rows(self, only: set[str] | None = None) -> list[dict[str, Any]]:
+        rows = []
+        for trace_id, run in self.runs.items():
+            if only is not None and trace_id not in only:
+                continue
+            order = self.orders.get(run.order_id) if run.order_id else None
+            rows.append({"replay_id": self.id, "trace_call_id": trace_id,
+                         "call_id": run.call_id, "at": run.spec.at,
+                         "placed_at": run.placed_at, "queued_at": run.queued_at,
+                         "connected_at": run.connected_at, "ended_at": run.ended_at,
+                         "outcome": run.outcome, "agent_id": run.agent_id, "talk": run.talk,
+                         "order_id": run.order_id,
+                         "callback": order.callback if order and order.callback else None})
+        return rows
+
+
+class Replayer:
+    """Owns the switch link, routes its frames, runs and persists replays."""
+
+    def __init__(self, service: Service, settings: SoftswitchSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.common = settings.common
+        self.active: dict[str, Replay] = {}
+        self.orders: dict[str, tuple[Replay, OrderRun]] = {}
+        self.agent_calls: dict[str, AgentSim] = {}
+        self.customer_calls: dict[str, CustomerSim] = {}
+        self._switch_token: str | None = None
+        self._link: SwitchLink | None = None
+        self._peers: Peers | None = None
+
+    @property
+    def peers(self) -> Peers:
+        if self._peers is None:
+            self._peers = Peers(self.service.http, self.common, self.service.auth)
+        return self._peers
+
+    def switch_token(self) -> str:
+        if self._switch_token is None:
+            self._switch_token = self.service.auth.mint("softswitch", ["switch"],
+                                                        ttl_seconds=SWITCH_TOKEN_TTL)
+        return self._switch_token
+
+    @property
+    def link(self) -> SwitchLink:
+        if self._link is None:
+            self._link = SwitchLink(ws_url(self.common.cti_url, "/v1/switch"), self.switch_token,
+                                    self.on_frame,
+                                    backoff_min=self.settings.reconnect_min_seconds,
+                                    backoff_max=self.settings.reconnect_max_seconds)
+        return self._link
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Replays that were active when the process stopped cannot resume (their calls are
+        gone with the switch's connection): mark them failed."""
+        async with self.service.sessions() as session, session.begin():
+            await session.execute(
+                update(replays).where(replays.c.state.in_(ACTIVE_STATES))
+                .values(state="failed", finished_at=self.service.now(),
+                        failure="interrupted: the softswitch stopped while the replay ran"))
+
+    async def close(self) -> None:
+        for replay in list(self.active.values()):
+            replay.failure = "stopped: the softswitch shut down"
+            if replay._task is not None:
+                replay._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replay._task
+        if self._link is not None:
+            await self._link.close()
+
+    async def start(self, trace: Trace, errors: list[LineError], *, speed: float,
+                    name: str | None) -> Replay:
+        if self.active:
+            raise Conflict("a replay is already running: "
+                           f"{', '.join(self.active)} (the simulated agents are shared)")
+        replay_id = f"r{uuid.uuid4().hex[:10]}"
+        replay = Replay(self, replay_id, name, speed, trace, errors)
+        await self.insert(replay)
+        self.active[replay_id] = replay
+        self.link.start()
+        replay.start()
+        return replay
+
+    def retire(self, replay: Replay) -> None:
+        self.active.pop(replay.id, None)
+        for order_id in [k for k, (owner, _) in self.orders.items() if owner is replay]:
+            self.orders.pop(order_id, None)
+        for call_id in [k for k, agent in self.agent_calls.items() if agent.replay is replay]:
+            self.agent_calls.pop(call_id, None)
+        for call_id in [k for k, c in self.customer_calls.items() if c.replay is replay]:
+            self.customer_calls.pop(call_id, None)
+
+    # -- frames from CTI -----------------------------------------------------------------
+
+    def _replay_of(self, call_id: str) -> Replay | None:
+        for replay in self.active.values():
+            if call_id in replay.by_call_id:
+                return replay
+        return None
+
+    def _agent(self, frame: Frame) -> AgentSim | None:
+        agent_id = frame.get("agent_id")
+        if not agent_id and isinstance(frame.get("to"), str) and frame["to"].startswith("agent:"):
+            agent_id = frame["to"][len("agent:"):]
+        replay = self._replay_of(str(frame.get("call_id")))
+        candidates = [replay] if replay is not None else list(self.active.values())
+        for owner in candidates:
+            if agent_id in owner.agents:
+                return owner.agents[agent_id]
+        return None
+
+    async def on_frame(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        call_id = str(frame.get("call_id"))
+        if kind == "error":
+            log.warning("error frame from CTI", frame=frame)
+            replay = self._replay_of(call_id)
+            if replay is not None:
+                replay.warn(f"CTI error on {call_id}: {frame.get('code')} {frame.get('message')}")
+            return
+        if kind != "request":
+            return
+        method, leg = frame.get("method"), frame.get("leg")
+        link = self.link
+        if leg == "caller":
+            replay = self._replay_of(call_id)
+            if replay is None:
+                await self._unknown(frame)
+                return
+            await replay.callers[replay.by_call_id[call_id].spec.id].on_request(frame)
+        elif leg == "agent":
+            if method == "INVITE":
+                agent = self._agent(frame)
+                if agent is None:
+                    await link.respond(frame, 180)
+                    await link.respond(frame, 480)
+                    return
+                self.agent_calls[call_id] = agent
+                await agent.on_invite(frame)
+                return
+            owner = self.agent_calls.get(call_id)
+            if owner is None:
+                await self._unknown(frame)
+                return
+            await owner.on_request(frame)
+        elif leg == "customer":
+            if method == "INVITE":
+                await self._callback_invite(frame)
+                return
+            customer = self.customer_calls.get(call_id)
+            if customer is None or customer.replay is None:
+                await self._unknown(frame)
+                return
+            await customer.on_request(frame)
+        else:
+            await link.error(frame, "bad_frame", f"unknown leg {leg!r}")
+
+    async def _unknown(self, frame: Frame) -> None:
+        method = frame.get("method")
+        if method == "ACK":
+            return
+        if method in ("BYE", "CANCEL"):
+            # Hanging up a leg that is already gone is harmless: agree.
+            await self.link.respond(frame, 200)
+            return
+        await self.link.error(frame, "unknown_call", f"no such {frame.get('leg')} leg here")
+
+    async def _callback_invite(self, frame: Frame) -> None:
+        headers = frame.get("headers") or {}
+        order_id = headers.get("X-Hotline-Order-Id") if isinstance(headers, dict) else None
+        owner = self.orders.get(str(order_id)) if order_id else None
+        if owner is None:
+            # Not a customer of any running replay: nobody picks up.
+            log.info("callback to an unknown order; not answering", order_id=order_id)
+            await self.link.respond(frame, 180)
+            await self.link.respond(frame, 480)
+            return
+        replay, order = owner
+        customer = CustomerSim(replay, order, replay.callback_for(order), frame)
+        self.customer_calls[customer.call_id] = customer
+        replay.spawn(customer.ring())
+
+    # -- persistence ---------------------------------------------------------------------
+
+    async def insert(self, replay: Replay) -> None:
+        async with self.service.sessions() as session, session.begin():
+            await session.execute(replays.insert().values(
+                id=replay.id, name=replay.name,
+                trace_name=replay.trace.header.name if replay.trace.header else None,
+                speed=replay.speed, state=replay.state, calls_total=len(replay.runs),
+                created_at=replay.created_at, progress=replay.progress()))
+            if replay.errors:
+                await session.execute(line_errors.insert(), [
+                    {"replay_id": replay.id, "line": e.line, "kind": e.kind, "error": e.error}
+                    for e in replay.errors])
+            rows = replay.call_rows()
+            if rows:
+                await session.execute(replay_calls.insert(), rows)
+
+    async def save(self, replay: Replay, *, final: bool = False) -> None:
+        dirty = set(replay.runs) if final else set(replay._dirty)
+        replay._dirty.clear()
+        try:
+            async with self.service.sessions() as session, session.begin():
+                await session.execute(update(replays).where(replays.c.id == replay.id).values(
+                    state=replay.state, progress=replay.progress(), report=replay.report,
+                    failure=replay.failure, finished_at=replay.finished_at))
+                rows = replay.call_rows(dirty)
+                if rows:
+                    stmt = insert(replay_calls)
+                    keys = ("placed_at", "queued_at", "connected_at", "ended_at", "outcome",
+                            "agent_id", "talk", "order_id", "callback")
+                    await session.execute(stmt.on_conflict_do_update(
+                        index_elements=["replay_id", "trace_call_id"],
+                        set_={k: stmt.excluded[k] for k in keys}), rows)
+        except BaseException:
+            replay._dirty |= dirty
+            raise
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def list_replays(self) -> list[dict[str, Any]]:
+        async with self.service.sessions() as session:
+            rows = (await session.execute(select(replays).order_by(replays.c.created_at.desc())
+                                          .limit(200))).mappings().all()
+        out = []
+        for row in rows:
+            live = self.active.get(row["id"])
+            view = live.view() if live else self._row_view(row, [])
+            view.pop("errors", None)
+            view.pop("report", None)
+            out.append(view)
+        return out
+
+    async def get(self, replay_id: str) -> dict[str, Any]:
+        live = self.active.get(replay_id)
+        if live is not None:
+            return live.view()
+        async with self.service.sessions() as session:
+            row = (await session.execute(select(replays).where(replays.c.id == replay_id))
+                   ).mappings().first()
+            if row is None:
+                raise NotFound("replay", replay_id)
+            errors = (await session.execute(
+                select(line_errors).where(line_errors.c.replay_id == replay_id)
+                .order_by(line_errors.c.line))).mappings().all()
+        return self._row_view(row, [{"line": e["line"], "kind": e["kind"], "error": e["error"]}
+                                    for e in errors])
+
+    async def calls(self, replay_id: str) -> list[dict[str, Any]]:
+        live = self.active.get(replay_id)
+        if live is not None:
+            rows = live.call_rows()
+        else:
+            async with self.service.sessions() as session:
+                if (await session.execute(select(replays.c.id).where(replays.c.id == replay_id))
+                        ).first() is None:
+                    raise NotFound("replay", replay_id)
+                rows = [dict(r) for r in (await session.execute(
+                    select(replay_calls).where(replay_calls.c.replay_id == replay_id)
+                    .order_by(replay_calls.c.at))).mappings().all()]
+        for row in rows:
+            row.pop("replay_id", None)
+        return rows
+
+    @staticmethod
+    def _row_view(row: Any, errors: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"replay_id": row["id"], "name": row["name"], "trace_name": row["trace_name"],
+                "speed": row["speed"], "state": row["state"], "created_at": row["created_at"],
+                "finished_at": row["finished_at"], "failure": row["failure"],
+                "progress": row["progress"], "errors": errors, "report": row["report"]}
