@@ -1,0 +1,171 @@
+"""cti_gateway: the call state machine and the only link to the softswitch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.cti_gateway import frames, handlers
+from services.cti_gateway.domain import Call, CallState
+from services.cti_gateway.handlers import CONSUMED, CtiService
+from services.cti_gateway.settings import CtiSettings
+from services.cti_gateway.switchboard import PerKeySerializer, SwitchConnection
+from shared.auth import Principal, authorize_websocket, require
+from shared.bus import Bus
+from shared.clock import Clock
+from shared.envelope import Envelope
+from shared.messaging import Transaction
+from shared.service import service_of
+
+log = structlog.get_logger(__name__)
+
+READERS = ("agent", "supervisor", "service", "integrator")
+CONTROLLERS = ("agent", "supervisor")
+
+
+class AgentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(min_length=1, max_length=64)
+
+
+class LegsView(BaseModel):
+    party: str
+    party_state: str
+    agent: str
+
+
+class CallView(BaseModel):
+    call_id: str
+    direction: str
+    state: CallState
+    from_number: str
+    to_number: str
+    agent_id: str | None
+    agent_device: str | None
+    reservation_id: str | None
+    queue: str | None
+    context: dict[str, Any]
+    last_prompt_id: str | None
+    request_id: str | None
+    legs: LegsView
+    allowed_actions: list[str]
+    ring_deadline: datetime | None
+    offered_at: datetime
+    answered_at: datetime | None
+    connected_at: datetime | None
+    released_at: datetime | None
+    cause: str | None
+
+    @classmethod
+    def of(cls, call: Call) -> CallView:
+        return cls(
+            call_id=call.call_id, direction=call.direction, state=call.state,
+            from_number=call.from_number, to_number=call.to_number, agent_id=call.agent_id,
+            agent_device=call.agent_device, reservation_id=call.reservation_id,
+            queue=call.queue, context=call.context, last_prompt_id=call.last_prompt_id,
+            request_id=call.request_id,
+            legs=LegsView(party=call.party, party_state=call.party_leg.value,
+                          agent=call.agent_leg.value),
+            allowed_actions=call.allowed(), ring_deadline=call.ring_deadline,
+            offered_at=call.offered_at, answered_at=call.answered_at,
+            connected_at=call.connected_at, released_at=call.released_at, cause=call.cause)
+
+
+def _rest_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["calls"])
+
+    @router.get("/calls/{call_id}", dependencies=[Depends(require(*READERS))])
+    async def get_call(call_id: str, svc: CtiService = Depends(service_of)) -> CallView:
+        return CallView.of(await handlers.get_call(svc, call_id))
+
+    @router.get("/calls", dependencies=[Depends(require(*READERS))])
+    async def list_calls(state: CallState | None = None,
+                         limit: int = Query(default=100, ge=1, le=1000),
+                         svc: CtiService = Depends(service_of)) -> list[CallView]:
+        return [CallView.of(call) for call in await handlers.list_calls(svc, state, limit)]
+
+    @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
+    async def answer(call_id: str, body: AgentBody,
+                     _: Principal = Depends(require(*CONTROLLERS)),
+                     svc: CtiService = Depends(service_of)) -> CallView:
+        # Accepted, not done: the call connects when the phone's 200 comes back.
+        return CallView.of(await handlers.answer(svc, call_id, body.agent_id))
+
+    @router.post("/calls/{call_id}/release")
+    async def release(call_id: str, body: AgentBody,
+                      principal: Principal = Depends(require(*CONTROLLERS)),
+                      svc: CtiService = Depends(service_of)) -> CallView:
+        supervisor = bool(principal.scopes & {"supervisor", "admin"})
+        return CallView.of(await handlers.release(svc, call_id, body.agent_id,
+                                                  supervisor=supervisor))
+
+    return router
+
+
+def _switch_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket("/v1/switch")
+    async def switch(websocket: WebSocket) -> None:
+        principal = await authorize_websocket(websocket, "switch")
+        if principal is None:
+            return
+        svc: CtiService = websocket.app.state.service
+        await websocket.accept()
+        link = SwitchConnection(websocket, principal.subject)
+        svc.switchboard.add(link)
+        ordered = PerKeySerializer(svc.cti.frame_concurrency)
+        log.info("switch connected", switch_id=link.id, subject=principal.subject)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                await _dispatch(svc, link, ordered, message.get("text"))
+        finally:
+            svc.switchboard.remove(link)
+            await ordered.drain()
+            await handlers.switch_lost(svc, link)
+            log.info("switch disconnected", switch_id=link.id)
+
+    return router
+
+
+async def _dispatch(svc: CtiService, link: SwitchConnection, ordered: PerKeySerializer,
+                    text: str | None) -> None:
+    try:
+        frame = frames.parse(text)
+    except frames.BadFrame as bad:
+        await link.send(frames.error("bad_frame", str(bad), bad.call_id, bad.cseq))
+        return
+    key = frame.call_id or ""
+
+    async def job() -> None:
+        with structlog.contextvars.bound_contextvars(call_id=frame.call_id):
+            await handlers.on_frame(svc, link, frame)
+
+    ordered.submit(key, job)
+
+
+def create_app(settings: CtiSettings | None = None, *, bus: Bus | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    settings = settings or CtiSettings()
+    service = CtiService(settings, bus=bus, clock=clock)
+
+    @service.consumer("events", *CONSUMED)
+    async def on_event(tx: Transaction, envelope: Envelope) -> None:
+        await handlers.on_event(service, tx, envelope)
+
+    @service.background
+    async def ring_timer() -> None:
+        await handlers.ring_timer(service)
+
+    return service.create_app(
+        title="cti_gateway",
+        description="Calls and legs, the call state machine, and the softswitch link.",
+        routers=[_rest_router(), _switch_router()])

@@ -1,0 +1,127 @@
+"""Persistence of calls (schema ``cti``): the table and the load/save of domain calls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.cti_gateway.domain import Call, CallState, LegState
+
+SCHEMA = "cti"
+metadata = MetaData(schema=SCHEMA)
+
+calls = Table(
+    "calls", metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("direction", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("from_number", String(64), nullable=False),
+    Column("to_number", String(64), nullable=False),
+    # The switch connection that carries the call (in-memory id; see README).
+    Column("switch_id", String(64), nullable=True),
+    Column("party_leg", String(16), nullable=False),
+    Column("agent_leg", String(16), nullable=False),
+    Column("agent_id", String(64), nullable=True),
+    Column("agent_device", String(128), nullable=True),
+    Column("reservation_id", String(128), nullable=True),
+    Column("queue", String(64), nullable=True),
+    Column("context", JSONB, nullable=False),
+    Column("last_prompt_id", String(128), nullable=True),
+    Column("request_id", String(128), nullable=True, unique=True),
+    Column("party_invite_cseq", Integer, nullable=True),
+    Column("agent_invite_cseq", Integer, nullable=True),
+    Column("ring_deadline", DateTime(timezone=True), nullable=True),
+    Column("offered_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("connected_at", DateTime(timezone=True), nullable=True),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Column("cause", String(32), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
+           onupdate=func.now()),
+    Index("ix_calls_state", "state"),
+    Index("ix_calls_offered_at", "offered_at"),
+    Index("ix_calls_switch_live", "switch_id", postgresql_where=text("state <> 'released'")),
+    Index("ix_calls_ring_deadline", "ring_deadline",
+          postgresql_where=text("ring_deadline IS NOT NULL")),
+)
+
+_FIELDS = [c.name for c in calls.columns if c.name != "updated_at"]
+
+
+def to_row(call: Call) -> dict[str, Any]:
+    row = {name: getattr(call, name) for name in _FIELDS}
+    row["state"] = call.state.value
+    row["party_leg"] = call.party_leg.value
+    row["agent_leg"] = call.agent_leg.value
+    return row
+
+
+def from_row(row: Any) -> Call:
+    values = {name: getattr(row, name) for name in _FIELDS}
+    values["state"] = CallState(values["state"])
+    values["party_leg"] = LegState(values["party_leg"])
+    values["agent_leg"] = LegState(values["agent_leg"])
+    values["context"] = dict(values["context"] or {})
+    return Call(**values)
+
+
+async def load(session: AsyncSession, call_id: str, *, lock: bool = True) -> Call | None:
+    """Load a call; ``lock`` holds its row until commit so that the switch, the consumers,
+    the timer and REST serialize their decisions about one call."""
+    query = select(calls).where(calls.c.call_id == call_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return from_row(row) if row else None
+
+
+async def insert(session: AsyncSession, call: Call) -> None:
+    await session.execute(calls.insert().values(**to_row(call)))
+
+
+async def save(session: AsyncSession, call: Call) -> None:
+    row = to_row(call)
+    del row["call_id"]
+    await session.execute(calls.update().where(calls.c.call_id == call.call_id).values(**row))
+
+
+async def exists_request(session: AsyncSession, request_id: str) -> bool:
+    found = await session.execute(select(calls.c.call_id).where(calls.c.request_id == request_id))
+    return found.first() is not None
+
+
+async def live_call_ids(session: AsyncSession, switch_id: str) -> list[str]:
+    query = select(calls.c.call_id).where(calls.c.switch_id == switch_id,
+                                          calls.c.state != CallState.RELEASED.value)
+    return list((await session.execute(query)).scalars())
+
+
+async def due_ring_deadlines(session: AsyncSession, now: datetime, limit: int = 100
+                             ) -> list[str]:
+    query = (select(calls.c.call_id)
+             .where(calls.c.ring_deadline.is_not(None), calls.c.ring_deadline <= now,
+                    calls.c.state == CallState.ALERTING.value)
+             .order_by(calls.c.ring_deadline).limit(limit))
+    return list((await session.execute(query)).scalars())
+
+
+async def list_calls(session: AsyncSession, state: CallState | None, limit: int) -> list[Call]:
+    query = select(calls).order_by(calls.c.offered_at.desc(), calls.c.call_id).limit(limit)
+    if state is not None:
+        query = query.where(calls.c.state == state.value)
+    return [from_row(row) for row in (await session.execute(query)).all()]

@@ -1,0 +1,402 @@
+"""Application handlers: load a call, let the domain decide, save it and record what it
+emits in one transaction; commands to the switch go out only after that commit.
+
+Every entry point (switch frames, consumed events, REST, the ring timer) locks the call row
+for its transaction, so decisions about one call are serialized whatever their origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+
+from services.cti_gateway import db, frames
+from services.cti_gateway.domain import Call, CallState, Effect, Emit, Send, hangup
+from services.cti_gateway.settings import CtiSettings
+from services.cti_gateway.switchboard import Switchboard, SwitchConnection, SwitchGone
+from shared.bus import Bus
+from shared.clock import Clock
+from shared.envelope import Envelope
+from shared.errors import Conflict, IllegalTransition, NotFound
+from shared.events import model_for
+from shared.events.acd import AgentReserved, CallQueued, ReservationExpired
+from shared.events.cti import AgentRingFailed, OriginationFailed
+from shared.events.ivr import PromptRequested, ReleaseRequested
+from shared.events.workorder import CallbackRequested
+from shared.messaging import Transaction
+from shared.service import Service
+
+log = structlog.get_logger(__name__)
+
+CONSUMED = ("ivr.prompt.requested", "ivr.release.requested", "acd.call.queued",
+            "acd.agent.reserved", "acd.reservation.expired", "workorder.callback.requested")
+
+
+class CtiService(Service):
+    def __init__(self, settings: CtiSettings, *, bus: Bus | None = None,
+                 clock: Clock | None = None) -> None:
+        super().__init__("cti_gateway", db.SCHEMA, settings, metadata=db.metadata,
+                         migrations_dir=Path(__file__).parent / "migrations", bus=bus,
+                         clock=clock)
+        self.cti: CtiSettings = settings
+        self.switchboard = Switchboard()
+
+
+class UnknownCall(LookupError):
+    pass
+
+
+def subject(call_id: str) -> str:
+    return f"call/{call_id}"
+
+
+async def carry_out(svc: CtiService, tx: Transaction, call: Call, effects: list[Effect], *,
+                    reply: dict[str, Any] | None = None,
+                    connection: SwitchConnection | None = None) -> None:
+    """Record the call's events in the outbox now; send the reply and the switch requests
+    once the transaction has committed, in the order the domain gave them."""
+    sends: list[Send] = []
+    for effect in effects:
+        if isinstance(effect, Emit):
+            await tx.emit(effect.type, effect.event, subject=subject(call.call_id),
+                          correlationid=call.call_id)
+        else:
+            sends.append(effect)
+    if reply is None and not sends:
+        return
+    link = connection or svc.switchboard.get(call.switch_id)
+    if link is None:
+        log.warning("switch not connected here; commands dropped", call_id=call.call_id,
+                    switch_id=call.switch_id, commands=[s.method for s in sends])
+        return
+    call_id = call.call_id
+
+    async def deliver() -> None:
+        try:
+            if reply is not None:
+                await link.send(reply)
+            for send in sends:
+                cseq = send.cseq if send.cseq is not None else link.next_cseq()
+                await link.send(frames.request(send.method, call_id, cseq, send.leg,
+                                               send.fields))
+        except SwitchGone:
+            # The call is released with cause switch_lost once the disconnect is handled.
+            log.warning("switch disconnected before commands could be sent", call_id=call_id)
+
+    tx.after_commit(deliver)
+
+
+# -- switch frames ----------------------------------------------------------------------------
+
+
+async def on_frame(svc: CtiService, link: SwitchConnection, frame: frames.AnyFrame) -> None:
+    if isinstance(frame, frames.ErrorFrame):
+        log.warning("switch reported an error", code=frame.code, message=frame.message,
+                    call_id=frame.call_id, cseq=frame.cseq)
+        return
+    try:
+        if isinstance(frame, frames.Response):
+            await on_response(svc, link, frame)
+        elif isinstance(frame, frames.InviteRequest):
+            await on_invite(svc, link, frame)
+        else:
+            await on_request(svc, link, frame)
+    except UnknownCall:
+        await link.send(frames.error("unknown_call", f"no call {frame.call_id!r}",
+                                     frame.call_id, frame.cseq))
+    except IllegalTransition as refused:
+        await link.send(frames.error("illegal_state", str(refused), frame.call_id, frame.cseq))
+
+
+async def on_invite(svc: CtiService, link: SwitchConnection, invite: frames.InviteRequest
+                    ) -> None:
+    try:
+        async with svc.transaction() as tx:
+            existing = await db.load(tx.session, invite.call_id)
+            if existing is not None:
+                raise IllegalTransition("call", existing.state.value, "be offered again",
+                                        existing.allowed())
+            call, effects = Call.offer(invite.call_id, invite.from_number, invite.to_number,
+                                       tx.now, switch_id=link.id)
+            await db.insert(tx.session, call)
+            await carry_out(svc, tx, call, effects, reply=frames.response(invite, 200),
+                            connection=link)
+    except IntegrityError:
+        # Another connection offered the same call id at the same moment.
+        raise IllegalTransition("call", "offered", "be offered again") from None
+    log.info("call offered", call_id=invite.call_id, from_number=invite.from_number,
+             to_number=invite.to_number)
+
+
+async def on_request(svc: CtiService, link: SwitchConnection,
+                     request: frames.AckRequest | frames.ByeRequest | frames.CancelRequest
+                     | frames.InfoRequest) -> None:
+    async with svc.transaction() as tx:
+        call = await db.load(tx.session, request.call_id)
+        if call is None:
+            raise UnknownCall(request.call_id)
+        if isinstance(request, frames.AckRequest):
+            # ACK completes our 200 to the INVITE; nothing changes and nothing is answered.
+            # It may arrive after the call already ended (the IVR released it at once).
+            if request.leg != call.party:
+                raise IllegalTransition("call", call.state.value, f"take an ACK on {request.leg}",
+                                        call.allowed())
+            return
+        if isinstance(request, frames.InfoRequest):
+            if request.leg != call.party:
+                raise IllegalTransition("call", call.state.value,
+                                        f"take DTMF on its {request.leg} leg", call.allowed())
+            effects = call.receive_dtmf(request.dtmf)
+        elif isinstance(request, frames.ByeRequest):
+            effects = hangup(call, request.leg, tx.now)
+        else:
+            effects = call.cancel(request.leg, tx.now)
+        await db.save(tx.session, call)
+        await carry_out(svc, tx, call, effects, reply=frames.response(request, 200),
+                        connection=link)
+
+
+async def on_response(svc: CtiService, link: SwitchConnection, response: frames.Response
+                      ) -> None:
+    async with svc.transaction() as tx:
+        call = await db.load(tx.session, response.call_id)
+        if call is None:
+            raise UnknownCall(response.call_id)
+        effects: list[Effect] = []
+        if response.method == "INVITE" and response.leg == "agent":
+            effects = call.on_agent_response(response.cseq, response.status, tx.now)
+        elif response.method == "INVITE" and response.leg == "customer":
+            effects = call.on_customer_response(response.cseq, response.status, tx.now)
+        elif response.status >= 300:
+            # A refused INFO, BYE or CANCEL changes nothing we own; worth a trace only.
+            log.info("switch refused a request", call_id=call.call_id, method=response.method,
+                     leg=response.leg, status=response.status, reason=response.reason)
+        if not effects:
+            return
+        await db.save(tx.session, call)
+        await carry_out(svc, tx, call, effects, connection=link)
+
+
+async def switch_lost(svc: CtiService, link: SwitchConnection) -> int:
+    """The switch went away: every call it carried is over (its legs went with it)."""
+    async with svc.sessions() as session:
+        call_ids = await db.live_call_ids(session, link.id)
+    released = 0
+    for call_id in call_ids:
+        async with svc.transaction() as tx:
+            call = await db.load(tx.session, call_id)
+            if call is None or not call.live:
+                continue
+            effects = call.release("switch_lost", tx.now, notify_switch=False)
+            await db.save(tx.session, call)
+            await carry_out(svc, tx, call, effects)
+            released += 1
+    if released:
+        log.warning("switch lost; calls released", switch_id=link.id, calls=released)
+    return released
+
+
+# -- consumed events --------------------------------------------------------------------------
+
+
+async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None:
+    """One queue for every event CTI consumes, so that an IVR prompt and the ACD events that
+    follow it are applied in the order they were published."""
+    data = model_for(envelope.type, envelope.dataversion).model_validate(envelope.data)
+    try:
+        if isinstance(data, PromptRequested):
+            await _prompt(svc, tx, data)
+        elif isinstance(data, ReleaseRequested):
+            await _ivr_release(svc, tx, data)
+        elif isinstance(data, CallQueued):
+            await _queued(svc, tx, data)
+        elif isinstance(data, AgentReserved):
+            await _reserved(svc, tx, data)
+        elif isinstance(data, ReservationExpired):
+            await _reservation_expired(svc, tx, data)
+        elif isinstance(data, CallbackRequested):
+            await _callback(svc, tx, data)
+        else:
+            log.warning("event not handled", event_type=envelope.type)
+    except IllegalTransition as stale:
+        # The event no longer applies (the call moved on); retrying would not change that.
+        log.info("event ignored", event_type=envelope.type, reason=str(stale))
+
+
+async def _live_call(tx: Transaction, call_id: str, event_type: str) -> Call | None:
+    call = await db.load(tx.session, call_id)
+    if call is None:
+        log.info("event for an unknown call ignored", event_type=event_type, call_id=call_id)
+        return None
+    if not call.live:
+        log.info("event for a released call ignored", event_type=event_type, call_id=call_id)
+        return None
+    return call
+
+
+async def _prompt(svc: CtiService, tx: Transaction, data: PromptRequested) -> None:
+    call = await _live_call(tx, data.call_id, "ivr.prompt.requested")
+    if call is None:
+        return
+    collect = data.collect.model_dump() if data.collect else None
+    effects = call.play(data.prompt_id, data.text, collect)
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects)
+
+
+async def _ivr_release(svc: CtiService, tx: Transaction, data: ReleaseRequested) -> None:
+    call = await _live_call(tx, data.call_id, "ivr.release.requested")
+    if call is None:
+        return
+    effects = call.release("ivr_release", tx.now)
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects)
+
+
+async def _queued(svc: CtiService, tx: Transaction, data: CallQueued) -> None:
+    call = await _live_call(tx, data.call_id, "acd.call.queued")
+    if call is None:
+        return
+    effects = call.enqueue(data.queue, data.position, data.estimated_wait_seconds)
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects)
+
+
+async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> None:
+    call = await db.load(tx.session, data.call_id)
+    if call is None or not call.live:
+        # ACD holds an agent for a call that is gone: give the agent back at once.
+        await tx.emit("cti.agent.ring_failed", AgentRingFailed(
+            call_id=data.call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
+            reason="caller_gone"), subject=subject(data.call_id), correlationid=data.call_id)
+        return
+    if call.reservation_id == data.reservation_id:
+        return  # the same reservation again (a re-emitted event): already ringing
+    link = svc.switchboard.get(call.switch_id)
+    if link is None:
+        await tx.emit("cti.agent.ring_failed", AgentRingFailed(
+            call_id=data.call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
+            reason="unreachable"), subject=subject(data.call_id), correlationid=data.call_id)
+        log.warning("cannot ring: the call's switch is not connected here", call_id=call.call_id)
+        return
+    effects = call.ring_agent(data.agent_id, data.device, data.reservation_id, data.queue,
+                              tx.now, ring_timeout=svc.cti.ring_timeout_seconds,
+                              invite_cseq=link.next_cseq())
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects, connection=link)
+
+
+async def _reservation_expired(svc: CtiService, tx: Transaction, data: ReservationExpired
+                               ) -> None:
+    call = await _live_call(tx, data.call_id, "acd.reservation.expired")
+    if call is None:
+        return
+    effects = call.withdraw_ring(data.reservation_id)
+    if effects:
+        await db.save(tx.session, call)
+        await carry_out(svc, tx, call, effects)
+
+
+async def _callback(svc: CtiService, tx: Transaction, data: CallbackRequested) -> None:
+    if await db.exists_request(tx.session, data.request_id):
+        log.info("callback request already placed", request_id=data.request_id)
+        return
+    # Downstream consumers (the IVR survey, workorder on failure) find the callback by the
+    # call's context; make sure it names it even if the requester left that out.
+    context = dict(data.context)
+    for key, value in (("request_id", data.request_id), ("callback_id", data.callback_id),
+                       ("order_id", data.order_id), ("attempt", data.attempt)):
+        context.setdefault(key, value)
+    link = svc.switchboard.pick()
+    if link is None:
+        await tx.emit("cti.call.origination_failed", OriginationFailed(
+            request_id=data.request_id, to_number=data.to_number, reason="no_switch_connected",
+            context=context), subject=f"callback/{data.callback_id}")
+        log.warning("no switch connected; origination failed", request_id=data.request_id)
+        return
+    headers = {"X-Hotline-Request-Id": data.request_id, "X-Hotline-Order-Id": data.order_id,
+               "X-Hotline-Callback-Id": data.callback_id, "X-Hotline-Attempt": str(data.attempt)}
+    call, effects = Call.originate(
+        f"OB-{uuid.uuid4().hex[:12]}", request_id=data.request_id,
+        from_number=svc.cti.outbound_caller_id, to_number=data.to_number, context=context,
+        headers=headers, switch_id=link.id, invite_cseq=link.next_cseq(), now=tx.now)
+    await db.insert(tx.session, call)
+    await carry_out(svc, tx, call, effects, connection=link)
+
+
+# -- REST commands ----------------------------------------------------------------------------
+
+
+async def get_call(svc: CtiService, call_id: str) -> Call:
+    async with svc.sessions() as session:
+        call = await db.load(session, call_id, lock=False)
+    if call is None:
+        raise NotFound("call", call_id)
+    return call
+
+
+async def answer(svc: CtiService, call_id: str, agent_id: str) -> Call:
+    async with svc.transaction() as tx:
+        call = await db.load(tx.session, call_id)
+        if call is None:
+            raise NotFound("call", call_id)
+        effects = call.request_answer(agent_id)
+        if svc.switchboard.get(call.switch_id) is None:
+            raise Conflict(f"the switch carrying call {call_id!r} is not connected here")
+        await carry_out(svc, tx, call, effects)
+    return call
+
+
+async def release(svc: CtiService, call_id: str, agent_id: str, *, supervisor: bool) -> Call:
+    async with svc.transaction() as tx:
+        call = await db.load(tx.session, call_id)
+        if call is None:
+            raise NotFound("call", call_id)
+        if not supervisor and call.live and call.agent_id not in (None, agent_id):
+            raise IllegalTransition("call", call.state.value,
+                                    f"be released by agent {agent_id!r} (it is {call.agent_id!r}'s)",
+                                    call.allowed())
+        effects = call.release("agent_release", tx.now)
+        await db.save(tx.session, call)
+        await carry_out(svc, tx, call, effects)
+    log.info("call released on request", call_id=call_id, agent_id=agent_id)
+    return call
+
+
+async def list_calls(svc: CtiService, state: CallState | None, limit: int) -> list[Call]:
+    async with svc.sessions() as session:
+        return await db.list_calls(session, state, limit)
+
+
+# -- timers -----------------------------------------------------------------------------------
+
+
+async def expire_rings(svc: CtiService) -> int:
+    """Give up on agents whose phone rang past the deadline: CANCEL, tell ACD, requeue."""
+    now = svc.clock.now()
+    async with svc.sessions() as session:
+        due = await db.due_ring_deadlines(session, now)
+    expired = 0
+    for call_id in due:
+        async with svc.transaction() as tx:
+            call = await db.load(tx.session, call_id)
+            if call is None:
+                continue
+            effects = call.check_ring_timeout(tx.now)
+            if not effects:
+                continue
+            await db.save(tx.session, call)
+            await carry_out(svc, tx, call, effects)
+            expired += 1
+    return expired
+
+
+async def ring_timer(svc: CtiService) -> None:
+    while True:
+        await asyncio.sleep(svc.cti.timer_poll_seconds)
+        await expire_rings(svc)

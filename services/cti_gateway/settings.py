@@ -1,0 +1,23 @@
+"""cti_gateway settings (environment prefix ``CTI_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+
+
+class CtiSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CTI_", extra="ignore")
+
+    port: int = DEFAULT_PORTS["cti_gateway"]
+    # Suite seconds an agent phone may ring before CTI gives up (ring no answer).
+    ring_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Wall seconds between scans for due ring deadlines.
+    timer_poll_seconds: float = Field(default=0.25, gt=0)
+    # Calling number presented on outbound (callback) calls.
+    outbound_caller_id: str = "95598"
+    # Frames of different calls on one switch connection handled at once (one call's frames
+    # are always handled in order); keep below the database pool size.
+    frame_concurrency: int = Field(default=16, ge=1, le=64)

@@ -1,0 +1,108 @@
+"""Connected softswitches (in memory, per process) and the ordering of their frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class SwitchGone(ConnectionError):
+    pass
+
+
+class TextSocket(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+class SwitchConnection:
+    """One switch's WebSocket. Calls remember the connection id that carries them, so
+    commands about a call go back over the connection the call arrived on."""
+
+    def __init__(self, socket: TextSocket, name: str) -> None:
+        self.id = f"sw-{uuid.uuid4().hex[:12]}"
+        self.name = name
+        self._socket = socket
+        self._cseq = itertools.count(1)
+        # Starlette sockets must not be written from two tasks at once.
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    def next_cseq(self) -> int:
+        return next(self._cseq)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.closed:
+            raise SwitchGone(f"switch {self.id} is disconnected")
+        async with self._lock:
+            await self._socket.send_text(json.dumps(frame, default=str))
+
+
+class Switchboard:
+    def __init__(self) -> None:
+        self._connections: dict[str, SwitchConnection] = {}
+        self._turn = itertools.count()
+
+    def add(self, connection: SwitchConnection) -> None:
+        self._connections[connection.id] = connection
+
+    def remove(self, connection: SwitchConnection) -> None:
+        connection.closed = True
+        self._connections.pop(connection.id, None)
+
+    def get(self, connection_id: str | None) -> SwitchConnection | None:
+        return self._connections.get(connection_id) if connection_id else None
+
+    def pick(self) -> SwitchConnection | None:
+        """A connection for a new outbound call (round robin over the connected switches)."""
+        if not self._connections:
+            return None
+        connections = list(self._connections.values())
+        return connections[next(self._turn) % len(connections)]
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+
+class PerKeySerializer:
+    """Run jobs concurrently across keys but strictly in submission order within a key, so
+    a slow database round trip for one call does not hold up every other call on the link."""
+
+    def __init__(self, limit: int) -> None:
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(limit)
+
+    def submit(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
+        previous = self._tails.get(key)
+        task = asyncio.create_task(self._run(previous, job))
+        self._tails[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+        task.add_done_callback(forget)
+
+    async def _run(self, previous: asyncio.Task[None] | None,
+                   job: Callable[[], Awaitable[None]]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        async with self._slots:
+            try:
+                await job()
+            except Exception:
+                log.exception("switch frame handling failed")
+
+    async def drain(self) -> None:
+        tails = list(self._tails.values())
+        if tails:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*tails, return_exceptions=True)

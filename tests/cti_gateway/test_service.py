@@ -1,0 +1,377 @@
+"""cti_gateway as a service: a real WebSocket switch session, the in-memory bus standing in
+for IVR/ACD/workorder, REST, and PostgreSQL underneath."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from shared.bus.memory import MemoryBus
+from tests.conftest import bearer, eventually
+from tests.cti_gateway.harness import Gateway, serve
+
+
+@pytest.fixture
+async def gw(common, auth):
+    async with serve(common, auth) as gateway:
+        yield gateway
+
+
+async def test_inbound_call_from_ivr_to_agent_and_hangup(gw: Gateway) -> None:
+    seen = gw.observer
+    async with gw.switch() as switch:
+        await switch.invite("C1")
+        offered = await seen.wait("cti.call.offered", "C1")
+        assert offered.subject == "call/C1" and offered.data["from_number"] == "+8613800000001"
+        answered = await seen.wait("cti.call.answered", "C1")
+        assert answered.data["direction"] == "inbound"
+        assert answered.sequence == offered.sequence + 1
+        assert await gw.state("C1") == "in_ivr"
+
+        # The IVR plays a prompt; the caller presses a digit.
+        await gw.publish("ivr.prompt.requested", {
+            "call_id": "C1", "session_id": "S1", "prompt_id": "main-menu", "text": "Press 1",
+            "collect": {"max_digits": 1, "timeout_seconds": 5}}, call_id="C1")
+        play = await switch.expect_request("INFO", "caller")
+        assert play["call_id"] == "C1"
+        assert play["play"] == {"prompt_id": "main-menu", "text": "Press 1",
+                                "collect": {"max_digits": 1, "timeout_seconds": 5.0}}
+        await switch.respond(play, 200)
+        cseq = await switch.request("INFO", "C1", "caller", dtmf="1")
+        await switch.expect_response(cseq, 200)
+        dtmf = await seen.wait("cti.call.dtmf_received", "C1")
+        assert dtmf.data == {"call_id": "C1", "digits": "1", "prompt_id": "main-menu"}
+
+        # ACD queues the call: the caller hears where it stands.
+        await gw.publish("acd.call.queued", {"call_id": "C1", "queue": "repair", "priority": 0,
+                                             "position": 2, "estimated_wait_seconds": 30},
+                         call_id="C1")
+        notify = await switch.expect_request("INFO", "caller")
+        assert notify["notify"] == {"event": "queued", "queue": "repair", "position": 2,
+                                    "estimated_wait_seconds": 30.0}
+        assert await gw.state("C1") == "queued"
+
+        # ACD reserves an agent: CTI rings its phone.
+        await gw.publish("acd.agent.reserved", {
+            "call_id": "C1", "agent_id": "A001", "device": "agent:A001", "queue": "repair",
+            "reservation_id": "R1", "expires_at": (gw.clock.now() + timedelta(seconds=30)
+                                                   ).isoformat()}, call_id="C1")
+        invite = await switch.expect_request("INVITE", "agent")
+        assert invite["to"] == "agent:A001" and invite["from"] == "+8613800000001"
+        assert invite["agent_id"] == "A001" and invite["reservation_id"] == "R1"
+        await switch.respond(invite, 180, "Ringing")
+        alerting = await seen.wait("cti.agent.alerting", "C1")
+        assert alerting.data == {"call_id": "C1", "agent_id": "A001", "reservation_id": "R1"}
+        call = await gw.call("C1")
+        assert (call["state"], call["agent_id"], call["legs"]["agent"]) == ("alerting", "A001",
+                                                                            "ringing")
+
+        # The agent answers on the desktop; the phone picks up.
+        response = await gw.http.post("/v1/calls/C1/answer", json={"agent_id": "A001"},
+                                      headers=bearer(gw.auth, "agent"))
+        assert response.status_code == 202, response.text
+        control = await switch.expect_request("INFO", "agent")
+        assert control["control"] == "answer"
+        gw.clock.advance(2)
+        await switch.respond(invite, 200, "OK")
+        ack = await switch.expect_request("ACK", "agent")
+        assert ack["call_id"] == "C1"
+        connected = await seen.wait("cti.call.connected", "C1")
+        assert connected.data["agent_id"] == "A001"
+        assert (connected.data["queue"], connected.data["reservation_id"]) == ("repair", "R1")
+        assert await gw.state("C1") == "connected"
+
+        # The caller hangs up after talking; the agent's phone is hung up too.
+        gw.clock.advance(95)
+        cseq = await switch.request("BYE", "C1", "caller")
+        await switch.expect_response(cseq, 200)
+        bye = await switch.expect_request("BYE", "agent")
+        assert bye["call_id"] == "C1"
+        released = await seen.wait("cti.call.released", "C1")
+        assert released.data["cause"] == "caller_hangup"
+        assert released.data["state"] == "connected"
+        assert released.data["agent_id"] == "A001"
+        assert released.data["talk_seconds"] == 95.0
+        assert seen.cti_types("C1") == [
+            "cti.call.offered", "cti.call.answered", "cti.call.dtmf_received",
+            "cti.agent.alerting", "cti.call.connected", "cti.call.released"]
+        assert [e.sequence for e in seen.events
+                if e.source == "/hotline/cti_gateway"] == [1, 2, 3, 4, 5, 6]
+        assert all(e.correlationid == "C1" for e in seen.events)
+
+        # Answering or releasing a call that is over is refused with its state.
+        late = await gw.http.post("/v1/calls/C1/answer", json={"agent_id": "A001"},
+                                  headers=bearer(gw.auth, "agent"))
+        assert late.status_code == 409
+        assert late.json()["detail"]["state"] == "released"
+        again = await gw.http.post("/v1/calls/C1/release", json={"agent_id": "A001"},
+                                   headers=bearer(gw.auth, "supervisor"))
+        assert again.status_code == 409 and again.json()["detail"]["state"] == "released"
+        # Stale events for a released call are ignored, not retried or dead-lettered.
+        await gw.publish("ivr.prompt.requested", {"call_id": "C1", "session_id": "S1",
+                                                  "prompt_id": "p", "text": "t"}, call_id="C1")
+        await switch.silent()
+    assert isinstance(gw.bus, MemoryBus)
+    assert not gw.bus.queues["cti_gateway.events"].dead_letters
+
+
+async def test_bad_frames_get_errors_and_change_nothing(gw: Gateway) -> None:
+    async with gw.switch() as switch:
+        await switch.invite("C2")
+        await gw.observer.wait("cti.call.answered", "C2")
+
+        await switch.send("not json")
+        assert (await switch.expect_error("bad_frame"))["call_id"] is None
+        await switch.send({"type": "request", "method": "INFO", "call_id": "C2", "cseq": 7,
+                           "leg": "caller", "dtmf": "x!"})
+        error = await switch.expect_error("bad_frame")
+        assert (error["call_id"], error["cseq"]) == ("C2", 7)
+        assert "dtmf" in error["message"]
+        await switch.send({"type": "request", "method": "REFER", "call_id": "C2", "cseq": 8,
+                           "leg": "caller"})
+        await switch.expect_error("bad_frame")
+        await switch.send({"type": "telegram", "call_id": "C2"})
+        await switch.expect_error("bad_frame")
+        await switch.send({"type": "request", "method": "INVITE", "call_id": "C9", "cseq": 9,
+                           "leg": "caller", "to": "95598"})
+        await switch.expect_error("bad_frame")
+
+        cseq = await switch.request("INFO", "C404", "caller", dtmf="1")
+        assert (await switch.expect_error("unknown_call"))["cseq"] == cseq
+        # A second INVITE for a live call, and an agent hanging up a call it is not on.
+        await switch.request("INVITE", "C2", "caller", **{"from": "+861", "to": "95598"})
+        await switch.expect_error("illegal_state")
+        await switch.request("BYE", "C2", "agent")
+        await switch.expect_error("illegal_state")
+
+        await gw.publish("acd.call.queued", {"call_id": "C2", "queue": "billing",
+                                             "priority": 0, "position": 1}, call_id="C2")
+        await switch.expect_request("INFO", "caller")
+        # Digits are for the IVR: once queued they are refused.
+        await switch.request("INFO", "C2", "caller", dtmf="5")
+        error = await switch.expect_error("illegal_state")
+        assert "queued" in error["message"]
+
+        call = await gw.call("C2")
+        assert (call["state"], call["last_prompt_id"]) == ("queued", None)
+        assert gw.observer.cti_types("C2") == ["cti.call.offered", "cti.call.answered"]
+        assert gw.observer.of("cti.call.dtmf_received") == []
+        await switch.silent()
+
+
+async def test_ring_no_answer_requeues_and_late_reservations(gw: Gateway) -> None:
+    seen = gw.observer
+    async with gw.switch() as switch:
+        await switch.invite("C3")
+        reserve = {"call_id": "C3", "agent_id": "A001", "device": "agent:A001",
+                   "queue": "repair", "reservation_id": "R1",
+                   "expires_at": gw.clock.now().isoformat()}
+        # The reservation may arrive while the call is still in the IVR.
+        await gw.publish("acd.agent.reserved", reserve, call_id="C3")
+        invite = await switch.expect_request("INVITE", "agent")
+        await switch.respond(invite, 180)
+        await seen.wait("cti.agent.alerting", "C3")
+        deadline = (await gw.call("C3"))["ring_deadline"]
+        assert deadline is not None
+
+        gw.clock.advance(21)
+        cancel = await switch.expect_request("CANCEL", "agent")
+        assert cancel["cseq"] > invite["cseq"]
+        await switch.respond(invite, 487)
+        failed = await seen.wait("cti.agent.ring_failed", "C3")
+        assert failed.data == {"call_id": "C3", "agent_id": "A001", "reservation_id": "R1",
+                               "reason": "no_answer"}
+        call = await gw.call("C3")
+        assert (call["state"], call["agent_id"], call["ring_deadline"]) == ("queued", None, None)
+
+        # A second agent rejects the call.
+        await gw.publish("acd.agent.reserved", {**reserve, "agent_id": "A002",
+                                                "device": "agent:A002", "reservation_id": "R2"},
+                         call_id="C3")
+        invite2 = await switch.expect_request("INVITE", "agent")
+        await switch.respond(invite2, 603, "Decline")
+        rejected = await seen.wait("cti.agent.ring_failed", "C3", count=2)
+        assert (rejected.data["agent_id"], rejected.data["reason"]) == ("A002", "rejected")
+
+        # A third rings, and ACD withdraws the reservation.
+        await gw.publish("acd.agent.reserved", {**reserve, "agent_id": "A003",
+                                                "device": "agent:A003", "reservation_id": "R3"},
+                         call_id="C3")
+        await switch.expect_request("INVITE", "agent")
+        await gw.publish("acd.reservation.expired", {"call_id": "C3", "agent_id": "A003",
+                                                     "reservation_id": "R3"}, call_id="C3")
+        await switch.expect_request("CANCEL", "agent")
+        assert await gw.state("C3") == "queued"
+
+        # The caller gives up; a reservation arriving afterwards hands the agent back.
+        cseq = await switch.request("BYE", "C3", "caller")
+        await switch.expect_response(cseq)
+        released = await seen.wait("cti.call.released", "C3")
+        assert (released.data["state"], released.data["cause"]) == ("queued", "caller_hangup")
+        await gw.publish("acd.agent.reserved", {**reserve, "agent_id": "A004",
+                                                "device": "agent:A004", "reservation_id": "R4"},
+                         call_id="C3")
+        gone = await seen.wait("cti.agent.ring_failed", "C3", count=3)
+        assert (gone.data["agent_id"], gone.data["reason"]) == ("A004", "caller_gone")
+        await switch.silent()
+
+
+async def test_caller_hangup_while_ringing_cancels_the_agent(gw: Gateway) -> None:
+    async with gw.switch() as switch:
+        await switch.invite("C4")
+        await gw.publish("acd.agent.reserved", {
+            "call_id": "C4", "agent_id": "A001", "device": "agent:A001", "queue": "repair",
+            "reservation_id": "R1", "expires_at": gw.clock.now().isoformat()}, call_id="C4")
+        invite = await switch.expect_request("INVITE", "agent")
+        cseq = await switch.request("BYE", "C4", "caller")
+        await switch.expect_response(cseq)
+        await switch.expect_request("CANCEL", "agent")
+        released = await gw.observer.wait("cti.call.released", "C4")
+        assert (released.data["state"], released.data["agent_id"]) == ("alerting", "A001")
+        # The phone answered just as we cancelled: CTI takes it and hangs it up.
+        await switch.respond(invite, 200)
+        await switch.expect_request("ACK", "agent")
+        await switch.expect_request("BYE", "agent")
+
+
+async def test_ivr_release_and_cancel(gw: Gateway) -> None:
+    async with gw.switch() as switch:
+        await switch.invite("C5")
+        await gw.publish("ivr.release.requested", {"call_id": "C5", "reason": "self_served"},
+                         call_id="C5")
+        await switch.expect_request("BYE", "caller")
+        released = await gw.observer.wait("cti.call.released", "C5")
+        assert released.data["cause"] == "ivr_release"
+
+        cseq = await switch.request("INVITE", "C6", "caller", **{"from": "+862", "to": "95598"})
+        await switch.expect_response(cseq)
+        cseq = await switch.request("CANCEL", "C6", "caller")
+        await switch.expect_response(cseq)
+        cancelled = await gw.observer.wait("cti.call.released", "C6")
+        assert (cancelled.data["cause"], cancelled.data["state"]) == ("cancelled", "in_ivr")
+
+
+async def test_outbound_callback(gw: Gateway) -> None:
+    seen = gw.observer
+    request = {"request_id": "RQ1", "callback_id": "CB1", "order_id": "WO1", "attempt": 2,
+               "to_number": "+8613800000002", "context": {"purpose": "survey"}}
+    # No switch connected: the origination fails at once.
+    await gw.publish("workorder.callback.requested", request)
+    failed = await seen.wait("cti.call.origination_failed")
+    assert failed.data["request_id"] == "RQ1" and failed.subject == "callback/CB1"
+
+    async with gw.switch() as switch:
+        await gw.publish("workorder.callback.requested", {**request, "request_id": "RQ2"})
+        invite = await switch.expect_request("INVITE", "customer")
+        call_id = invite["call_id"]
+        assert call_id.startswith("OB-")
+        assert (invite["to"], invite["from"]) == ("+8613800000002", "95598")
+        assert invite["headers"] == {"X-Hotline-Request-Id": "RQ2", "X-Hotline-Order-Id": "WO1",
+                                     "X-Hotline-Callback-Id": "CB1", "X-Hotline-Attempt": "2"}
+        originated = await seen.wait("cti.call.originated", call_id)
+        assert originated.data["request_id"] == "RQ2"
+        assert originated.data["context"]["purpose"] == "survey"
+        # The same request again (a re-emitted event) does not dial twice.
+        await gw.publish("workorder.callback.requested", {**request, "request_id": "RQ2"})
+        await switch.respond(invite, 180)
+        await switch.respond(invite, 200)
+        await switch.expect_request("ACK", "customer")
+        answered = await seen.wait("cti.call.answered", call_id)
+        assert answered.data["direction"] == "outbound"
+        assert answered.data["context"] == {"purpose": "survey", "request_id": "RQ2",
+                                            "callback_id": "CB1", "order_id": "WO1",
+                                            "attempt": 2}
+        assert await gw.state(call_id) == "in_ivr"
+        await gw.publish("ivr.prompt.requested", {"call_id": call_id, "session_id": "S",
+                                                  "prompt_id": "survey-q1", "text": "Rate us"},
+                         call_id=call_id)
+        assert (await switch.expect_request("INFO", "customer"))["play"]["collect"] is None
+        cseq = await switch.request("BYE", call_id, "customer")
+        await switch.expect_response(cseq)
+        released = await seen.wait("cti.call.released", call_id)
+        assert released.data["cause"] == "customer_hangup"
+
+        # A busy customer.
+        await gw.publish("workorder.callback.requested", {**request, "request_id": "RQ3"})
+        invite = await switch.expect_request("INVITE", "customer")
+        await switch.respond(invite, 486, "Busy Here")
+        busy = await seen.wait("cti.call.released", invite["call_id"])
+        assert busy.data["cause"] == "busy" and busy.data["context"]["callback_id"] == "CB1"
+        await switch.silent()
+    assert len(seen.of("cti.call.originated")) == 2
+
+
+async def test_switch_lost_releases_its_calls(gw: Gateway) -> None:
+    async with gw.switch() as switch:
+        await switch.invite("C7")
+        await gw.observer.wait("cti.call.answered", "C7")
+    released = await gw.observer.wait("cti.call.released", "C7")
+    assert released.data["cause"] == "switch_lost"
+    assert await gw.state("C7") == "released"
+
+
+async def test_switch_needs_a_switch_token(gw: Gateway) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with gw.switch("agent"):
+            pass
+    assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"ws://{gw.base}/v1/switch"):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_rest_reads_and_validation(gw: Gateway) -> None:
+    async with gw.switch() as switch:
+        await switch.invite("C8")
+        await switch.invite("C9")
+        cseq = await switch.request("BYE", "C9", "caller")
+        await switch.expect_response(cseq)
+        await gw.observer.wait("cti.call.released", "C9")
+
+        for scope in ("agent", "supervisor", "service", "integrator"):
+            assert (await gw.call("C8", scope))["legs"] == {"party": "caller",
+                                                            "party_state": "up",
+                                                            "agent": "none"}
+        missing = await gw.http.get("/v1/calls/C404", headers=bearer(gw.auth, "agent"))
+        assert missing.status_code == 404
+        assert missing.json()["detail"]["id"] == "C404"
+        assert (await gw.http.get("/v1/calls/C8")).status_code == 401
+        assert (await gw.http.get("/v1/calls/C8",
+                                  headers=bearer(gw.auth, "switch"))).status_code == 403
+
+        live = await gw.http.get("/v1/calls", params={"state": "in_ivr"},
+                                 headers=bearer(gw.auth, "supervisor"))
+        assert [c["call_id"] for c in live.json()] == ["C8"]
+        everything = await gw.http.get("/v1/calls", params={"limit": 1},
+                                       headers=bearer(gw.auth, "supervisor"))
+        assert len(everything.json()) == 1
+        bad_state = await gw.http.get("/v1/calls", params={"state": "flying"},
+                                      headers=bearer(gw.auth, "supervisor"))
+        assert bad_state.status_code == 422
+
+        agent = bearer(gw.auth, "agent")
+        extra = await gw.http.post("/v1/calls/C8/release", json={"agent_id": "A1", "x": 1},
+                                   headers=agent)
+        assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "x"]
+        empty = await gw.http.post("/v1/calls/C8/answer", json={}, headers=agent)
+        assert empty.status_code == 422
+        assert empty.json()["detail"][0]["loc"] == ["body", "agent_id"]
+        not_ringing = await gw.http.post("/v1/calls/C8/answer", json={"agent_id": "A1"},
+                                         headers=agent)
+        assert not_ringing.status_code == 409
+        assert not_ringing.json()["detail"]["state"] == "in_ivr"
+        integrator = await gw.http.post("/v1/calls/C8/release", json={"agent_id": "A1"},
+                                        headers=bearer(gw.auth, "integrator"))
+        assert integrator.status_code == 403
+
+        released = await gw.http.post("/v1/calls/C8/release", json={"agent_id": "A1"},
+                                      headers=bearer(gw.auth, "supervisor"))
+        assert released.status_code == 200, released.text
+        assert (released.json()["state"], released.json()["cause"]) == ("released",
+                                                                       "agent_release")
+        await switch.expect_request("BYE", "caller")
+        await eventually(lambda: gw.observer.of("cti.call.released", "C8"))
