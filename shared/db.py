@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from pathlib import Path
 
@@ -29,9 +30,14 @@ def advisory_key(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
+# Alembic keeps its running context in module globals, so services migrating in one process
+# (the all-in-one suite) must take turns.
+_MIGRATION_LOCK = asyncio.Lock()
+
+
 async def run_migrations(engine: AsyncEngine, migrations_dir: Path, schema: str) -> None:
     """Upgrade the service's schema to head. Replicas starting together serialize on a lock."""
-    async with engine.begin() as conn:
+    async with _MIGRATION_LOCK, engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                            {"key": advisory_key(f"migrate:{schema}")})
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))

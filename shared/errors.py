@@ -1,15 +1,13 @@
 """Domain errors and their HTTP mapping.
 
-Domain code raises these (they are plain Python); the app translates them: illegal
-transition -> 409 with the current state and the allowed actions, not found -> 404 naming it.
+Domain code raises these; they are plain Python (no web framework here) so domain modules may
+import them. ``shared.service`` maps them to HTTP: illegal transition -> 409 with the current
+state and the allowed actions, not found -> 404 naming it, invalid -> 422 naming the field.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 
 class DomainError(Exception):
@@ -64,14 +62,6 @@ class Invalid(DomainError):
         super().__init__(message)
         self.field = field
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> list[dict[str, Any]]:  # type: ignore[override]
         # Same shape as FastAPI's validation errors so clients parse one format.
-        return [{"loc": ["body", self.field], "msg": str(self), "type": "value_error"}]  # type: ignore[return-value]
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def handle(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, DomainError)
-        return JSONResponse({"detail": error.detail()}, status_code=error.status_code)
-
-    app.add_exception_handler(DomainError, handle)
+        return [{"loc": ["body", self.field], "msg": str(self), "type": "value_error"}]

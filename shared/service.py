@@ -28,7 +28,7 @@ from shared.bus import Bus, make_bus
 from shared.clock import Clock
 from shared.db import make_engine, run_migrations
 from shared.envelope import Envelope
-from shared.errors import install_error_handlers
+from shared.errors import DomainError
 from shared.logging import configure_logging
 from shared.messaging import (
     ConsumerHandler,
@@ -186,7 +186,7 @@ class Service:
                       lifespan=self._lifespan)
         app.state.service = self
         app.add_middleware(MetricsMiddleware, metrics=self.metrics)
-        install_error_handlers(app)
+        app.add_exception_handler(DomainError, _domain_error_response)  # type: ignore[arg-type]
         app.include_router(self._ops_router())
         for router in routers:
             app.include_router(router)
@@ -213,6 +213,10 @@ class Service:
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
+
+
+async def _domain_error_response(_: Request, error: DomainError) -> JSONResponse:
+    return JSONResponse({"detail": error.detail()}, status_code=error.status_code)
 
 
 def service_of(request: Request) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    false,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -38,6 +39,7 @@ recordings = Table(
     Column("callee", String(64), nullable=True),
     Column("connected_at", DateTime(timezone=True), nullable=True),
     Column("call_ended_at", DateTime(timezone=True), nullable=True),
+    Column("ended_unbridged", Boolean, nullable=False, server_default=false()),
     Column("media_started_at", DateTime(timezone=True), nullable=True),
     Column("media_ended_at", DateTime(timezone=True), nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=True, index=True),
@@ -73,7 +75,7 @@ def to_domain(row: Any) -> Recording:
         recording_id=row.recording_id, call_id=row.call_id, state=RecordingState(row.state),
         connected=bool(row.connected), agent_id=row.agent_id, caller=row.caller,
         callee=row.callee, connected_at=row.connected_at, call_ended_at=row.call_ended_at,
-        media_started_at=row.media_started_at, media_ended_at=row.media_ended_at,
+        ended_unbridged=bool(row.ended_unbridged), media_started_at=row.media_started_at, media_ended_at=row.media_ended_at,
         sample_rate=row.sample_rate, samples=row.samples, size_bytes=row.size_bytes,
         sha256=row.sha256, path=row.path, stored_at=row.stored_at,
     )
@@ -83,7 +85,8 @@ def _values(rec: Recording) -> dict[str, Any]:
     return {
         "state": rec.state.value, "connected": rec.connected, "agent_id": rec.agent_id,
         "caller": rec.caller, "callee": rec.callee, "connected_at": rec.connected_at,
-        "call_ended_at": rec.call_ended_at, "media_started_at": rec.media_started_at,
+        "call_ended_at": rec.call_ended_at, "ended_unbridged": rec.ended_unbridged,
+        "media_started_at": rec.media_started_at,
         "media_ended_at": rec.media_ended_at, "started_at": rec.started_at,
         "sample_rate": rec.sample_rate, "samples": rec.samples,
         "duration_seconds": rec.duration_seconds, "size_bytes": rec.size_bytes,

@@ -63,7 +63,7 @@ class Recorder:
         if rec.state is RecordingState.PENDING:
             log.info("release of a call with no recording ignored", call_id=event.call_id)
             return
-        rec.end_call(now=event.released_at)
+        rec.end_call(now=event.released_at, bridged=event.connected_at is not None)
         await self._save(tx, rec)
 
     # -- media -------------------------------------------------------------------------------
@@ -93,6 +93,12 @@ class Recorder:
     # -- shared ------------------------------------------------------------------------------
 
     async def _save(self, tx: Transaction, rec: Recording) -> None:
+        if rec.ready_to_discard:
+            rec.discard()
+            if rec.path is not None:
+                audio = self.file_of(rec.path)
+                tx.after_commit(lambda: asyncio.to_thread(audio.unlink, missing_ok=True))
+            log.info("media of a call never bridged discarded", call_id=rec.call_id)
         if rec.ready_to_store:
             rec.store(now=tx.now)
             await tx.emit("recording.file.stored", FileStored(

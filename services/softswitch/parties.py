@@ -287,12 +287,14 @@ class AgentSim:
         leg.connected_at = at
         talk = leg.run.spec.talk if leg.run is not None else DEFAULT_TALK
         end = at + talk
-        # A caller who gave up while the phone was answering is not connected to anyone.
-        if leg.run is not None and leg.run.ended_at is None:
+        # A caller who gave up while the phone was answering is not connected to anyone:
+        # there is no bridge, so nothing to fork to the recorder either.
+        bridged = leg.run is None or leg.run.ended_at is None
+        if bridged and leg.run is not None:
             leg.run.connected_at = at
             leg.run.agent_id = self.id
             replay.touch(leg.run)
-        leg.media = replay.media_fork(leg.call_id)
+        leg.media = replay.media_fork(leg.call_id) if bridged else None
         if leg.media is not None:
             leg.media.start(at, planned_end=end)
         replay.spawn(self._talk(leg, end), owner=leg.run)

@@ -185,6 +185,41 @@ async def test_call_is_recorded_in_either_order(harness: Harness, order: str) ->
             (rec["recording_id"], "sup-1", "download")]
 
 
+@pytest.mark.parametrize("order", ["media_first", "release_first"])
+async def test_media_of_a_call_never_bridged_is_discarded(harness: Harness, order: str) -> None:
+    """The agent's phone answered as the caller hung up: the switch forked a few samples, CTI
+    released the call unconnected. That is no conversation: discard it, keep no audio."""
+    call_id = f"C-unbridged-{order}"
+    async with serve(harness.app) as base:
+        await harness.observe()
+        if order == "media_first":
+            await harness.send_media(base, call_id, tone(0.01))
+            await harness.released(call_id, connected=False)
+        else:
+            # The release arrives while the stream is still open.
+            async with websockets.connect(harness.ws_url(base, call_id)) as ws:
+                await ws.send(json.dumps({"type": "start", "call_id": call_id,
+                                          "encoding": "pcm_s16le", "sample_rate": RATE,
+                                          "channels": 1}))
+                await ws.send(tone(0.01))
+                await asyncio.sleep(0.2)  # let the server take the start frame
+                await harness.released(call_id, connected=False)
+                await ws.send(json.dumps({"type": "stop"}))
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10)
+
+        async def discarded() -> list[Any]:
+            async with httpx.AsyncClient(base_url=f"http://{base}") as client:
+                found = (await client.get("/v1/recordings", params={"call_id": call_id},
+                                          headers=bearer(harness.auth, "supervisor"))).json()
+            return [r for r in found if r["state"] == "discarded"]
+
+        [rec] = await eventually(discarded)
+        assert rec["audio_url"] is None
+        assert not harness.stored(call_id)
+        await eventually(lambda: not (harness.settings.storage / rec["path"]).exists())
+
+
 async def test_duplicate_and_stale_events_are_tolerated(harness: Harness) -> None:
     async with serve(harness.app) as base:
         await harness.observe()

@@ -140,18 +140,6 @@ async def harness(common: CommonSettings, auth: Auth) -> AsyncIterator[Harness]:
         await bus.subscribe("test.observer", ["#"], observe)
         yield h
         assert h.dead_letters() == []
-        await stop_relay(h.service.messaging)
-
-
-async def stop_relay(messaging: Any) -> None:
-    """Work around shared.messaging: a cancel that lands while the outbox relay is mid-query
-    makes its cleanup query fail, the relay loop treats that as an ordinary error and carries
-    on, and the app's shutdown then waits for it forever. Cancel until it really stops."""
-    relay = messaging._relay
-    while relay is not None and not relay.done():
-        relay.cancel()
-        await asyncio.wait([relay], timeout=0.5)
-    messaging._relay = None
 
 
 async def resolved_and_dialled(h: Harness) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,6 +26,9 @@ class RecordingState(StrEnum):
     RECORDING = "recording"
     STOPPED = "stopped"
     STORED = "stored"
+    # Media arrived, but the call ended without ever being bridged to an agent: there is no
+    # conversation to keep (e.g. the caller hung up as the agent's phone answered).
+    DISCARDED = "discarded"
     # Later: PAUSED (hold/retrieve) sits between RECORDING and STOPPED.
 
 
@@ -35,6 +38,7 @@ class Action(StrEnum):
     STOP_MEDIA = "stop_media"
     END_CALL = "end_call"
     STORE = "store"
+    DISCARD = "discard"
 
 
 S, A = RecordingState, Action
@@ -48,6 +52,7 @@ TRANSITIONS: dict[tuple[RecordingState, Action], RecordingState] = {
     (S.STOPPED, A.CONNECT): S.STOPPED,
     (S.STOPPED, A.END_CALL): S.STOPPED,
     (S.STOPPED, A.STORE): S.STORED,
+    (S.STOPPED, A.DISCARD): S.DISCARDED,
 }
 
 
@@ -63,6 +68,8 @@ class Recording:
     callee: str | None = None
     connected_at: datetime | None = None
     call_ended_at: datetime | None = None
+    # The call ended and CTI says it never connected.
+    ended_unbridged: bool = False
     # Media half.
     media_started_at: datetime | None = None
     media_ended_at: datetime | None = None
@@ -91,6 +98,10 @@ class Recording:
     @property
     def ready_to_store(self) -> bool:
         return self.state is RecordingState.STOPPED and self.connected
+
+    @property
+    def ready_to_discard(self) -> bool:
+        return self.state is RecordingState.STOPPED and self.ended_unbridged and not self.connected
 
     def allowed(self) -> list[str]:
         return sorted(a.value for a in Action if self._permits(a))
@@ -123,10 +134,14 @@ class Recording:
         self.sha256 = sha256
         self.media_ended_at = now
 
-    def end_call(self, *, now: datetime) -> None:
+    def end_call(self, *, now: datetime, bridged: bool = True) -> None:
         self._move(Action.END_CALL)
         if self.call_ended_at is None:
             self.call_ended_at = now
+        self.ended_unbridged = not bridged
+
+    def discard(self) -> None:
+        self._move(Action.DISCARD)
 
     def store(self, *, now: datetime) -> None:
         self._move(Action.STORE)
@@ -143,6 +158,8 @@ class Recording:
             return self.media_started_at is not None
         if action is Action.STORE:
             return self.connected
+        if action is Action.DISCARD:
+            return self.ended_unbridged and not self.connected
         return True
 
     def _move(self, action: Action) -> None:

@@ -1,0 +1,105 @@
+"""What a finished replay must satisfy, checked from the services' own APIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.softswitch.trace import parse_trace
+
+
+@dataclass
+class Findings:
+    problems: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+async def get_json(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
+    response = await client.get(url, params=params)
+    response.raise_for_status()
+    return response.json()
+
+
+async def check_replay(urls: dict[str, str], headers: dict[str, str], trace_path: Path,
+                       replay_id: str) -> Findings:
+    found = Findings()
+    trace, _ = parse_trace(trace_path.read_text())
+    trace_calls = {call.id: call for call in trace.calls}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        calls = await get_json(client, f"{urls['softswitch']}/v1/replays/{replay_id}/calls")
+        calls = calls if isinstance(calls, list) else calls["calls"]
+        if len(calls) != len(trace_calls):
+            found.fail(f"replay has {len(calls)} calls, trace {len(trace_calls)}")
+        for call in calls:
+            spec = trace_calls[call["trace_call_id"]]
+            outcome = call["outcome"]
+            found.count(f"outcome:{outcome}")
+            if outcome not in ("answered", "abandoned", "self_served"):
+                found.fail(f"{call['call_id']}: outcome {outcome}")
+            cti = await get_json(client, f"{urls['cti_gateway']}/v1/calls/{call['call_id']}")
+            if cti["state"] != "released":
+                found.fail(f"{call['call_id']}: CTI state {cti['state']}")
+            recordings = await get_json(client, f"{urls['recording']}/v1/recordings",
+                                        call_id=call["call_id"])
+            orders = await get_json(client, f"{urls['workorder']}/v1/orders",
+                                    call_id=call["call_id"])
+            orders = orders if isinstance(orders, list) else orders.get("orders", orders)
+            if outcome == "answered":
+                if len(recordings) != 1 or recordings[0]["state"] != "stored":
+                    found.fail(f"{call['call_id']}: recordings {[(r['state'], r['duration_seconds']) for r in recordings]}")
+                elif abs(recordings[0]["duration_seconds"] - spec.talk) > 1.0:
+                    found.fail(f"{call['call_id']}: recording {recordings[0]['duration_seconds']}s, talk {spec.talk}s")
+                else:
+                    found.count("recordings_ok")
+                wants_order = spec.disposition is not None and spec.disposition.workorder is not None
+                if len(orders) != (1 if wants_order else 0):
+                    found.fail(f"{call['call_id']}: {len(orders)} work orders, disposition {wants_order}")
+                if wants_order and len(orders) == 1:
+                    order = await get_json(client, f"{urls['workorder']}/v1/orders/{orders[0]['order_id']}")
+                    check_callback(found, call["call_id"], spec, order)
+            else:
+                if recordings:
+                    found.fail(f"{call['call_id']}: {outcome} call has recordings {[(r['state'], r['duration_seconds']) for r in recordings]}")
+                if orders:
+                    found.fail(f"{call['call_id']}: {outcome} call has work orders")
+        queues = await get_json(client, f"{urls['acd_router']}/v1/queues")
+        for queue in queues if isinstance(queues, list) else queues.get("queues", []):
+            if queue.get("waiting", 0):
+                found.fail(f"queue {queue.get('name') or queue.get('queue')} still has waiting calls")
+        agents = await get_json(client, f"{urls['acd_router']}/v1/agents")
+        for agent in agents if isinstance(agents, list) else agents.get("agents", []):
+            if agent["state"] in ("reserved", "on_call"):
+                found.fail(f"agent {agent['agent_id']} stuck {agent['state']}")
+    return found
+
+
+def check_callback(found: Findings, call_id: str, spec: Any, order: dict[str, Any]) -> None:
+    callbacks = order["callbacks"]
+    if len(callbacks) != 1:
+        found.fail(f"{call_id}: order {order['order_id']} has {len(callbacks)} callbacks")
+        return
+    callback = callbacks[0]
+    wanted = spec.disposition.callback
+    if wanted is None or wanted.answer_on_attempt is None:
+        if callback["state"] != "unreachable" or order["state"] != "reopened":
+            found.fail(f"{call_id}: never-answering callback ended {callback['state']}, order {order['state']}")
+        else:
+            found.count("callbacks_unreachable")
+        return
+    if callback["state"] != "completed" or callback.get("satisfaction") != wanted.satisfaction:
+        found.fail(f"{call_id}: callback {callback['state']} {callback.get('satisfaction')}, "
+                   f"trace {wanted.satisfaction} on attempt {wanted.answer_on_attempt}")
+        return
+    expected_state = "reopened" if wanted.satisfaction == "dissatisfied" else "closed"
+    if order["state"] != expected_state:
+        found.fail(f"{call_id}: order {order['state']} after {wanted.satisfaction}")
+    found.count("callbacks_completed")

@@ -1,0 +1,108 @@
+"""The sample trace through the whole suite, all-in-one and distributed, at 20x.
+
+Checks come from the services' own APIs and database: every call answered, abandoned or
+self-served (none stuck); every answered call has a recording as long as its talk time
+(within 1 s); every disposition exactly one work order; every resolved order exactly one
+callback with the trace's satisfaction (or escalated when the customer never answers);
+per-call event sequences strictly increase."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import close_broker_connections
+from tests.e2e.checks import check_replay
+from tests.e2e.harness import (
+    SAMPLE_TRACE,
+    RunningSuite,
+    admin_headers,
+    all_in_one_suite,
+    base_environment,
+    distributed_suite,
+    outbox_sequences_increase,
+    replay_progress,
+    start_replay_cli,
+    wait_cli,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+SPEED = 20.0
+REPLAY_TIMEOUT = 3600 / SPEED + 240
+ARTIFACTS = Path(tempfile.gettempdir()) / "hotline-e2e-reports"
+
+
+def var_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="hotline-e2e-"))
+    path.chmod(0o755)
+    return path
+
+
+async def replay_and_check(suite: RunningSuite, database_url: str, work: Path, mode: str,
+                           during: Any = None) -> dict[str, Any]:
+    out = work / "report.json"
+    cli = start_replay_cli(suite, SAMPLE_TRACE, SPEED, out)
+    if during is not None:
+        await during(suite)
+    report = await wait_cli(cli, out, REPLAY_TIMEOUT)
+    replay = await replay_progress(suite)
+    assert replay is not None
+    replay_id = replay.get("replay_id") or replay["id"]
+    urls = {service: suite.url(service) for service in suite.ports}
+    findings = await check_replay(urls, admin_headers(), SAMPLE_TRACE, replay_id)
+    events = await outbox_sequences_increase(database_url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{mode}.json").write_text(json.dumps(
+        {"report": report, "counts": findings.counts, "events_checked": events}, indent=2))
+    assert findings.problems == [], findings.problems[:20]
+    assert report["offered"] == 300
+    assert report["answered"] == findings.counts["outcome:answered"]
+    assert report["callback_completion_rate"] == 1.0
+    assert report["drained"] is True
+    assert findings.counts["recordings_ok"] == report["answered"]
+    assert events > 5_000
+    return report
+
+
+async def test_sample_trace_all_in_one(database_url: str) -> None:
+    work = var_dir()
+    try:
+        env = base_environment(database_url, work, SPEED)
+        with all_in_one_suite(env, work / "logs") as suite:
+            assert suite.startup_seconds < 30  # type: ignore[attr-defined]
+            await replay_and_check(suite, database_url, work, "all-in-one")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def test_sample_trace_distributed_survives_broker_dropping_connections(
+        database_url: str, amqp_url: str) -> None:
+    work = var_dir()
+    vhost = amqp_url.rsplit("/", 1)[1]
+    dropped: list[int] = []
+
+    async def drop_connections_mid_replay(suite: RunningSuite) -> None:
+        # Once a third of the calls have been placed, the broker closes every connection.
+        for _ in range(600):
+            replay = await replay_progress(suite)
+            progress = (replay or {}).get("progress", {})
+            if progress.get("placed", 0) >= 100:
+                break
+            await asyncio.sleep(0.5)
+        dropped.append(close_broker_connections(vhost))
+
+    try:
+        env = base_environment(database_url, work, SPEED, amqp_url=amqp_url)
+        with distributed_suite(env, work / "logs") as suite:
+            await replay_and_check(suite, database_url, work, "distributed",
+                                   during=drop_connections_mid_replay)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    # Every service's connection (six processes) was dropped and came back.
+    assert dropped and dropped[0] >= 6

@@ -1,0 +1,51 @@
+"""House rules that a reviewer would otherwise have to remember."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.settings import DEFAULT_PORTS
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN_IN_DOMAIN = ("asyncio", "sqlalchemy", "aio_pika", "fastapi", "httpx", "starlette")
+
+
+def domain_files(service: str) -> list[Path]:
+    return sorted((ROOT / "services" / service / "domain").glob("*.py"))
+
+
+@pytest.mark.parametrize("service", [s for s in DEFAULT_PORTS if s != "softswitch"])
+def test_domain_cores_are_sans_io(service: str) -> None:
+    files = domain_files(service)
+    assert files, f"{service} has no domain package"
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in FORBIDDEN_IN_DOMAIN, f"{path}: imports {name}"
+    # Nor indirectly, through shared modules they import.
+    probe = (f"import sys, importlib; importlib.import_module('services.{service}.domain');"
+             f"print(sorted(m for m in {FORBIDDEN_IN_DOMAIN!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, check=True).stdout.strip()
+    assert loaded == "[]", f"services.{service}.domain pulls in {loaded}"
+
+
+def test_no_module_level_settings_or_engines() -> None:
+    for path in list((ROOT / "services").rglob("*.py")) + list((ROOT / "shared").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
+                called = ast.unparse(node.value.func)
+                assert not called.endswith(("Settings", "create_async_engine", "make_engine",
+                                            "create_app")), f"{path}: module-level {called}()"
