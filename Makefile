@@ -27,8 +27,12 @@ test-fast: install
 	$(BIN)/pytest -q -p no:cacheprovider -m "not e2e"
 
 lint: install
-	$(BIN)/ruff check shared services hotline tools tests
+	$(BIN)/ruff check shared services hotline tools tests bench
 	$(BIN)/mypy shared services hotline
+
+## Benchmarks (numbers the issues ask for), written to BENCHMARKS.md.
+bench: install
+	$(BIN)/python -m bench.run_all
 
 ## Regenerate the bundled sample trace (seeded, deterministic).
 trace: install

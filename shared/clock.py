@@ -28,17 +28,21 @@ class Clock(Protocol):
 
 
 class ScaledClock:
-    """Suite time = origin + (wall - origin) * scale."""
+    """Suite time = start + (wall - origin) * scale.
 
-    def __init__(self, scale: float = 1.0, origin: float | None = None) -> None:
+    ``start`` defaults to the origin itself (suite time begins at the real time); a replay
+    can set it to the trace's start so calendars and calling hours see the trace's day."""
+
+    def __init__(self, scale: float = 1.0, origin: float | None = None,
+                 start: datetime | None = None) -> None:
         if scale <= 0:
             raise ValueError("time scale must be positive")
         self.scale = scale
         self.origin = time.time() if origin is None else origin
+        self.start = self.origin if start is None else start.timestamp()
 
     def now(self) -> datetime:
-        wall = time.time()
-        suite = self.origin + (wall - self.origin) * self.scale
+        suite = self.start + (time.time() - self.origin) * self.scale
         return datetime.fromtimestamp(suite, UTC)
 
     async def sleep(self, seconds: float) -> None:

@@ -6,6 +6,7 @@ Nothing here is read at import time: ``create_app(settings)`` receives an instan
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -35,6 +36,8 @@ class CommonSettings(BaseSettings):
     time_scale: float = Field(default=1.0, gt=0)
     # Wall-clock epoch seconds from which suite time is scaled; processes of one suite share it.
     time_origin: float | None = None
+    # Suite time at the origin (ISO 8601); unset: the real time at the origin.
+    time_start: datetime | None = None
     # HS256 signing secret; when unset the development key file is used (created if missing).
     jwt_secret: str | None = None
     var_dir: Path = Path(".hotline")
@@ -52,7 +55,7 @@ class CommonSettings(BaseSettings):
     keep_unrouted: bool = True
 
     def make_clock(self) -> ScaledClock:
-        return ScaledClock(self.time_scale, self.time_origin)
+        return ScaledClock(self.time_scale, self.time_origin, self.time_start)
 
     def service_url(self, service: str) -> str:
         return str(getattr(self, f"{service.split('_')[0]}_url"))

@@ -97,3 +97,16 @@ async def test_outbox_over_rabbitmq_survives_broker_closing_connections(common, 
         notes = (await client.get("/notes", headers=bearer(auth, "agent"))).json()
         assert sorted(notes) == sorted(f"C{index}" for index in range(40))
         assert await service.messaging.pending_count() == 0
+
+
+def test_scaled_clock_runs_from_its_start_at_its_scale() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from shared.clock import ScaledClock
+
+    start = datetime(2026, 7, 15, 0, 0, tzinfo=UTC)
+    clock = ScaledClock(scale=100, origin=time.time() - 3, start=start)
+    elapsed = (clock.now() - start).total_seconds()
+    assert 299 <= elapsed <= 310  # 3 wall seconds at 100x
+    assert clock.wall_seconds(50) == 0.5
