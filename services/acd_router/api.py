@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.auth import require
+from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.service import Service, service_of
 
 from . import store
 from .domain import Action, Agent, AgentState, EntryState, QueueEntry
+from .domain.config import QueueConfig, RoutingConfig
 from .domain.queue import NAME_PATTERN
 from .handlers import Acd
 
@@ -22,6 +23,7 @@ AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]
 Level = Annotated[int, Field(ge=1, le=10)]
 
 WRITERS = Depends(require("agent", "supervisor"))
+SUPERVISORS = require("supervisor")
 READERS = Depends(require("agent", "supervisor", "service", "integrator"))
 
 
@@ -80,6 +82,10 @@ class EntryView(BaseModel):
     answered_at: datetime | None
     ended_at: datetime | None
     ring_failures: int
+    outcome_reason: str | None = None
+    # For waiting calls: place in the queue's routing order and the engine's wait estimate.
+    position: int | None = None
+    estimated_wait_seconds: float | None = None
 
 
 class QueueView(BaseModel):
@@ -97,15 +103,54 @@ class QueueDetail(QueueView):
 
 class DecisionView(BaseModel):
     reservation_id: str
-    agent_id: str
+    agent_id: str | None
     queue: str
     strategy: str
     decided_at: datetime
-    expires_at: datetime
+    expires_at: datetime | None
     alerting_at: datetime | None
     outcome: str
     outcome_reason: str | None
     outcome_at: datetime | None
+    kind: str = "reserved"
+
+
+class ExplainedDecision(DecisionView):
+    step: int | None
+    explanation: dict[str, Any] | None
+
+
+class RoutingView(BaseModel):
+    call_id: str
+    queue: str
+    state: str
+    position: int | None
+    estimated_wait_seconds: float | None
+    decisions: list[ExplainedDecision]
+
+
+class ConfigView(BaseModel):
+    version: int
+    source: str
+    created_by: str | None
+    created_at: datetime
+    warnings: list[str]
+    config: dict[str, Any]
+
+
+class ConfigVersion(BaseModel):
+    version: int
+    source: str
+    created_by: str | None
+    created_at: datetime
+    warnings: list[str]
+
+
+class SkillView(BaseModel):
+    skill: str
+    agents: list[str]
+    agents_ready: int
+    queues: list[str]
 
 
 class CallView(BaseModel):
@@ -127,8 +172,13 @@ def agent_view(agent: Agent, now: datetime, acd: Acd) -> AgentView:
     )
 
 
-def entry_view(entry: QueueEntry, now: datetime) -> EntryView:
+def entry_view(entry: QueueEntry, now: datetime, acd: Acd | None = None) -> EntryView:
+    place = wait = None
+    if acd is not None and entry.state is EntryState.WAITING:
+        place = acd.engine.position(entry.call_id, now.timestamp()) or None
+        wait = acd.engine.estimated_wait(entry.call_id, now.timestamp())
     return EntryView(
+        outcome_reason=entry.outcome_reason, position=place, estimated_wait_seconds=wait,
         call_id=entry.call_id, queue=entry.queue, priority=entry.priority,
         state=entry.state.value, enqueued_at=entry.enqueued_at,
         waited_seconds=round(entry.waited_seconds(now), 3), skills=entry.skills,
@@ -209,7 +259,8 @@ def build_router() -> APIRouter:
 
     @router.get("/queues/{queue}", dependencies=[READERS])
     async def get_queue(queue: Annotated[str, Path(pattern=NAME_PATTERN)],
-                        svc: Service = Depends(service_of)) -> QueueDetail:
+                        svc: Service = Depends(service_of),
+                        acd: Acd = Depends(acd_of)) -> QueueDetail:
         async with svc.sessions() as session:
             if not await store.queue_exists(session, queue):
                 raise NotFound("queue", queue)
@@ -217,17 +268,122 @@ def build_router() -> APIRouter:
             agents = await store.load_agents(session)
         now = svc.clock.now()
         summary = queue_view(queue, entries, agents, now)
-        return QueueDetail(**summary.model_dump(), entries=[entry_view(e, now) for e in entries])
+        return QueueDetail(**summary.model_dump(),
+                           entries=[entry_view(e, now, acd) for e in entries])
 
     @router.get("/calls/{call_id}", dependencies=[READERS])
     async def get_call(call_id: Annotated[str, Path(max_length=64)],
-                       svc: Service = Depends(service_of)) -> CallView:
+                       svc: Service = Depends(service_of),
+                       acd: Acd = Depends(acd_of)) -> CallView:
         async with svc.sessions() as session:
             entry = await store.load_entry(session, call_id)
             if entry is None:
                 raise NotFound("call", call_id)
             decisions = await store.decisions_of(session, call_id)
-        return CallView(entry=entry_view(entry, svc.clock.now()),
+        return CallView(entry=entry_view(entry, svc.clock.now(), acd),
                         decisions=[DecisionView.model_validate(d) for d in decisions])
 
+    @router.get("/calls/{call_id}/routing", dependencies=[READERS])
+    async def get_call_routing(call_id: Annotated[str, Path(max_length=64)],
+                               svc: Service = Depends(service_of),
+                               acd: Acd = Depends(acd_of)) -> RoutingView:
+        """Every decision made for the call, with candidates, scores, step and exclusions."""
+        async with svc.sessions() as session:
+            entry = await store.load_entry(session, call_id)
+            if entry is None:
+                raise NotFound("call", call_id)
+            decisions = await store.decisions_of(session, call_id)
+        view = entry_view(entry, svc.clock.now(), acd)
+        return RoutingView(call_id=call_id, queue=entry.queue, state=entry.state.value,
+                           position=view.position,
+                           estimated_wait_seconds=view.estimated_wait_seconds,
+                           decisions=[ExplainedDecision.model_validate(d) for d in decisions])
+
+    # -- routing configuration -----------------------------------------------------------------
+
+    @router.get("/config", dependencies=[READERS])
+    async def get_config(svc: Service = Depends(service_of)) -> ConfigView:
+        async with svc.sessions() as session:
+            row = await store.latest_config(session)
+        if row is None:
+            raise NotFound("config version", "latest")
+        return ConfigView.model_validate(row)
+
+    @router.put("/config")
+    async def put_config(body: RoutingConfig, svc: Service = Depends(service_of),
+                         acd: Acd = Depends(acd_of),
+                         who: Principal = Depends(SUPERVISORS)) -> ConfigView:
+        """Replace the whole configuration: a new version, applied at once."""
+        async with svc.transaction() as tx:
+            await acd.apply_config(tx, body, source="api", created_by=who.subject)
+        return await get_config(svc)
+
+    @router.get("/config/versions", dependencies=[READERS])
+    async def list_config_versions(svc: Service = Depends(service_of)) -> list[ConfigVersion]:
+        async with svc.sessions() as session:
+            rows = await store.config_versions(session)
+        return [ConfigVersion.model_validate(r) for r in rows]
+
+    @router.get("/config/versions/{version}", dependencies=[READERS])
+    async def get_config_version(version: int, svc: Service = Depends(service_of)
+                                 ) -> ConfigView:
+        async with svc.sessions() as session:
+            row = await store.config_version(session, version)
+        if row is None:
+            raise NotFound("config version", str(version))
+        return ConfigView.model_validate(row)
+
+    @router.get("/queues/{queue}/config", dependencies=[READERS])
+    async def get_queue_config(queue: Annotated[str, Path(pattern=NAME_PATTERN)],
+                               acd: Acd = Depends(acd_of)) -> QueueConfig:
+        found = acd.engine.config.queues.get(queue)
+        if found is None:
+            raise NotFound("queue", queue)
+        return found
+
+    @router.put("/queues/{queue}/config")
+    async def put_queue_config(queue: Annotated[str, Path(pattern=NAME_PATTERN)],
+                               body: QueueConfig, svc: Service = Depends(service_of),
+                               acd: Acd = Depends(acd_of),
+                               who: Principal = Depends(SUPERVISORS)) -> ConfigView:
+        """Create or replace one queue's configuration (a new version of the whole)."""
+        current = acd.engine.config
+        config = RoutingConfig.model_validate(
+            {**current.model_dump(mode="json"),
+             "queues": {**current.model_dump(mode="json")["queues"],
+                        queue: body.model_dump(mode="json")}})
+        async with svc.transaction() as tx:
+            await acd.apply_config(tx, config, source="api", created_by=who.subject)
+        return await get_config(svc)
+
+    @router.get("/skills", dependencies=[READERS])
+    async def list_skills(svc: Service = Depends(service_of), acd: Acd = Depends(acd_of)
+                          ) -> list[SkillView]:
+        async with svc.sessions() as session:
+            agents = await store.load_agents(session)
+        names = {s for a in agents for s in a.skills} | {
+            s for q in acd.engine.config.queues.values()
+            for s in (*q.skills, *q.optional_skills)}
+        return [skill_view(name, agents, acd) for name in sorted(names)]
+
+    @router.get("/skills/{skill}", dependencies=[READERS])
+    async def get_skill(skill: Annotated[str, Path(pattern=NAME_PATTERN)],
+                        svc: Service = Depends(service_of), acd: Acd = Depends(acd_of)
+                        ) -> SkillView:
+        async with svc.sessions() as session:
+            agents = await store.load_agents(session)
+        view = skill_view(skill, agents, acd)
+        if not view.agents and not view.queues:
+            raise NotFound("skill", skill)
+        return view
+
     return router
+
+
+def skill_view(skill: str, agents: list[Agent], acd: Acd) -> SkillView:
+    holders = [a for a in agents if skill in a.skills]
+    return SkillView(
+        skill=skill, agents=[a.agent_id for a in holders],
+        agents_ready=sum(1 for a in holders if a.state is AgentState.READY),
+        queues=sorted(name for name, q in acd.engine.config.queues.items()
+                      if skill in q.skills or skill in q.optional_skills))

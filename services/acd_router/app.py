@@ -37,6 +37,13 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     async def on_event(tx: Transaction, envelope: Envelope) -> None:
         await acd.handle(tx, envelope)
 
+    @service.on_startup
+    async def warm_up() -> None:
+        # Build the routing engine from the tables (and apply the config file) before the
+        # first request, so configuration and estimates are there from the start.
+        async with service.transaction() as tx:
+            await acd.warm_up(tx)
+
     @service.background
     async def deadlines() -> None:
         # Deadlines live in PostgreSQL, so a restarted (or another) replica picks them up.

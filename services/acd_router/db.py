@@ -36,6 +36,7 @@ agents = Table(
     Column("call_id", String(64)),
     Column("reservation_id", String(64)),
     Column("wrapup_deadline", DateTime(timezone=True)),
+    Column("department", String(64)),
     Index("ix_agents_wrapup_deadline", "wrapup_deadline",
           postgresql_where=text("wrapup_deadline IS NOT NULL")),
 )
@@ -62,6 +63,8 @@ queue_entries = Table(
     Column("answered_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
     Column("ring_failures", Integer, nullable=False),
+    # Why a call was turned away (closed, no_agents, max_length, max_wait).
+    Column("outcome_reason", String(32)),
     Index("ix_queue_entries_live", "queue", "state",
           postgresql_where=text("state IN ('waiting', 'reserved')")),
     Index("ix_queue_entries_expiry", "reservation_expires_at",
@@ -74,16 +77,37 @@ routing_decisions = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("reservation_id", String(64), nullable=False, unique=True),
     Column("call_id", String(64), nullable=False, index=True),
-    Column("agent_id", String(64), nullable=False),
+    Column("agent_id", String(64)),
     Column("queue", String(64), nullable=False),
     Column("strategy", String(32), nullable=False),
     Column("decided_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
     Column("alerting_at", DateTime(timezone=True)),
     # pending, connected, ring_failed, expired, cancelled
     Column("outcome", String(16), nullable=False),
     Column("outcome_reason", String(32)),
     Column("outcome_at", DateTime(timezone=True)),
+    # reserved, overflowed, callback, released; the engine's explanation of it.
+    Column("kind", String(16), nullable=False, server_default="reserved"),
+    Column("step", Integer),
+    Column("explanation", JSONB),
+)
+
+# Every routing configuration ever applied; the highest version is in force.
+routing_configs = Table(
+    "routing_configs", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("config", JSONB, nullable=False),
+    Column("warnings", JSONB, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("created_by", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+engine_state = Table(
+    "engine_state", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", BigInteger, nullable=False),
 )
 
 # Calls CTI released before ACD heard of them: a late ivr.session.completed must not queue

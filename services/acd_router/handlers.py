@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
+import yaml
 from sqlalchemy import exists, select, text
 
 from shared.db import advisory_key
@@ -25,17 +28,21 @@ from . import store
 from .db import agents as agents_table
 from .db import queue_entries
 from .domain import (
-    LONGEST_IDLE,
     Action,
     Agent,
     AgentState,
     EntryState,
     QueueEntry,
     StateChange,
-    Strategy,
-    estimate_wait,
-    match,
-    position,
+)
+from .domain.config import RoutingConfig, config_warnings
+from .domain.engine import (
+    OVERFLOWED,
+    RESERVED,
+    AgentSpec,
+    CallSpec,
+    Decision,
+    RoutingEngine,
 )
 from .domain.queue import valid_name
 from .settings import AcdSettings
@@ -43,15 +50,55 @@ from .settings import AcdSettings
 log = structlog.get_logger(__name__)
 
 ROUTING_LOCK = advisory_key("acd:routing")
+DEFAULT_CONFIG_FILE = Path(__file__).parent / "config" / "default.yaml"
 CONSUMED = ("ivr.session.completed", "cti.call.connected", "cti.call.released",
             "cti.agent.ring_failed", "cti.agent.alerting")
 
 
+def load_config_file(path: Path) -> RoutingConfig:
+    """Parse and validate a YAML routing configuration (raises pydantic's ValidationError)."""
+    return RoutingConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
+def ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def call_spec(entry: QueueEntry, *, restore: bool = True) -> CallSpec:
+    """What routing needs of a queue entry. VIP complaints are the green channel (DESIGN 8);
+    an open order near breach arrives as a customer flag."""
+    customer = entry.customer or {}
+    flags = set(customer.get("flags") or [])
+    vip = customer.get("tier") == "vip"
+    return CallSpec(
+        id=entry.call_id, queue=entry.queue, vip=vip,
+        green_channel="green_channel" in flags or (vip and entry.queue == "complaint"),
+        near_breach="near_breach" in flags or "order_near_breach" in flags,
+        priority=entry.priority, customer=customer.get("account"),
+        # A new call (not restored) goes through the arrival limits.
+        arrived_at=ts(entry.enqueued_at) if restore else None)
+
+
 class Acd:
-    def __init__(self, settings: AcdSettings, strategy: Strategy = LONGEST_IDLE) -> None:
+    """The handlers, and the process's in-memory routing engine.
+
+    The engine mirrors PostgreSQL. Every routing transaction takes the advisory lock, then
+    compares the stored generation with the one the engine was built at: if another process
+    (or a rolled-back transaction here) changed anything since, the engine is rebuilt from
+    the tables before it decides. The generation is bumped in the same transaction and
+    adopted only after the commit.
+    """
+
+    def __init__(self, settings: AcdSettings) -> None:
         self.settings = settings
-        self.strategy = strategy
         self.zone = ZoneInfo(settings.timezone)
+        self.engine = RoutingEngine(RoutingConfig())
+        self.config_version = 0
+        self.config_warnings: list[str] = []
+        self.generation: int | None = None
+        self._stale = False
+        self._file_checked = False
+        self._decisions: list[Decision] = []
 
     # -- REST commands -------------------------------------------------------------------------
 
@@ -62,7 +109,9 @@ class Acd:
         agent = await store.load_agent(tx.session, agent_id) or Agent(agent_id)
         change = agent.login(now, skills=skills, device=device, team=team)
         await store.ensure_queues(tx.session, skills, now)
+        self.engine.agent_logged_in(AgentSpec(agent.agent_id, dict(skills), team=team), ts(now))
         await self._save_agent(tx, agent, change)
+        await self._flush(tx)
         return agent
 
     async def request_state(self, tx: Transaction, agent_id: str, action: Action,
@@ -73,8 +122,7 @@ class Acd:
             raise NotFound("agent", agent_id)
         change = agent.request(action, tx.now, reason=reason)
         await self._save_agent(tx, agent, change)
-        if agent.state is AgentState.READY:
-            await self.route(tx)
+        await self._flush(tx)
         return agent
 
     # -- events --------------------------------------------------------------------------------
@@ -97,6 +145,7 @@ class Acd:
                 await self._alerting(tx, AgentAlerting.model_validate(data))
             case _:
                 log.warning("unexpected event type", event_type=envelope.type)
+        await self._flush(tx)
 
     async def _session_completed(self, tx: Transaction, event: SessionCompleted) -> None:
         route = event.route
@@ -122,20 +171,19 @@ class Acd:
             from_number=route.from_number,
         )
         await store.save_entry(session, entry)
-        waiting = await store.live_entries(session, route.queue, [EntryState.WAITING])
-        place = position(entry, waiting)
-        staffed = [a for a in await store.load_agents(session)
-                   if a.state is not AgentState.LOGGED_OUT and a.skills.get(route.queue, 0) >= 1]
-        ready = sum(1 for a in staffed if a.state is AgentState.READY)
+        decisions = self.engine.call_arrived(call_spec(entry, restore=False), ts(now))
+        if any(d.kind not in (RESERVED, OVERFLOWED) for d in decisions):
+            self._decisions.extend(decisions)
+            return  # turned away: acd.call.rejected says so, there is no place to announce
+        queue = next((d.target_queue for d in reversed(decisions)
+                      if d.kind == OVERFLOWED and d.target_queue), entry.queue)
         await tx.emit("acd.call.queued", {
-            "call_id": call_id, "queue": entry.queue, "priority": entry.priority,
-            "position": place,
-            "estimated_wait_seconds": estimate_wait(
-                place, ready_agents=ready, staffed_agents=len(staffed),
-                handle_seconds=self.settings.default_handle_seconds),
+            "call_id": call_id, "queue": queue, "priority": entry.priority,
+            "position": max(1, self.engine.position(call_id, ts(now))),
+            "estimated_wait_seconds": self.engine.estimated_wait(call_id, ts(now)),
             "customer": entry.customer,
         }, subject=f"call/{call_id}", correlationid=call_id)
-        await self.route(tx)
+        self._decisions.extend(decisions)
 
     async def _connected(self, tx: Transaction, event: CallConnected) -> None:
         session, now = tx.session, tx.now
@@ -149,6 +197,7 @@ class Acd:
         agent = await self._reserved_agent(tx, entry)
         reservation_id = entry.reservation_id
         entry.answer(now)
+        self.engine.call_left(entry.call_id, ts(now))
         await store.save_entry(session, entry)
         await store.close_decision(session, reservation_id, "connected", now)
         if agent is not None:
@@ -169,7 +218,6 @@ class Acd:
             await store.close_decision(session, reservation_id, "cancelled", now, event.cause)
             if agent is not None:
                 await self._save_agent(tx, agent, agent.cancel(now))
-                await self.route(tx)
         elif entry.state is EntryState.ANSWERED and entry.ended_at is None:
             entry.finish(now)
             await store.save_entry(session, entry)
@@ -204,7 +252,8 @@ class Acd:
             change = agent.ring_failed(now) if agent else None
         if agent is not None:
             await self._save_agent(tx, agent, change)
-        await self.route(tx)
+        if entry.state is EntryState.WAITING:
+            self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
 
     async def _alerting(self, tx: Transaction, event: AgentAlerting) -> None:
         entry = await store.load_entry(tx.session, event.call_id)
@@ -223,7 +272,10 @@ class Acd:
                            queue_entries.c.reservation_expires_at <= now)
             | exists().where(agents_table.c.state == AgentState.WRAP_UP.value,
                              agents_table.c.wrapup_deadline <= now))
-        return bool((await tx.session.execute(query)).scalar())
+        if bool((await tx.session.execute(query)).scalar()):
+            return True
+        deadline = self.engine.next_deadline()
+        return deadline is not None and deadline <= ts(now)
 
     async def run_deadlines(self, tx: Transaction) -> int:
         """Expire overdue reservations and end over-long wrap-ups; returns how many."""
@@ -236,6 +288,7 @@ class Acd:
             assert reservation_id is not None and agent_id is not None
             entry.requeue()
             await store.save_entry(session, entry)
+            self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
             await store.close_decision(session, reservation_id, "expired", now)
             await tx.emit("acd.reservation.expired", {
                 "call_id": entry.call_id, "agent_id": agent_id, "reservation_id": reservation_id,
@@ -246,41 +299,166 @@ class Acd:
         for agent in await store.wrap_ups_due(session, now):
             await self._save_agent(tx, agent, agent.end_wrap_up(now))
             done += 1
-        if done:
-            await self.route(tx)
-        return done
+        ticked = self.engine.tick(ts(now))
+        self._decisions.extend(ticked)
+        await self._flush(tx)
+        return done + len(ticked)
 
     # -- routing -------------------------------------------------------------------------------
 
-    async def route(self, tx: Transaction) -> None:
-        """Match waiting calls to ready agents and reserve each pair."""
+    async def warm_up(self, tx: Transaction) -> None:
+        await self._lock(tx)
+        await self._flush(tx)
+
+    async def _flush(self, tx: Transaction) -> None:
+        """Persist and announce the engine's decisions (applying one may free or busy an
+        agent, which can decide more)."""
+        while self._decisions:
+            decision = self._decisions.pop(0)
+            await self._apply(tx, decision)
+
+    async def _apply(self, tx: Transaction, decision: Decision) -> None:
         session, now = tx.session, tx.now
-        waiting = await store.live_entries(session, states=[EntryState.WAITING])
-        if not waiting:
+        entry = await store.load_entry(session, decision.call_id)
+        explanation = decision.explanation.as_dict()
+        if entry is None or entry.state is not EntryState.WAITING:
+            log.error("engine out of step: decision for a call not waiting",
+                      call_id=decision.call_id)
+            self._stale = True
             return
-        ready = {a.agent_id: a for a in await store.load_agents(session,
-                                                                 states=[AgentState.READY])}
-        entries = {e.call_id: e for e in waiting}
-        for decision in match(waiting, ready.values(), self.strategy):
-            entry, agent = entries[decision.call_id], ready[decision.agent_id]
+        if decision.kind == RESERVED:
+            agent = await store.load_agent(session, decision.agent_id or "")
+            if agent is None or agent.state is not AgentState.READY:
+                log.error("engine out of step: decision for an agent not ready",
+                          call_id=decision.call_id, agent_id=decision.agent_id)
+                self._stale = True
+                return
             reservation_id = str(uuid.uuid4())
             entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
                           timeout_seconds=self.settings.reservation_timeout_seconds)
             change = agent.reserve(now, call_id=entry.call_id, reservation_id=reservation_id)
             await store.save_entry(session, entry)
-            await store.record_decision(session, entry, self.strategy.name, now)
+            await store.record_decision(session, entry, decision.explanation.rule, now,
+                                        step=decision.step, explanation=explanation)
             await tx.emit("acd.agent.reserved", {
                 "call_id": entry.call_id, "agent_id": agent.agent_id, "device": agent.device,
                 "queue": entry.queue, "reservation_id": reservation_id,
                 "expires_at": entry.reservation_expires_at,
             }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+            await self._emit_decided(tx, decision, explanation, reservation_id)
             await self._save_agent(tx, agent, change)
+            return
+        decision_id = f"{decision.kind}:{uuid.uuid4()}"
+        await store.record_outcome(
+            session, decision_id=decision_id, call_id=entry.call_id, queue=decision.queue,
+            kind=decision.kind, rule=decision.explanation.rule, step=decision.step,
+            reason=decision.reason, explanation=explanation, now=now)
+        await self._emit_decided(tx, decision, explanation, None)
+        if decision.kind == OVERFLOWED and decision.target_queue:
+            await store.ensure_queues(session, [decision.target_queue], now)
+            previous, entry.queue = entry.queue, decision.target_queue
+            await store.save_entry(session, entry)
+            await tx.emit("acd.call.overflowed", {
+                "call_id": entry.call_id, "from_queue": previous, "to_queue": entry.queue,
+                "reason": decision.reason or "", "announcement": decision.announcement,
+            }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+            return
+        entry.reject(now, decision.reason or "")
+        await store.save_entry(session, entry)
+        self.engine.call_left(entry.call_id, ts(now))
+        await tx.emit("acd.call.rejected", {
+            "call_id": entry.call_id, "queue": entry.queue, "reason": decision.reason or "",
+            "outcome": "callback" if decision.kind == "callback" else "release",
+            "announcement": decision.announcement,
+        }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+
+    async def _emit_decided(self, tx: Transaction, decision: Decision,
+                            explanation: dict[str, Any], reservation_id: str | None) -> None:
+        await tx.emit("acd.routing.decided", {
+            "call_id": decision.call_id, "queue": decision.queue, "kind": decision.kind,
+            "agent_id": decision.agent_id, "reservation_id": reservation_id,
+            "step": decision.step, "explanation": explanation,
+        }, subject=f"call/{decision.call_id}", correlationid=decision.call_id)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    async def apply_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
+                           created_by: str | None) -> tuple[int, list[str]]:
+        """Store a new version and apply it live; returns (version, warnings)."""
+        await self._lock(tx)
+        return await self._store_config(tx, config, source=source, created_by=created_by)
+
+    async def _store_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
+                            created_by: str | None) -> tuple[int, list[str]]:
+        session, now = tx.session, tx.now
+        skills = [a.skills for a in await store.load_agents(session)]
+        warnings = config_warnings(config, skills)
+        version = await store.save_config(session, config.model_dump(mode="json"), warnings,
+                                          source, created_by, now)
+        await store.ensure_queues(session, config.queues, now)
+        self.engine.set_config(config)
+        self.config_version, self.config_warnings = version, warnings
+        self._decisions.extend(self.engine.tick(ts(now)))
+        await self._flush(tx)
+        for warning in warnings:
+            log.warning("routing config", version=version, warning=warning)
+        return version, warnings
+
+    async def _rebuild(self, tx: Transaction) -> None:
+        """Build the engine from the tables (at startup, or after another process or a
+        rolled-back transaction changed them)."""
+        session, now = tx.session, tx.now
+        stored = await store.latest_config(session)
+        config = RoutingConfig.model_validate(stored["config"]) if stored else None
+        self.engine = RoutingEngine(config or RoutingConfig())
+        agents = [a for a in await store.load_agents(session)
+                  if a.state is not AgentState.LOGGED_OUT]
+        today = self.today(now)
+        for agent in agents:
+            self.engine.agent_logged_in(
+                AgentSpec(agent.agent_id, agent.skills, team=agent.team), ts(now),
+                calls_today=agent.calls_handled if agent.handled_day == today else 0)
+        entries = await store.live_entries(session)
+        for entry in entries:
+            if entry.state is EntryState.RESERVED and entry.agent_id:
+                self.engine.call_reserved(call_spec(entry), entry.agent_id, ts(now))
+        for entry in entries:
+            if entry.state is EntryState.WAITING:
+                self._decisions.extend(self.engine.call_arrived(call_spec(entry), ts(now)))
+        for agent in agents:
+            if agent.state is AgentState.READY:
+                self._decisions.extend(self.engine.agent_ready(
+                    agent.agent_id, ts(now),
+                    since=ts(agent.ready_since) if agent.ready_since else None))
+        if stored:
+            self.config_version, self.config_warnings = stored["version"], stored["warnings"]
+        if not self._file_checked:
+            self._file_checked = True
+            path = self.settings.config_file
+            if path is not None or stored is None:
+                from_file = load_config_file(path or DEFAULT_CONFIG_FILE)
+                if config is None or from_file != config:
+                    await self._store_config(tx, from_file, source="file",
+                                             created_by=str(path or DEFAULT_CONFIG_FILE))
 
     # -- helpers -------------------------------------------------------------------------------
 
     async def _lock(self, tx: Transaction) -> None:
         await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                  {"key": ROUTING_LOCK})
+        before, after = await store.bump_generation(tx.session)
+        self._decisions.clear()
+        if self._stale or self.generation != before:
+            self._stale = False
+            await self._rebuild(tx)
+        # Until this commits, the engine is ahead of the tables: a rollback must rebuild.
+        self.generation = None
+
+        async def adopt() -> None:
+            if not self._stale:
+                self.generation = after
+
+        tx.after_commit(adopt)
 
     async def _reserved_agent(self, tx: Transaction, entry: QueueEntry) -> Agent | None:
         """The agent holding the entry's reservation, or None (and a warning) if the two
@@ -295,6 +473,7 @@ class Acd:
 
     async def _abandon(self, tx: Transaction, entry: QueueEntry) -> None:
         waited = entry.abandon(tx.now)
+        self.engine.call_left(entry.call_id, ts(tx.now))
         await store.save_entry(tx.session, entry)
         await tx.emit("acd.call.abandoned", {
             "call_id": entry.call_id, "queue": entry.queue, "waited_seconds": waited,
@@ -303,12 +482,28 @@ class Acd:
     async def _save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
                           ) -> None:
         await store.save_agent(tx.session, agent)
+        self._sync_agent(agent, tx.now)
         if change is None:
             return
         await tx.emit("acd.agent.state_changed", {
             "agent_id": change.agent_id, "previous": change.previous.value,
             "state": change.state.value, "reason": change.reason, "call_id": change.call_id,
         }, subject=f"agent/{change.agent_id}", correlationid=change.call_id)
+
+    def _sync_agent(self, agent: Agent, now: datetime) -> None:
+        """Tell the engine what the agent's state now means for routing."""
+        engine = self.engine
+        if agent.state is AgentState.LOGGED_OUT:
+            engine.agent_logged_out(agent.agent_id, ts(now))
+        elif agent.state is AgentState.READY:
+            since = ts(agent.ready_since) if agent.ready_since else ts(now)
+            if not engine.is_ready(agent.agent_id, since):
+                if not engine.has_agent(agent.agent_id):
+                    engine.agent_logged_in(AgentSpec(agent.agent_id, agent.skills,
+                                                     team=agent.team), ts(now))
+                self._decisions.extend(engine.agent_ready(agent.agent_id, ts(now), since=since))
+        else:
+            engine.agent_busy(agent.agent_id, ts(now))
 
     def today(self, now: datetime) -> date:
         return now.astimezone(self.zone).date()

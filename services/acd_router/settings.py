@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -22,3 +24,6 @@ class AcdSettings(ServiceSettings):
     poll_interval_wall_seconds: float = Field(default=0.2, gt=0)
     # The day boundary for "calls handled today".
     timezone: str = "Asia/Shanghai"
+    # Routing configuration (YAML) applied at startup when it differs from the version in
+    # force; without it the shipped config/default.yaml seeds an empty database.
+    config_file: Path | None = None

@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import (
     agents,
+    engine_state,
     queue_entries,
     queues,
     released_calls,
+    routing_configs,
     routing_decisions,
 )
 from .domain import Agent, AgentState, EntryState, Pending, QueueEntry
@@ -96,6 +98,7 @@ def _entry(row: Any) -> QueueEntry:
         customer=row.customer, from_number=row.from_number, agent_id=row.agent_id,
         reservation_id=row.reservation_id, reservation_expires_at=row.reservation_expires_at,
         answered_at=row.answered_at, ended_at=row.ended_at, ring_failures=row.ring_failures,
+        outcome_reason=row.outcome_reason,
     )
 
 
@@ -132,7 +135,7 @@ async def save_entry(session: AsyncSession, entry: QueueEntry) -> None:
         "reservation_id": entry.reservation_id,
         "reservation_expires_at": entry.reservation_expires_at,
         "answered_at": entry.answered_at, "ended_at": entry.ended_at,
-        "ring_failures": entry.ring_failures,
+        "ring_failures": entry.ring_failures, "outcome_reason": entry.outcome_reason,
     }
     await session.execute(insert(queue_entries).values(call_id=entry.call_id, **values)
                           .on_conflict_do_update(index_elements=["call_id"], set_=values))
@@ -142,12 +145,25 @@ async def save_entry(session: AsyncSession, entry: QueueEntry) -> None:
 
 
 async def record_decision(session: AsyncSession, entry: QueueEntry, strategy: str,
-                          now: datetime) -> None:
+                          now: datetime, *, step: int | None = None,
+                          explanation: dict[str, Any] | None = None) -> None:
     assert entry.reservation_id and entry.agent_id and entry.reservation_expires_at
     await session.execute(routing_decisions.insert().values(
         reservation_id=entry.reservation_id, call_id=entry.call_id, agent_id=entry.agent_id,
-        queue=entry.queue, strategy=strategy, decided_at=now,
-        expires_at=entry.reservation_expires_at, outcome="pending"))
+        queue=entry.queue, strategy=strategy[:32], decided_at=now,
+        expires_at=entry.reservation_expires_at, outcome="pending", kind="reserved", step=step,
+        explanation=explanation))
+
+
+async def record_outcome(session: AsyncSession, *, decision_id: str, call_id: str, queue: str,
+                         kind: str, rule: str, step: int, reason: str | None,
+                         explanation: dict[str, Any], now: datetime) -> None:
+    """A decision without an agent (overflow, callback, release): final when made."""
+    await session.execute(routing_decisions.insert().values(
+        reservation_id=decision_id, call_id=call_id, agent_id=None, queue=queue,
+        strategy=rule[:32], decided_at=now, expires_at=None, outcome=kind,
+        outcome_reason=reason, outcome_at=now, kind=kind, step=step,
+        explanation=explanation))
 
 
 async def close_decision(session: AsyncSession, reservation_id: str | None, outcome: str,
@@ -187,3 +203,46 @@ async def remember_released(session: AsyncSession, call_id: str, now: datetime) 
 async def was_released(session: AsyncSession, call_id: str) -> bool:
     return (await session.execute(select(released_calls.c.call_id)
                                   .where(released_calls.c.call_id == call_id))).first() is not None
+
+
+# -- routing configuration and the engine generation ---------------------------------------------
+
+
+async def latest_config(session: AsyncSession) -> dict[str, Any] | None:
+    row = (await session.execute(select(routing_configs)
+                                 .order_by(routing_configs.c.version.desc()).limit(1))).first()
+    return dict(row._mapping) if row else None
+
+
+async def config_version(session: AsyncSession, version: int) -> dict[str, Any] | None:
+    row = (await session.execute(select(routing_configs)
+                                 .where(routing_configs.c.version == version))).first()
+    return dict(row._mapping) if row else None
+
+
+async def config_versions(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = await session.execute(select(routing_configs.c.version, routing_configs.c.source,
+                                        routing_configs.c.created_by,
+                                        routing_configs.c.created_at,
+                                        routing_configs.c.warnings)
+                                 .order_by(routing_configs.c.version))
+    return [dict(row._mapping) for row in rows]
+
+
+async def save_config(session: AsyncSession, config: dict[str, Any], warnings: list[str],
+                      source: str, created_by: str | None, now: datetime) -> int:
+    latest = await latest_config(session)
+    version = (latest["version"] if latest else 0) + 1
+    await session.execute(routing_configs.insert().values(
+        version=version, config=config, warnings=warnings, source=source,
+        created_by=created_by, created_at=now))
+    return version
+
+
+async def bump_generation(session: AsyncSession) -> tuple[int, int]:
+    """(generation before, generation after) of the routing state."""
+    new = (await session.execute(
+        update(engine_state).where(engine_state.c.id == 1)
+        .values(generation=engine_state.c.generation + 1)
+        .returning(engine_state.c.generation))).scalar_one()
+    return int(new) - 1, int(new)

@@ -24,7 +24,7 @@ from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.errors import Conflict, IllegalTransition, NotFound
 from shared.events import model_for
-from shared.events.acd import AgentReserved, CallQueued, ReservationExpired
+from shared.events.acd import AgentReserved, CallQueued, CallRejected, ReservationExpired
 from shared.events.cti import AgentRingFailed, OriginationFailed
 from shared.events.ivr import PromptRequested, ReleaseRequested
 from shared.events.workorder import CallbackRequested
@@ -34,6 +34,7 @@ from shared.service import Service
 log = structlog.get_logger(__name__)
 
 CONSUMED = ("ivr.prompt.requested", "ivr.release.requested", "acd.call.queued",
+            "acd.call.rejected",
             "acd.agent.reserved", "acd.reservation.expired", "workorder.callback.requested")
 
 
@@ -215,6 +216,8 @@ async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None
             await _ivr_release(svc, tx, data)
         elif isinstance(data, CallQueued):
             await _queued(svc, tx, data)
+        elif isinstance(data, CallRejected):
+            await _acd_rejected(svc, tx, data)
         elif isinstance(data, AgentReserved):
             await _reserved(svc, tx, data)
         elif isinstance(data, ReservationExpired):
@@ -254,6 +257,17 @@ async def _ivr_release(svc: CtiService, tx: Transaction, data: ReleaseRequested)
     if call is None:
         return
     effects = call.release("ivr_release", tx.now)
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects)
+
+
+async def _acd_rejected(svc: CtiService, tx: Transaction, data: CallRejected) -> None:
+    """A queue limit turned the call away (closed, full, nobody staffed): release it. The
+    announcement and the callback offer are the IVR's to play; ACD only decides."""
+    call = await _live_call(tx, data.call_id, "acd.call.rejected")
+    if call is None:
+        return
+    effects = call.release("acd_rejected", tx.now)
     await db.save(tx.session, call)
     await carry_out(svc, tx, call, effects)
 

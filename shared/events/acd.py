@@ -50,3 +50,40 @@ class CallAbandoned(EventData):
     call_id: str
     queue: str
     waited_seconds: float
+
+
+@event("acd.routing.decided")
+class RoutingDecided(EventData):
+    """Every routing decision with its explanation (candidates and their scores, the step and
+    rule applied, why others were excluded). ``kind``: reserved, overflowed, callback,
+    released."""
+
+    call_id: str
+    queue: str
+    kind: str
+    agent_id: str | None = None
+    reservation_id: str | None = None
+    step: int = 0
+    explanation: dict[str, Any] = {}
+
+
+@event("acd.call.overflowed")
+class CallOverflowed(EventData):
+    call_id: str
+    from_queue: str
+    to_queue: str
+    # The queue limit behind it: closed, no_agents, max_length, max_wait.
+    reason: str
+    announcement: str | None = None
+
+
+@event("acd.call.rejected")
+class CallRejected(EventData):
+    """A queue limit turned the call away: CTI plays ``announcement`` (if any) and releases
+    it; with ``outcome`` callback a callback is offered first."""
+
+    call_id: str
+    queue: str
+    reason: str
+    outcome: str  # callback, release
+    announcement: str | None = None

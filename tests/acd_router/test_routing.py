@@ -99,6 +99,7 @@ ENTRY_EXPECTED = {
     (EntryState.RESERVED, EntryAction.REQUEUE): EntryState.WAITING,
     (EntryState.RESERVED, EntryAction.ANSWER): EntryState.ANSWERED,
     (EntryState.RESERVED, EntryAction.ABANDON): EntryState.ABANDONED,
+    (EntryState.WAITING, EntryAction.REJECT): EntryState.REJECTED,
 }
 
 
@@ -119,6 +120,7 @@ def test_every_entry_state_and_action(state: EntryState, action: EntryAction) ->
         EntryAction.REQUEUE: entry.requeue,
         EntryAction.ANSWER: lambda: entry.answer(at(10)),
         EntryAction.ABANDON: lambda: entry.abandon(at(10)),
+        EntryAction.REJECT: lambda: entry.reject(at(10), "closed"),
     }[action]
     expected = ENTRY_EXPECTED.get((state, action))
     if expected is None:

@@ -254,6 +254,17 @@ async def test_ivr_release_and_cancel(gw: Gateway) -> None:
         assert (cancelled.data["cause"], cancelled.data["state"]) == ("cancelled", "in_ivr")
 
 
+async def test_acd_rejected_call_is_released(gw: Gateway) -> None:
+    async with gw.switch() as switch:
+        await switch.invite("C7")
+        await gw.publish("acd.call.rejected", {
+            "call_id": "C7", "queue": "repair", "reason": "closed", "outcome": "release",
+            "announcement": "closed"}, call_id="C7")
+        await switch.expect_request("BYE", "caller")
+        released = await gw.observer.wait("cti.call.released", "C7")
+        assert released.data["cause"] == "acd_rejected"
+
+
 async def test_outbound_callback(gw: Gateway) -> None:
     seen = gw.observer
     request = {"request_id": "RQ1", "callback_id": "CB1", "order_id": "WO1", "attempt": 2,

@@ -10,6 +10,9 @@ from .agents import (
     allowed_actions,
     default_device,
 )
+from .config import RoutingConfig, config_warnings
+from .engine import AgentSpec, CallSpec, Explanation, RoutingEngine
+from .engine import Decision as RoutingDecision
 from .queue import (
     ENTRY_TRANSITIONS,
     EntryState,
@@ -25,15 +28,22 @@ __all__ = [
     "TRANSITIONS",
     "Action",
     "Agent",
+    "AgentSpec",
     "AgentState",
+    "CallSpec",
     "Decision",
     "EntryState",
+    "Explanation",
     "Pending",
     "QueueEntry",
+    "RoutingConfig",
+    "RoutingDecision",
+    "RoutingEngine",
     "StateChange",
     "Strategy",
     "allowed_actions",
     "can_serve",
+    "config_warnings",
     "default_device",
     "estimate_wait",
     "match",

@@ -21,6 +21,8 @@ class EntryState(StrEnum):
     RESERVED = "reserved"
     ANSWERED = "answered"
     ABANDONED = "abandoned"
+    # Turned away by a queue limit (closed, nobody staffed, full, waited too long).
+    REJECTED = "rejected"
 
 
 class EntryAction(StrEnum):
@@ -28,6 +30,7 @@ class EntryAction(StrEnum):
     REQUEUE = "requeue"
     ANSWER = "answer"
     ABANDON = "abandon"
+    REJECT = "reject"
 
 
 E, X = EntryState, EntryAction
@@ -38,6 +41,7 @@ ENTRY_TRANSITIONS: dict[tuple[EntryState, EntryAction], EntryState] = {
     (E.RESERVED, X.REQUEUE): E.WAITING,
     (E.RESERVED, X.ANSWER): E.ANSWERED,
     (E.RESERVED, X.ABANDON): E.ABANDONED,
+    (E.WAITING, X.REJECT): E.REJECTED,
 }
 
 # Queue and skill names appear in URLs (/v1/queues/{queue}) and in the 64-character columns.
@@ -73,6 +77,7 @@ class QueueEntry:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     ring_failures: int = 0
+    outcome_reason: str | None = None
 
     def routing_order(self) -> tuple[int, datetime, str]:
         """VIP (higher priority) first, then first come first served."""
@@ -102,6 +107,11 @@ class QueueEntry:
         self.ended_at = now
         self.reservation_expires_at = None
         return self.waited_seconds(now)
+
+    def reject(self, now: datetime, reason: str) -> None:
+        self._apply(EntryAction.REJECT)
+        self.ended_at = now
+        self.outcome_reason = reason
 
     def finish(self, now: datetime) -> None:
         """The answered call was released; the entry stays ``answered`` as history."""
