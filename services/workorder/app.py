@@ -1,16 +1,19 @@
-"""The workorder service app: routes, the one event consumer, and the callback timer loop."""
+"""The workorder service app: routes, the one event consumer, and the timer loop."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy import select
 
-from services.workorder import handlers
+from services.workorder import clocks, db, handlers
+from services.workorder.clocks import Runtime
 from services.workorder.db import SCHEMA, metadata
-from services.workorder.domain.callbacks import CallbackPolicy
+from services.workorder.domain.calendar import parse_year
 from services.workorder.routes import build_router
 from services.workorder.settings import WorkorderSettings
 from shared.bus import Bus
@@ -24,8 +27,9 @@ log = structlog.get_logger(__name__)
 # Survey results come from the IVR and releases from CTI; one queue keeps their relative order
 # (the survey answer lands before the release of the call that carried it).
 CONSUMED = ("cti.call.originated", "cti.call.origination_failed", "cti.call.released",
-            "ivr.survey.completed", "recording.file.stored")
-TIMER_BATCH = 100
+            "ivr.survey.completed", "recording.file.stored", "ivr.session.completed",
+            "acd.call.abandoned")
+TIMER_ACTOR = "workorder.timer"
 
 
 def _cancelling() -> bool:
@@ -33,28 +37,71 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def fire_due_timers(service: Service, policy: CallbackPolicy) -> int:
-    """One scan. Each task fires in its own transaction, so one bad row cannot hold the others
-    back; SKIP LOCKED lets replicas share the work without double dialling."""
-    async with service.sessions() as session:
-        due = await handlers.due_callback_ids(session, service.now(), TIMER_BATCH)
-    for callback_id in due:
+async def fire_one(service: Service, rt: Runtime) -> bool:
+    """Fire the earliest due SLA clock or callback task, each in its own transaction."""
+    async with service.transaction() as tx:
+        if await clocks.fire_one(tx, rt, TIMER_ACTOR):
+            return True
+    async with service.transaction() as tx:
+        return await handlers.fire_one_callback(tx, rt)
+
+
+async def timer_worker(service: Service, rt: Runtime, max_sleep: float) -> None:
+    """Fire due rows until none is due, then sleep until the earliest deadline (capped, so a
+    row written by another replica is still seen), or until woken by a nearer one."""
+    while True:
         try:
-            async with service.transaction() as tx:
-                await handlers.fire_callback_timer(tx, callback_id, policy)
+            if await fire_one(service, rt):
+                continue
+            async with service.sessions() as session:
+                due = await clocks.earliest_due(session)
         except Exception:
+            # A cancel that lands mid-query can surface as a database error from the
+            # rollback; swallowing it would keep this loop (and shutdown) alive forever.
             if _cancelling():
-                raise
-            log.exception("callback timer failed", callback_id=callback_id)
-    return len(due)
+                raise asyncio.CancelledError from None
+            log.exception("timer failed; retrying")
+            await asyncio.sleep(max_sleep)
+            continue
+        await _sleep_until(service, rt, due, max_sleep)
+
+
+async def _sleep_until(service: Service, rt: Runtime, due: datetime | None,
+                       max_sleep: float) -> None:
+    wait = max_sleep
+    if due is not None:
+        wait = min(max_sleep, max(0.0, service.clock.wall_seconds(
+            (due - service.now()).total_seconds())))
+    rt.waker.planned = due
+    rt.waker.event.clear()
+    try:
+        await asyncio.wait_for(rt.waker.event.wait(), wait)
+    except TimeoutError:
+        pass
 
 
 def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or WorkorderSettings()
-    policy = settings.callback_policy()
+    rt = Runtime(callback_policy=settings.callback_policy(), rules=settings.calling_rules(),
+                 calendar=clocks.load_calendar_files(settings.calendars_dir, settings.calendar_tz),
+                 callback_team=settings.callback_team,
+                 repeat_complaint_days=settings.repeat_complaint_days)
+    policy_file = clocks.read_policy_file(settings.sla_policy_file)
     service = Service("workorder", SCHEMA, settings, metadata=metadata,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
+
+    @service.on_startup
+    async def load_configuration() -> None:
+        async with service.transaction() as tx:
+            # Concurrent replicas: the first one's version 1 wins, the others' inserts no-op.
+            from sqlalchemy.dialects.postgresql import insert
+
+            await tx.session.execute(insert(db.sla_policies).values(
+                version=1, document=policy_file, created_by="file", created_at=tx.now,
+            ).on_conflict_do_nothing())
+            for row in (await tx.session.execute(select(db.calendars))).all():
+                rt.calendar = rt.calendar.with_year(parse_year(row.document, row.year))
 
     @service.consumer("events", *CONSUMED)
     async def on_event(tx: Transaction, envelope: Envelope) -> None:
@@ -62,32 +109,28 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
         if envelope.type == "cti.call.originated":
             await handlers.on_call_originated(tx, data)
         elif envelope.type == "cti.call.origination_failed":
-            await handlers.on_origination_failed(tx, data, policy)
+            await handlers.on_origination_failed(tx, data, rt)
         elif envelope.type == "cti.call.released":
-            await handlers.on_call_released(tx, data, policy)
+            await handlers.on_call_released(tx, data, rt)
         elif envelope.type == "ivr.survey.completed":
-            await handlers.on_survey_completed(tx, data, policy)
+            await handlers.on_survey_completed(tx, data, rt)
         elif envelope.type == "recording.file.stored":
             await handlers.on_recording_stored(tx, data)
+        elif envelope.type == "ivr.session.completed":
+            await handlers.on_ivr_session_completed(tx, data, rt)
+        elif envelope.type == "acd.call.abandoned":
+            await handlers.on_call_abandoned(tx, data, rt)
 
     @service.background
-    async def callback_timers() -> None:
-        """Fire due callback deadlines (dial, or time an attempt out)."""
-        while True:
-            try:
-                fired = await fire_due_timers(service, policy)
-            except Exception:
-                # A cancel that lands mid-query can surface as a database error from the
-                # rollback; swallowing it would keep this loop (and shutdown) alive forever.
-                if _cancelling():
-                    raise asyncio.CancelledError from None
-                log.exception("callback timers failed; retrying")
-                fired = 0
-            if fired < TIMER_BATCH:
-                await asyncio.sleep(settings.callback_poll_seconds)
+    async def timers() -> None:
+        """SLA clocks (urge, escalate) and callback tasks (dial, defer, time out)."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(settings.timer_workers):
+                group.create_task(timer_worker(service, rt, settings.callback_poll_seconds))
 
     return service.create_app(
         title="Hotline workorder",
-        description="Customers directory, outage notices, work orders and the callback "
+        description="Customers directory, outage notices, cases with SLA clocks on a "
+                    "working-day calendar, dispatch, urging and escalation, and the callback "
                     "obligation with its satisfaction survey.",
-        routers=[build_router(settings)])
+        routers=[build_router(settings, rt)])

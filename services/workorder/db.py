@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -85,10 +86,24 @@ orders = Table(
     _ts("updated_at"),
     _ts("resolved_at", nullable=True),
     _ts("closed_at", nullable=True),
+    # 0002: the closed loop.
+    Column("priority", String(16), nullable=False, server_default="normal"),
+    Column("department", String(64)),
+    Column("owner", String(128)),
+    Column("dispatches", Integer, nullable=False, server_default="0"),
+    Column("address", Text),
+    Column("ivr_path", JSONB),
+    Column("flags", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    # A callback_request case's abandoned call: not ``call_id`` (no agent took the case on
+    # that call), and unique so each abandoned call owes exactly one case.
+    Column("abandoned_call_id", String(128), unique=True),
+    _ts("first_resolved_at", nullable=True),
     # One order per (call, type): an agent's retried POST must not open a second ticket.
     UniqueConstraint("call_id", "type", name="uq_orders_call_type"),
     Index("ix_orders_state", "state"),
     Index("ix_orders_customer_account", "customer_account"),
+    Index("ix_orders_department", "department"),
+    Index("ix_orders_owner", "owner"),
 )
 
 order_history = Table(
@@ -147,4 +162,82 @@ recordings = Table(
     Column("duration_seconds", Float),
     _ts("stored_at"),
     Index("ix_recordings_call_id", "call_id"),
+)
+
+sla_policies = Table(
+    "sla_policies", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("document", JSONB, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    _ts("created_at"),
+)
+
+calendars = Table(
+    "calendars", metadata,
+    # A year loaded over REST; it overrides the shipped file of that year.
+    Column("year", Integer, primary_key=True),
+    Column("document", JSONB, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    _ts("updated_at"),
+)
+
+sla_clocks = Table(
+    "sla_clocks", metadata,
+    Column("clock_id", BigInteger, primary_key=True, autoincrement=True),
+    Column("order_id", String(40), ForeignKey("workorder.orders.order_id"), nullable=False),
+    Column("name", String(32), nullable=False),
+    # Work round: resolution + 1 for work clocks, the resolution for reply / callback clocks.
+    Column("round", Integer, nullable=False),
+    Column("callback_id", String(40)),
+    Column("basis", String(16), nullable=False),
+    Column("budget_seconds", Float, nullable=False),
+    Column("elapsed_seconds", Float, nullable=False),
+    _ts("running_since", nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("urged", Boolean, nullable=False),
+    Column("level", Integer, nullable=False),
+    _ts("due_at", nullable=True),
+    _ts("next_fire_at", nullable=True),
+    Column("policy_version", Integer, nullable=False),
+    Column("priority", String(16), nullable=False),
+    _ts("started_at"),
+    _ts("stopped_at", nullable=True),
+    Index("ix_sla_clocks_order_id", "order_id"),
+    # The timer loop's only query: the earliest due rows.
+    Index("ix_sla_clocks_next_fire", "next_fire_at",
+          postgresql_where=text("next_fire_at IS NOT NULL")),
+)
+
+clock_history = Table(
+    "clock_history", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("clock_id", BigInteger, ForeignKey("workorder.sla_clocks.clock_id"), nullable=False),
+    Column("order_id", String(40), nullable=False),
+    Column("name", String(32), nullable=False),
+    # started, paused, resumed, stopped, rebudgeted, urged, escalated
+    Column("event", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text),
+    Column("budget_seconds", Float, nullable=False),
+    Column("elapsed_seconds", Float, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("policy_version", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    # For urged / escalated: when the threshold was due (fired_at - due_at is the lag).
+    _ts("due_at", nullable=True),
+    _ts("at"),
+    Index("ix_clock_history_order_id", "order_id"),
+)
+
+call_contexts = Table(
+    "call_contexts", metadata,
+    # What the IVR and CTI told us about an inbound call, kept to make callback_request cases
+    # from abandoned calls and to attach the IVR path to cases filed on the call.
+    Column("call_id", String(128), primary_key=True),
+    Column("account", String(64)),
+    Column("from_number", String(32)),
+    Column("ivr_path", JSONB),
+    _ts("abandoned_at", nullable=True),
+    Column("abandon_reason", String(64)),
+    _ts("updated_at"),
 )

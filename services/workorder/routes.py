@@ -6,22 +6,32 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from services.workorder import handlers
+from services.workorder import admin, handlers
+from services.workorder.clocks import Runtime
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.orders import OrderState, OrderType
 from services.workorder.schemas import (
+    AcceptIn,
     BatchResult,
+    CalendarIn,
     CallbackOut,
     CustomerBatch,
     CustomerIn,
     CustomerOut,
+    DispatchIn,
+    OpenCaseOut,
+    OptionalReasonIn,
     OrderDetail,
     OrderIn,
     OrderOut,
     OutageIn,
     OutageOut,
+    PolicyOut,
+    PriorityIn,
+    ReasonIn,
     ResolveIn,
     Summary,
+    TransferIn,
 )
 from services.workorder.settings import WorkorderSettings
 from shared.auth import Principal, require
@@ -33,11 +43,17 @@ READ = require("agent", "supervisor", "service", "integrator")
 WRITE_OUTAGES = require("admin", "service", "supervisor")
 WRITE_ORDERS = require("agent", "service")
 REPORTS = require("supervisor", "service", "integrator")
+WORK_ORDERS = require("agent", "supervisor", "service")
+SUPERVISE = require("supervisor", "service")
+CONFIGURE = require("admin", "supervisor")
 
 
-def build_router(settings: WorkorderSettings) -> APIRouter:
-    policy = settings.callback_policy()
+def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1")
+
+    async def detail(svc: Service, order_id: str) -> dict[str, Any]:
+        async with svc.sessions() as session:
+            return await handlers.order_detail(session, order_id, rt, svc.now())
 
     # -- customers ---------------------------------------------------------------------------
 
@@ -99,7 +115,7 @@ def build_router(settings: WorkorderSettings) -> APIRouter:
                          principal: Principal = Depends(WRITE_ORDERS),
                          svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            order, created = await handlers.create_order(tx, body, principal.subject)
+            order, created = await handlers.create_order(tx, body, principal.subject, rt)
         if not created:
             response.status_code = status.HTTP_200_OK
         return order
@@ -109,15 +125,77 @@ def build_router(settings: WorkorderSettings) -> APIRouter:
                       principal: Principal = Depends(WRITE_ORDERS),
                       svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.resolve_order(tx, order_id, body.reply, principal.subject, policy)
-        async with svc.sessions() as session:
-            return await handlers.order_detail(session, order_id)
+            await handlers.resolve_order(tx, order_id, body.reply, principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/dispatch", response_model=OrderDetail, tags=["orders"])
+    async def dispatch(order_id: str, body: DispatchIn,
+                       principal: Principal = Depends(WORK_ORDERS),
+                       svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.dispatch_order(tx, order_id, body, principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/accept", response_model=OrderDetail, tags=["orders"])
+    async def accept(order_id: str, body: AcceptIn,
+                     principal: Principal = Depends(WORK_ORDERS),
+                     svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.accept_order(tx, order_id, body.owner or principal.subject,
+                                        principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/on-site", response_model=OrderDetail, tags=["orders"])
+    async def on_site(order_id: str, principal: Principal = Depends(WORK_ORDERS),
+                      svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.arrive_order(tx, order_id, principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/transfer", response_model=OrderDetail, tags=["orders"])
+    async def transfer(order_id: str, body: TransferIn,
+                       principal: Principal = Depends(WORK_ORDERS),
+                       svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.transfer_order(tx, order_id, body.department, body.reason,
+                                          principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/reopen", response_model=OrderDetail, tags=["orders"])
+    async def reopen(order_id: str, body: ReasonIn, principal: Principal = Depends(SUPERVISE),
+                     svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.reopen_order(tx, order_id, body.reason, principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/pause", response_model=OrderDetail, tags=["orders"])
+    async def pause(order_id: str, body: ReasonIn, principal: Principal = Depends(WORK_ORDERS),
+                    svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.pause_order(tx, order_id, body.reason, principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/resume", response_model=OrderDetail, tags=["orders"])
+    async def resume(order_id: str, body: OptionalReasonIn,
+                     principal: Principal = Depends(WORK_ORDERS),
+                     svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.resume_order(tx, order_id, body.reason, principal.subject, rt)
+        return await detail(svc, order_id)
+
+    @router.post("/orders/{order_id}/priority", response_model=OrderDetail, tags=["orders"])
+    async def priority(order_id: str, body: PriorityIn,
+                       principal: Principal = Depends(SUPERVISE),
+                       svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await handlers.change_priority(tx, order_id, body.priority, body.reason,
+                                           principal.subject, rt)
+        return await detail(svc, order_id)
 
     @router.get("/orders/{order_id}", response_model=OrderDetail, tags=["orders"],
                 dependencies=[Depends(READ)])
     async def get_order(order_id: str, svc: Service = Depends(service_of)) -> dict[str, Any]:
-        async with svc.sessions() as session:
-            return await handlers.order_detail(session, order_id)
+        return await detail(svc, order_id)
 
     @router.get("/orders", response_model=list[OrderOut], tags=["orders"],
                 dependencies=[Depends(READ)])
@@ -125,12 +203,68 @@ def build_router(settings: WorkorderSettings) -> APIRouter:
                           customer_account: str | None = None,
                           type: OrderType | None = None,
                           open: bool | None = None,
+                          department: str | None = None, owner: str | None = None,
+                          abandoned_call_id: str | None = None,
                           limit: int = Query(default=100, ge=1, le=1000),
                           svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
         async with svc.sessions() as session:
             return await handlers.list_orders(session, call_id=call_id, state=state,
                                               customer_account=customer_account,
-                                              order_type=type, open_only=open, limit=limit)
+                                              order_type=type, open_only=open, limit=limit,
+                                              department=department, owner=owner,
+                                              abandoned_call_id=abandoned_call_id)
+
+    @router.get("/views/open", response_model=list[OpenCaseOut], tags=["views"],
+                dependencies=[Depends(READ)])
+    async def open_cases(customer_account: str | None = None, owner: str | None = None,
+                         department: str | None = None,
+                         limit: int = Query(default=200, ge=1, le=2000),
+                         svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+        """Open cases by customer, owner or department, with the time left on each clock."""
+        async with svc.sessions() as session:
+            return await admin.open_cases(session, rt, svc.now(), customer_account=customer_account,
+                                          owner=owner, department=department, limit=limit)
+
+    # -- configuration: SLA policy and calendars ---------------------------------------------
+
+    @router.get("/sla/policy", response_model=PolicyOut, tags=["sla"],
+                dependencies=[Depends(READ)])
+    async def get_policy(svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.sessions() as session:
+            return (await admin.policies(session, latest=True))[0]
+
+    @router.get("/sla/policies", response_model=list[PolicyOut], tags=["sla"],
+                dependencies=[Depends(READ)])
+    async def list_policies(svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+        async with svc.sessions() as session:
+            return await admin.policies(session, latest=False)
+
+    @router.put("/sla/policy", response_model=PolicyOut, tags=["sla"])
+    async def put_policy(body: dict[str, Any], principal: Principal = Depends(CONFIGURE),
+                         svc: Service = Depends(service_of)) -> dict[str, Any]:
+        """A new version (validated); open cases' clocks take its budgets and keep their time."""
+        async with svc.transaction() as tx:
+            version = await admin.new_policy(tx, rt, body, principal.subject)
+        async with svc.sessions() as session:
+            return next(p for p in await admin.policies(session, latest=False)
+                        if p["version"] == version)
+
+    @router.get("/calendars", tags=["calendars"], dependencies=[Depends(READ)])
+    async def list_calendars() -> list[dict[str, Any]]:
+        return [s.document() for _, s in sorted(rt.calendar.years.items())]
+
+    @router.get("/calendars/{year}", tags=["calendars"], dependencies=[Depends(READ)])
+    async def get_calendar(year: int) -> dict[str, Any]:
+        return admin.calendar_year(rt, year)
+
+    @router.put("/calendars/{year}", tags=["calendars"])
+    async def put_calendar(year: int, body: CalendarIn,
+                           principal: Principal = Depends(CONFIGURE),
+                           svc: Service = Depends(service_of)) -> dict[str, Any]:
+        async with svc.transaction() as tx:
+            await admin.put_calendar(tx, rt, year, body.model_dump(mode="json"),
+                                     principal.subject)
+        return admin.calendar_year(rt, year)
 
     # -- callbacks and reports ---------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -15,6 +15,7 @@ Tier = Literal["regular", "vip"]
 Number = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 SatisfactionValue = Literal["satisfied", "neutral", "dissatisfied"]
+Priority = Literal["normal", "urgent"]
 
 
 class Strict(BaseModel):
@@ -90,6 +91,89 @@ class OrderIn(Strict):
     description: str | None = Field(default=None, max_length=10_000)
     category: Key | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    priority: Priority = "normal"
+    address: str | None = Field(default=None, max_length=1000)
+    # Normally learnt from the IVR's session for ``call_id``.
+    ivr_path: list[Annotated[str, StringConstraints(max_length=64)]] | None = None
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class DispatchIn(Strict):
+    """Dispatch (or dispatch again, 二次派单) to a department or crew; may complete the
+    details the department needs."""
+
+    department: Key
+    reason: Text | None = None
+    area: Key | None = None
+    description: str | None = Field(default=None, max_length=10_000)
+    category: Key | None = None
+
+
+class AcceptIn(Strict):
+    # Defaults to the caller of the request.
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class TransferIn(Strict):
+    department: Key
+    reason: Text
+
+
+class ReasonIn(Strict):
+    reason: Text
+
+
+class OptionalReasonIn(Strict):
+    reason: Text | None = None
+
+
+class PriorityIn(Strict):
+    priority: Priority
+    reason: Text | None = None
+
+
+class CalendarIn(Strict):
+    year: int | None = None
+    holidays: list[date] = []
+    workdays: list[date] = []
+    source: str = Field(default="", max_length=2000)
+    provisional: bool = False
+
+
+class ClockOut(BaseModel):
+    clock_id: int
+    name: str
+    round: int
+    state: str
+    basis: str
+    budget_seconds: float
+    elapsed_seconds: float
+    remaining_seconds: float
+    due_at: datetime | None
+    urged: bool
+    level: int
+    overdue: bool
+    priority: str
+    policy_version: int
+    started_at: datetime
+    stopped_at: datetime | None
+    callback_id: str | None
+
+
+class ClockHistoryOut(BaseModel):
+    name: str
+    event: str
+    actor: str
+    reason: str | None
+    budget_seconds: float
+    elapsed_seconds: float
+    priority: str
+    policy_version: int
+    level: int
+    due_at: datetime | None
+    at: datetime
 
 
 class ResolveIn(Strict):
@@ -151,12 +235,34 @@ class OrderOut(BaseModel):
     updated_at: datetime
     resolved_at: datetime | None
     closed_at: datetime | None
+    priority: str
+    department: str | None
+    owner: str | None
+    dispatches: int
+    address: str | None
+    ivr_path: list[str] | None
+    flags: list[str]
+    abandoned_call_id: str | None
+    first_resolved_at: datetime | None
 
 
 class OrderDetail(OrderOut):
     history: list[HistoryOut]
     callbacks: list[CallbackOut]
     recording_ids: list[str]
+    clocks: list[ClockOut] = []
+    clock_history: list[ClockHistoryOut] = []
+
+
+class OpenCaseOut(OrderOut):
+    clocks: list[ClockOut]
+
+
+class PolicyOut(BaseModel):
+    version: int
+    created_by: str
+    created_at: datetime
+    document: dict[str, Any]
 
 
 class CallbackCounts(BaseModel):

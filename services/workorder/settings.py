@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.workorder.domain.callbacks import CallbackPolicy
+from services.workorder.domain.dialing import CallingRules
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 
 
@@ -22,9 +25,36 @@ class WorkorderSettings(ServiceSettings):
     callback_attempt_timeout_seconds: float = Field(default=600, gt=0)
     # Wall seconds between scans for due callback tasks.
     callback_poll_seconds: float = Field(default=0.2, gt=0)
+    # Local calling window for callback attempts ("00:00-24:00" = any time) and whether
+    # statutory holidays are skipped.
+    callback_hours: str = "08:00-21:00"
+    callback_skip_holidays: bool = True
+    # Never dialled: international numbers (not the home prefix) and these national prefixes.
+    callback_deny_prefixes: list[str] = ["168", "1900", "1259"]
+    callback_home_prefix: str = "+86"
+    # Attempts per number per local day; over it, the attempt waits for the next day.
+    callback_daily_cap: int = Field(default=20, ge=1)
+    # Department that takes callback_request cases (abandoned / dropped calls).
+    callback_team: str = "callback_team"
+    calendar_tz: str = "Asia/Shanghai"
+    # Year files <year>.yaml; the shipped ones by default.
+    calendars_dir: Path = Path(__file__).parent / "calendars"
+    # Loaded as policy version 1 when the database has no policy yet.
+    sla_policy_file: Path = Path(__file__).parent / "sla" / "default.yaml"
+    # A complaint by a customer who complained within this many days is flagged and escalated.
+    repeat_complaint_days: float = Field(default=30, gt=0)
+    # Concurrent timer workers (each fires one due row per transaction).
+    timer_workers: int = Field(default=4, ge=1, le=64)
 
     def callback_policy(self) -> CallbackPolicy:
         return CallbackPolicy.from_seconds(
             delay=self.callback_delay_seconds, retry=self.callback_retry_seconds,
             max_attempts=self.callback_max_attempts,
             attempt_timeout=self.callback_attempt_timeout_seconds)
+
+    def calling_rules(self) -> CallingRules:
+        start, end = CallingRules.parse_hours(self.callback_hours)
+        return CallingRules(start=start, end=end, deny_prefixes=tuple(self.callback_deny_prefixes),
+                            home_prefix=self.callback_home_prefix,
+                            daily_cap=self.callback_daily_cap,
+                            skip_holidays=self.callback_skip_holidays)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from shared.events import EventData, event
@@ -55,3 +56,82 @@ class CallbackCompleted(EventData):
     order_id: str
     outcome: Literal["satisfied", "neutral", "dissatisfied", "no_answer_given", "unreachable"]
     attempts: int
+
+
+@event("workorder.ticket.dispatched")
+class TicketDispatched(EventData):
+    """Dispatched to a department or crew; ``dispatches`` > 1 is a second dispatch (二次派单)."""
+
+    order_id: str
+    department: str
+    dispatches: int
+    reason: str | None = None
+
+
+@event("workorder.ticket.accepted")
+class TicketAccepted(EventData):
+    order_id: str
+    department: str | None = None
+    owner: str
+
+
+@event("workorder.ticket.arrived")
+class TicketArrived(EventData):
+    """The repair crew is on site."""
+
+    order_id: str
+    department: str | None = None
+
+
+@event("workorder.ticket.transferred")
+class TicketTransferred(EventData):
+    order_id: str
+    from_department: str | None = None
+    to_department: str
+    reason: str
+
+
+@event("workorder.ticket.flagged")
+class TicketFlagged(EventData):
+    """``flag`` = repeat_complaint (same customer within the window; escalated too)."""
+
+    order_id: str
+    flag: str
+    related_order_ids: list[str] = []
+
+
+@event("workorder.ticket.priority_changed")
+class TicketPriorityChanged(EventData):
+    order_id: str
+    previous: str
+    priority: str
+    reason: str | None = None
+
+
+@event("workorder.sla.urged")
+class SlaUrged(EventData):
+    """催办: a clock of the case has used ``urge_share`` of its budget."""
+
+    order_id: str
+    clock: str
+    department: str | None = None
+    owner: str | None = None
+    due_at: datetime | None = None
+    budget_seconds: float
+    elapsed_seconds: float
+
+
+@event("workorder.sla.escalated")
+class SlaEscalated(EventData):
+    """通报: a clock is overdue (level 1) or still overdue a further step (higher levels);
+    reason ``repeat_complaint`` escalates a case without a clock."""
+
+    order_id: str
+    clock: str | None = None
+    level: int
+    level_name: str
+    department: str | None = None
+    owner: str | None = None
+    due_at: datetime | None = None
+    overdue_seconds: float = 0.0
+    reason: str = "overdue"

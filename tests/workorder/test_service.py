@@ -263,7 +263,7 @@ async def test_order_needs_contact_and_a_known_customer(harness: Harness) -> Non
         assert response.json()["detail"][0]["loc"][:2] == ["body", field_name]
     by_number = await h.new_order(type="consultation", customer_account=None, call_id=None,
                                   contact_number="+8613700000000")
-    assert by_number["state"] == "created" and by_number["allowed_actions"] == ["resolve"]
+    assert by_number["state"] == "created" and by_number["allowed_actions"] == ["dispatch", "resolve"]
     created = h.envelopes("workorder.ticket.created")
     await eventually(lambda: len(h.envelopes("workorder.ticket.created")) == 1)
     created = h.envelopes("workorder.ticket.created")

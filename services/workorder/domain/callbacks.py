@@ -4,9 +4,13 @@ survey or the attempts run out.
 ::
 
     pending ──dial──▶ dialing ──answer──▶ completed
-       ▲                 │
+       ▲ │               │
+       │ └──give_up──▶ unreachable (number denied or none on file: no attempt can succeed)
        └──────retry──────┤ (attempt failed, attempts left)
                          └──give_up──▶ unreachable (attempt failed, none left)
+
+A due task outside calling hours or over its number's daily cap is deferred (``due_at``
+moves) without using an attempt.
 
 ``due_at`` is the task's one timer: in ``pending`` when to dial, in ``dialing`` when the
 attempt times out (no outcome heard counts as a failed attempt). A late survey answer for the
@@ -43,7 +47,10 @@ class CallbackAction(StrEnum):
 
 TRANSITIONS: Mapping[CallbackState, Mapping[CallbackAction, CallbackState]] = {
     CallbackState.PENDING: {CallbackAction.DIAL: CallbackState.DIALING,
-                            CallbackAction.ANSWER: CallbackState.COMPLETED},
+                            CallbackAction.ANSWER: CallbackState.COMPLETED,
+                            # A number that may never be dialled (deny list, none on file):
+                            # retrying cannot help, so the case goes back to people at once.
+                            CallbackAction.GIVE_UP: CallbackState.UNREACHABLE},
     CallbackState.DIALING: {CallbackAction.ANSWER: CallbackState.COMPLETED,
                             CallbackAction.RETRY: CallbackState.PENDING,
                             CallbackAction.GIVE_UP: CallbackState.UNREACHABLE},
@@ -138,6 +145,21 @@ def fail_attempt(callback: Callback, attempt: int, reason: str, *, now: datetime
                        last_failure=reason), action
     return replace(callback, state=target, due_at=None, last_failure=reason,
                    outcome="unreachable", completed_at=now), action
+
+
+def give_up(callback: Callback, reason: str, *, now: datetime) -> Callback:
+    """No attempt can succeed (the number is denied or missing): unreachable now."""
+    target = _step(callback, CallbackAction.GIVE_UP)
+    return replace(callback, state=target, due_at=None, last_failure=reason,
+                   outcome="unreachable", completed_at=now)
+
+
+def defer(callback: Callback, until: datetime) -> Callback:
+    """Outside calling hours or over the number's daily cap: wait, without using an attempt."""
+    if callback.state is not CallbackState.PENDING:
+        raise IllegalTransition("callback", callback.state.value, "defer",
+                                allowed_actions(callback.state))
+    return replace(callback, due_at=until)
 
 
 def answer(callback: Callback, attempt: int, satisfaction: Satisfaction, *,

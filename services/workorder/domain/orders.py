@@ -1,10 +1,18 @@
-"""Work orders: types, the order state machine and its audit trail.
+"""Cases (work orders): types, the case state machine and its audit trail.
 
-Skeleton lifecycle (SLA clocks, dispatch and escalation will add states and deadlines here)::
+::
 
-    created ──resolve──▶ resolved ──start_callback──▶ callback_pending ──close──▶ closed
-                            ▲                              │
-                            └────────resolve──── reopened ◀┘ reopen (dissatisfied / unreachable)
+    created ─dispatch─▶ dispatched ─accept─▶ accepted ─arrive─▶ on_site   (arrive: repair only)
+       │                 │  ▲ transfer          │ transfer          │
+       │                 │  └───────────────────┘                   │
+       └─────────────────┴──────────── resolve ─────────────────────┴──▶ resolved
+    resolved ─start_callback─▶ callback_pending ─close─▶ closed
+    resolved ─close─▶ closed                              (callback_request: no survey owed)
+    callback_pending ─reopen─▶ reopened   (dissatisfied / callback unreachable)
+    closed ─reopen─▶ reopened             (a supervisor reopens a closed case)
+    reopened ─dispatch─▶ dispatched (二次派单) · reopened ─resolve─▶ resolved
+
+``resolve`` is legal straight from created, dispatched and accepted: first-contact resolution.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from shared.errors import IllegalTransition, Invalid
 
@@ -29,10 +37,14 @@ class OrderType(StrEnum):
     SUGGESTION = "suggestion"      # 建议
     CONSULTATION = "consultation"  # 咨询
     PRAISE = "praise"              # 表扬
+    CALLBACK_REQUEST = "callback_request"  # an abandoned / dropped call owed a call back
 
 
 class OrderState(StrEnum):
     CREATED = "created"
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    ON_SITE = "on_site"
     RESOLVED = "resolved"
     CALLBACK_PENDING = "callback_pending"
     CLOSED = "closed"
@@ -41,6 +53,10 @@ class OrderState(StrEnum):
 
 class OrderAction(StrEnum):
     CREATE = "create"
+    DISPATCH = "dispatch"
+    ACCEPT = "accept"
+    ARRIVE = "arrive"
+    TRANSFER = "transfer"
     RESOLVE = "resolve"
     START_CALLBACK = "start_callback"
     CLOSE = "close"
@@ -48,21 +64,56 @@ class OrderAction(StrEnum):
 
 
 INITIAL_STATE = OrderState.CREATED
+S, A = OrderState, OrderAction
 
 TRANSITIONS: Mapping[OrderState, Mapping[OrderAction, OrderState]] = {
-    OrderState.CREATED: {OrderAction.RESOLVE: OrderState.RESOLVED},
-    OrderState.RESOLVED: {OrderAction.START_CALLBACK: OrderState.CALLBACK_PENDING},
-    OrderState.CALLBACK_PENDING: {OrderAction.CLOSE: OrderState.CLOSED,
-                                  OrderAction.REOPEN: OrderState.REOPENED},
-    # Reopened work goes back to whoever resolves it; each resolution owes its own callback.
-    OrderState.REOPENED: {OrderAction.RESOLVE: OrderState.RESOLVED},
-    OrderState.CLOSED: {},
+    S.CREATED: {A.DISPATCH: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
+    S.DISPATCHED: {A.ACCEPT: S.ACCEPTED, A.TRANSFER: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
+    S.ACCEPTED: {A.ARRIVE: S.ON_SITE, A.TRANSFER: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
+    S.ON_SITE: {A.RESOLVE: S.RESOLVED},
+    S.RESOLVED: {A.START_CALLBACK: S.CALLBACK_PENDING, A.CLOSE: S.CLOSED},
+    S.CALLBACK_PENDING: {A.CLOSE: S.CLOSED, A.REOPEN: S.REOPENED},
+    # Reopened work is dispatched again (二次派单) or resolved at once; each resolution owes
+    # its own callback.
+    S.REOPENED: {A.DISPATCH: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
+    S.CLOSED: {A.REOPEN: S.REOPENED},
 }
 
-TERMINAL_STATES = frozenset(s for s, actions in TRANSITIONS.items() if not actions)
+# Closed is final for every measure; only a supervisor's explicit reopen brings a case back.
+TERMINAL_STATES = frozenset({S.CLOSED})
+
+# Types that owe no satisfaction survey: the case itself is the call back.
+NO_SURVEY_TYPES = frozenset({OrderType.CALLBACK_REQUEST})
+# Only a crew goes on site.
+ON_SITE_TYPES = frozenset({OrderType.REPAIR})
+
+# What a department needs before it can take a case (checked at dispatch: at first contact an
+# agent files what is known and may resolve the case there and then).
+REQUIRED_FOR_DISPATCH: Mapping[OrderType, tuple[str, ...]] = {
+    OrderType.REPAIR: ("area", "description"),
+    OrderType.COMPLAINT: ("description", "category"),
+    OrderType.REPORT: ("description", "category"),
+    OrderType.OPINION: ("description",),
+    OrderType.SUGGESTION: ("description",),
+    OrderType.CONSULTATION: ("description",),
+    OrderType.PRAISE: ("description",),
+    OrderType.CALLBACK_REQUEST: (),
+}
 
 REOPEN_DISSATISFIED = "dissatisfied"
 REOPEN_UNREACHABLE = "callback_unreachable"
+
+
+class MissingFields(Invalid):
+    """422 listing every missing field at once."""
+
+    def __init__(self, fields: list[str], why: str) -> None:
+        super().__init__(fields[0], why)
+        self.fields = fields
+
+    def detail(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return [{"loc": ["body", f], "msg": f"{f} is required: {self}", "type": "missing"}
+                for f in self.fields]
 
 
 @dataclass(frozen=True)
@@ -76,6 +127,9 @@ class Order:
     resolution: int = 0
     reply: str | None = None
     satisfaction: Satisfaction | None = None
+    department: str | None = None
+    owner: str | None = None
+    dispatches: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,12 +145,28 @@ class Transition:
     reason: str | None = None
 
 
-def allowed_actions(state: OrderState) -> list[str]:
-    return sorted(action.value for action in TRANSITIONS[state])
+def _permitted(order_type: OrderType | None, state: OrderState, action: OrderAction) -> bool:
+    if action not in TRANSITIONS[state]:
+        return False
+    if action is A.ARRIVE and order_type is not None and order_type not in ON_SITE_TYPES:
+        return False
+    if (state is S.RESOLVED and action is A.CLOSE and order_type is not None
+            and order_type not in NO_SURVEY_TYPES):
+        return False
+    return not (state is S.RESOLVED and action is A.START_CALLBACK
+                and order_type in NO_SURVEY_TYPES)
+
+
+def allowed_actions(state: OrderState, order_type: OrderType | None = None) -> list[str]:
+    return sorted(a.value for a in TRANSITIONS[state] if _permitted(order_type, state, a))
 
 
 def is_open(state: OrderState) -> bool:
     return state not in TERMINAL_STATES
+
+
+def owes_survey(order_type: OrderType) -> bool:
+    return order_type not in NO_SURVEY_TYPES
 
 
 def require_contact(customer_account: str | None, contact_number: str | None) -> None:
@@ -105,45 +175,105 @@ def require_contact(customer_account: str | None, contact_number: str | None) ->
         raise Invalid("contact_number", "an order needs a customer_account or a contact_number")
 
 
+def require_for_dispatch(order_type: OrderType, fields: Mapping[str, Any]) -> None:
+    missing = [f for f in REQUIRED_FOR_DISPATCH[order_type] if not fields.get(f)]
+    if missing:
+        raise MissingFields(missing, f"a {order_type.value} case needs it before dispatch")
+
+
 def create(order_id: str, order_type: OrderType, *, now: datetime, actor: str,
            reason: str | None = None) -> tuple[Order, Transition]:
     order = Order(order_id=order_id, type=order_type)
-    return order, Transition(order_id, OrderAction.CREATE, None, order.state, now, actor, reason)
+    return order, Transition(order_id, A.CREATE, None, order.state, now, actor, reason)
 
 
 def apply(order: Order, action: OrderAction, *, now: datetime, actor: str,
           reason: str | None = None) -> tuple[Order, Transition]:
-    target = TRANSITIONS[order.state].get(action)
-    if target is None:
+    if not _permitted(order.type, order.state, action):
         raise IllegalTransition("order", order.state.value, action.value,
-                                allowed_actions(order.state))
+                                allowed_actions(order.state, order.type))
+    target = TRANSITIONS[order.state][action]
     return (replace(order, state=target),
             Transition(order.order_id, action, order.state, target, now, actor, reason))
 
 
+def _reason(reason: str | None, field: str = "reason") -> str:
+    if reason is None or not reason.strip():
+        raise Invalid(field, "a reason is required")
+    return reason.strip()
+
+
+def dispatch(order: Order, department: str, *, now: datetime, actor: str,
+             reason: str | None = None) -> tuple[Order, Transition]:
+    moved, step = apply(order, A.DISPATCH, now=now, actor=actor,
+                        reason=reason or f"to {department}")
+    return replace(moved, department=department, owner=None,
+                   dispatches=order.dispatches + 1), step
+
+
+def accept(order: Order, owner: str, *, now: datetime, actor: str) -> tuple[Order, Transition]:
+    moved, step = apply(order, A.ACCEPT, now=now, actor=actor, reason=f"owner {owner}")
+    return replace(moved, owner=owner), step
+
+
+def arrive(order: Order, *, now: datetime, actor: str) -> tuple[Order, Transition]:
+    return apply(order, A.ARRIVE, now=now, actor=actor)
+
+
+def transfer(order: Order, department: str, reason: str | None, *, now: datetime,
+             actor: str) -> tuple[Order, Transition]:
+    why = _reason(reason)
+    if department == order.department:
+        raise Invalid("department", f"the case is already with {department}")
+    moved, step = apply(order, A.TRANSFER, now=now, actor=actor,
+                        reason=f"{order.department} -> {department}: {why}")
+    return replace(moved, department=department, owner=None), step
+
+
 def resolve(order: Order, reply: str, *, now: datetime, actor: str) -> tuple[Order, Transition]:
-    resolved, step = apply(order, OrderAction.RESOLVE, now=now, actor=actor, reason=reply)
+    resolved, step = apply(order, A.RESOLVE, now=now, actor=actor, reason=reply)
     return replace(resolved, resolution=order.resolution + 1, reply=reply,
                    satisfaction=None), step
 
 
 def start_callback(order: Order, *, now: datetime, actor: str,
                    reason: str | None = None) -> tuple[Order, Transition]:
-    return apply(order, OrderAction.START_CALLBACK, now=now, actor=actor, reason=reason)
+    return apply(order, A.START_CALLBACK, now=now, actor=actor, reason=reason)
+
+
+def close_without_survey(order: Order, *, now: datetime, actor: str) -> tuple[Order, Transition]:
+    return apply(order, A.CLOSE, now=now, actor=actor, reason="called back")
 
 
 def reopen(order: Order, reason: str, *, now: datetime, actor: str) -> tuple[Order, Transition]:
-    return apply(order, OrderAction.REOPEN, now=now, actor=actor, reason=reason)
+    return apply(order, A.REOPEN, now=now, actor=actor, reason=_reason(reason))
+
+
+def reopen_closed(order: Order, reason: str | None, *, now: datetime,
+                  actor: str) -> tuple[Order, Transition]:
+    """A supervisor's reopen: only of a closed case (an open one has its callback running)."""
+    if order.state is not S.CLOSED:
+        raise IllegalTransition("order", order.state.value, A.REOPEN.value,
+                                allowed_actions(order.state, order.type))
+    return reopen(order, _reason(reason), now=now, actor=actor)
 
 
 def apply_callback_outcome(order: Order, outcome: Satisfaction | Literal["unreachable"], *,
                            now: datetime, actor: str) -> tuple[Order, Transition]:
     """The closed loop: a content customer closes the order; an unhappy or unreachable one
     reopens it for another resolution (and another callback)."""
+    if order.state is not S.CALLBACK_PENDING:
+        raise IllegalTransition("order", order.state.value, "callback_outcome",
+                                allowed_actions(order.state, order.type))
     if outcome == "unreachable":
         return reopen(order, REOPEN_UNREACHABLE, now=now, actor=actor)
     if outcome == "dissatisfied":
         reopened, step = reopen(order, REOPEN_DISSATISFIED, now=now, actor=actor)
         return replace(reopened, satisfaction=outcome), step
-    closed, step = apply(order, OrderAction.CLOSE, now=now, actor=actor, reason=outcome)
+    closed, step = apply(order, A.CLOSE, now=now, actor=actor, reason=outcome)
     return replace(closed, satisfaction=outcome), step
+
+
+def is_repeat_complaint(order_type: OrderType, earlier_complaints: int) -> bool:
+    """A complaint from a customer who complained within the window is flagged and escalated."""
+    return order_type is OrderType.COMPLAINT and earlier_complaints > 0

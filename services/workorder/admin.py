@@ -1,0 +1,99 @@
+"""Configuration (SLA policy versions, calendars) and the views over open cases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.workorder import db
+from services.workorder.clocks import KNOWN_TYPES, Runtime, clock_view, rebudget_clocks
+from services.workorder.domain import orders as od
+from services.workorder.domain import sla
+from services.workorder.domain.calendar import parse_year
+from services.workorder.handlers import order_out
+from shared.errors import NotFound
+from shared.messaging import Transaction
+
+
+async def policies(session: AsyncSession, *, latest: bool) -> list[dict[str, Any]]:
+    t = db.sla_policies
+    query = select(t).order_by(t.c.version.desc())
+    if latest:
+        query = query.limit(1)
+    rows = (await session.execute(query)).all()
+    if not rows:
+        raise NotFound("sla policy", "latest")
+    return [r._asdict() for r in rows]
+
+
+async def new_policy(tx: Transaction, rt: Runtime, document: dict[str, Any], actor: str) -> int:
+    t = db.sla_policies
+    # Serializes concurrent policy changes: each gets the next version number.
+    await tx.session.execute(select(func.pg_advisory_xact_lock(4_004_001)))
+    version = int((await tx.session.execute(select(func.coalesce(func.max(t.c.version), 0))))
+                  .scalar_one()) + 1
+    policy = sla.parse_policy(document, version, KNOWN_TYPES)
+    await tx.session.execute(t.insert().values(version=version, document=document,
+                                               created_by=actor, created_at=tx.now))
+    # Open cases move to the new budgets now, with the time they have already run.
+    o = db.orders
+    open_orders = (await tx.session.execute(
+        select(o).where(o.c.order_id.in_(
+            select(db.sla_clocks.c.order_id).where(db.sla_clocks.c.state != "stopped")))
+        .order_by(o.c.order_id).with_for_update())).all()
+    for order in open_orders:
+        await rebudget_clocks(tx, rt, order, order.priority, actor=actor,
+                              reason=f"policy version {version}", policy=policy)
+    return version
+
+
+def calendar_year(rt: Runtime, year: int) -> dict[str, Any]:
+    schedule = rt.calendar.years.get(year)
+    if schedule is None:
+        raise NotFound("calendar", str(year))
+    return schedule.document()
+
+
+async def put_calendar(tx: Transaction, rt: Runtime, year: int, document: dict[str, Any],
+                       actor: str) -> None:
+    document = {**document, "year": document.get("year") or year}
+    schedule = parse_year(document, year)
+    from sqlalchemy.dialects.postgresql import insert
+
+    statement = insert(db.calendars).values(year=year, document=schedule.document(),
+                                            updated_by=actor, updated_at=tx.now)
+    await tx.session.execute(statement.on_conflict_do_update(
+        index_elements=["year"], set_={"document": statement.excluded.document,
+                                       "updated_by": statement.excluded.updated_by,
+                                       "updated_at": statement.excluded.updated_at}))
+
+    async def swap() -> None:
+        # Deadlines already planned keep their times; new plans use the new year.
+        rt.calendar = rt.calendar.with_year(schedule)
+
+    tx.after_commit(swap)
+
+
+async def open_cases(session: AsyncSession, rt: Runtime, now: datetime, *,
+                     customer_account: str | None, owner: str | None, department: str | None,
+                     limit: int) -> list[dict[str, Any]]:
+    o, c = db.orders, db.sla_clocks
+    query = (select(o).where(o.c.state.notin_([s.value for s in od.TERMINAL_STATES]))
+             .order_by(o.c.created_at, o.c.order_id).limit(limit))
+    if customer_account is not None:
+        query = query.where(o.c.customer_account == customer_account)
+    if owner is not None:
+        query = query.where(o.c.owner == owner)
+    if department is not None:
+        query = query.where(o.c.department == department)
+    rows = (await session.execute(query)).all()
+    clocks: dict[str, list[dict[str, Any]]] = {r.order_id: [] for r in rows}
+    if rows:
+        for row in (await session.execute(
+                select(c).where(c.c.order_id.in_(list(clocks)), c.c.state != "stopped")
+                .order_by(c.c.clock_id))).all():
+            clocks[row.order_id].append(clock_view(row, now, rt.calendar))
+    return [{**order_out(r), "clocks": clocks[r.order_id]} for r in rows]
