@@ -185,6 +185,83 @@ def _follow(client: httpx.Client, replay_id: str, timeout: float | None, *, quie
             time.sleep(POLL_SECONDS)
 
 
+@app.command()
+def simulate(
+    trace: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                          help="A hotline-trace/1 file or a bank CSV.")],
+    config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, readable=True,
+                                                help="YAML: a 'routing:' section (the ACD's "
+                                                "configuration) and a 'simulation:' one.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+    = False,
+    fmt: Annotated[str, typer.Option("--format", help="auto, trace or bank-csv.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for what the input leaves open (bank "
+                                      "CSV: unobserved service times and patience).")] = 1,
+) -> None:
+    """What-if: run the ACD's routing core over a trace on a virtual clock (no services)."""
+    # Imported here so the other commands do not pay for the simulator and the ACD engine.
+    from pydantic import ValidationError
+
+    from hotline.simulate.config import load_config
+    from hotline.simulate.run import run_file
+
+    if fmt not in ("auto", "trace", "bank-csv"):
+        errors.print(f"[red]unknown format {fmt!r} (auto, trace or bank-csv)[/red]")
+        raise typer.Exit(2)
+    try:
+        loaded = load_config(config)
+        result, line_errors, warnings = run_file(trace, loaded, fmt=fmt, seed=seed)
+    except (ValidationError, ValueError) as error:
+        errors.print(f"[red]cannot simulate: {error}[/red]")
+        raise typer.Exit(2) from None
+    summary = result.summary(loaded.simulation.service_level_seconds)
+    summary["skipped_lines"] = line_errors
+    summary["warnings"] = warnings
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    _print_line_errors(line_errors)
+    for warning in warnings:
+        errors.print(f"[yellow]warning:[/yellow] {warning}")
+    console.print(_simulation_table(summary))
+
+
+def _simulation_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"Simulation of {summary['scenario']} ({summary['router']}; "
+                        f"{summary['simulated_seconds']:g} s simulated in "
+                        f"{summary['wall_seconds']:g} s)")
+    columns = [("all", summary["measures"]), ("regular", summary["regular"])]
+    if summary.get("vip"):
+        columns.append(("VIP", summary["vip"]))
+    for name, measures in summary["queues"].items():
+        if len(summary["queues"]) > 1:
+            columns.append((f"queue {name}", measures))
+    table.add_column("measure")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return "—"
+        if key in ("service_level", "p_wait", "answer_rate", "abandon_rate", "occupancy"):
+            return f"{value * 100:.1f}%"
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    threshold = summary["measures"]["service_level_threshold"]
+    rows = [("offered", "offered"), ("offered to queue", "offered_to_queue"),
+            ("answered", "answered"), ("abandoned", "abandoned"),
+            ("  short abandons (< 5 s)", "short_abandons"), ("self-served", "self_served"),
+            ("turned away (queue limits)", "turned_away"), ("unserved", "unserved"),
+            (f"service level ({threshold:g} s)", "service_level"), ("ASA (s)", "asa"),
+            ("mean wait (s)", "mean_wait"), ("longest wait (s)", "longest_wait"),
+            ("P(wait)", "p_wait"), ("abandon rate", "abandon_rate"), ("AHT (s)", "aht"),
+            ("occupancy", "occupancy")]
+    for label, key in rows:
+        table.add_row(label, *(cell(key, measures.get(key)) for _, measures in columns))
+    return table
+
+
 def main() -> None:
     app()
 
