@@ -34,6 +34,7 @@ async def check_replay(urls: dict[str, str], headers: dict[str, str], trace_path
     found = Findings()
     trace, _ = parse_trace(trace_path.read_text())
     trace_calls = {call.id: call for call in trace.calls}
+    known_numbers = {customer.ani for customer in trace.customers}
     async with httpx.AsyncClient(headers=headers, timeout=30) as client:
         calls = await get_json(client, f"{urls['softswitch']}/v1/replays/{replay_id}/calls")
         calls = calls if isinstance(calls, list) else calls["calls"]
@@ -71,6 +72,16 @@ async def check_replay(urls: dict[str, str], headers: dict[str, str], trace_path
                     found.fail(f"{call['call_id']}: {outcome} call has recordings {[(r['state'], r['duration_seconds']) for r in recordings]}")
                 if orders:
                     found.fail(f"{call['call_id']}: {outcome} call has work orders")
+                if outcome == "abandoned":
+                    # Every abandoned call from an identified customer: one callback request.
+                    requests = await get_json(client, f"{urls['workorder']}/v1/orders",
+                                              abandoned_call_id=call["call_id"])
+                    wanted = 1 if spec.from_ in known_numbers else 0
+                    kinds = [order["type"] for order in requests]
+                    if kinds != ["callback_request"] * wanted:
+                        found.fail(f"{call['call_id']}: abandoned, callback requests {kinds}")
+                    else:
+                        found.count("callback_requests", wanted)
         queues = await get_json(client, f"{urls['acd_router']}/v1/queues")
         for queue in queues if isinstance(queues, list) else queues.get("queues", []):
             if queue.get("waiting", 0):

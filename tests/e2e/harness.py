@@ -43,15 +43,23 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+def trace_start(trace: Path) -> str:
+    """The trace's own start instant, so calendars and calling hours see the trace's day
+    rather than whatever time of day the test runs at."""
+    return str(json.loads(trace.read_text().splitlines()[0])["start"])
+
+
 def base_environment(database_url: str, var_dir: Path, time_scale: float,
-                     amqp_url: str | None = None) -> dict[str, str]:
+                     amqp_url: str | None = None,
+                     start: str | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("HOTLINE_", "CTI_", "ACD_", "IVR_", "WORKORDER_",
                                   "RECORDING_", "SOFTSWITCH_"))
            and key not in ("DATABASE_URL", "AMQP_URL")}
     env.update({"DATABASE_URL": database_url, "HOTLINE_JWT_SECRET": TEST_SECRET,
                 "HOTLINE_VAR_DIR": str(var_dir), "HOTLINE_TIME_SCALE": str(time_scale),
-                "HOTLINE_TIME_ORIGIN": repr(time.time()), "HOTLINE_LOG_LEVEL": "WARNING"})
+                "HOTLINE_TIME_ORIGIN": repr(time.time()), "HOTLINE_LOG_LEVEL": "WARNING",
+                "HOTLINE_TIME_START": start or trace_start(SAMPLE_TRACE)})
     if amqp_url:
         env["AMQP_URL"] = amqp_url
     return env
