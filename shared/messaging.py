@@ -196,6 +196,7 @@ class Messaging:
         self.poll_interval = poll_interval
         self.batch = batch
         self._consumers: list[_Consumer] = []
+        self._consuming = False
         self._wake = asyncio.Event()
         self._relay: asyncio.Task[None] | None = None
         self._on_published = on_published
@@ -225,11 +226,25 @@ class Messaging:
 
         return register
 
-    async def start(self) -> None:
+    async def start(self, *, consumers: bool = True) -> None:
+        """Start the outbox relay and (unless ``consumers`` is false) the consumers."""
+        if consumers:
+            await self.start_consumers()
+        self._relay = asyncio.create_task(self._run_relay(), name=f"outbox:{self.service}")
+
+    @property
+    def consuming(self) -> bool:
+        return self._consuming
+
+    async def start_consumers(self) -> None:
+        """Subscribe every registered consumer (once; later calls do nothing). A service whose
+        standby must not consume (acd_router) starts the relay first and this on promotion."""
+        if self._consuming:
+            return
+        self._consuming = True
         for consumer in self._consumers:
             await self.bus.subscribe(consumer.queue, consumer.binding_keys,
                                      self._deduplicating(consumer))
-        self._relay = asyncio.create_task(self._run_relay(), name=f"outbox:{self.service}")
 
     async def stop(self) -> None:
         if self._relay is not None:

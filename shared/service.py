@@ -48,8 +48,14 @@ SERVICE_TOKEN_TTL = 30 * 24 * 3600
 
 class Service:
     def __init__(self, name: str, schema: str, settings: ServiceSettings, *, metadata: MetaData,
-                 migrations_dir: Path, bus: Bus | None = None, clock: Clock | None = None) -> None:
+                 migrations_dir: Path, bus: Bus | None = None, clock: Clock | None = None,
+                 defer_consumers: bool = False) -> None:
         self.name = name
+        # True: the lifespan starts the outbox relay but not the consumers; the service calls
+        # start_consumers() when it may consume (acd_router's standby must not).
+        self.defer_consumers = defer_consumers
+        # Extra fields for the /ready body (e.g. acd_router's active/standby role).
+        self.ready_info: Callable[[], dict[str, Any]] | None = None
         self.schema = schema
         self.settings = settings
         self.common = settings.common
@@ -107,6 +113,10 @@ class Service:
     def now(self) -> Any:
         return self.clock.now()
 
+    async def start_consumers(self) -> None:
+        """Start the registered consumers if the lifespan deferred them (idempotent)."""
+        await self.messaging.start_consumers()
+
     async def ready(self) -> dict[str, bool]:
         checks = {"database": False, "bus": False}
         with contextlib.suppress(Exception):
@@ -146,7 +156,7 @@ class Service:
                                           timeout=10.0)
             for hook in self._startup:
                 await hook()
-            await self.messaging.start()
+            await self.messaging.start(consumers=not self.defer_consumers)
             self._tasks = [asyncio.create_task(self._guard(task), name=f"{self.name}:{task.__name__}")
                            for task in self._background]
             log.info("service started", port=getattr(self.settings, "port", None))
@@ -203,8 +213,10 @@ class Service:
         async def ready() -> JSONResponse:
             checks = await self.ready()
             ok = all(checks.values())
-            return JSONResponse({"ready": ok, "service": self.name, "checks": checks},
-                                status_code=200 if ok else 503)
+            body: dict[str, Any] = {"ready": ok, "service": self.name, "checks": checks}
+            if self.ready_info is not None:
+                body.update(self.ready_info())
+            return JSONResponse(body, status_code=200 if ok else 503)
 
         @router.get("/metrics")
         async def metrics() -> Response:

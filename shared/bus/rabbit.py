@@ -17,7 +17,9 @@ restored after the broker drops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -42,7 +44,7 @@ DEAD_LETTER_EXCHANGE = "hotline.dlx"
 
 class RabbitBus:
     def __init__(self, url: str, *, connection_name: str = "hotline", delivery_limit: int = 5,
-                 keep_unrouted: bool = True, prefetch: int = 32) -> None:
+                 keep_unrouted: bool = True, prefetch: int = 16) -> None:
         self.url = url
         self.connection_name = connection_name
         self.delivery_limit = delivery_limit
@@ -125,11 +127,13 @@ class RabbitBus:
         })
         for key in binding_keys:
             await consumer_queue.bind(exchange, routing_key=key)
-        # Deliveries arrive as concurrent tasks; the lock (FIFO) keeps them in queue order.
-        in_order = asyncio.Lock()
+        turns = SubjectTurns()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            async with in_order:
+            # Deliveries arrive as concurrent tasks (at most `prefetch` in flight): events of
+            # different subjects (calls) are handled in parallel, those of one subject in queue
+            # order, which is the only order consumers rely on.
+            async with turns.turn(_subject_of(message)):
                 await self._handle(queue, message, handler)
 
         await consumer_queue.consume(on_message)
@@ -154,3 +158,34 @@ class RabbitBus:
             await message.nack(requeue=True)
             return
         await message.ack()
+
+
+def _subject_of(message: AbstractIncomingMessage) -> str:
+    subject = (message.headers or {}).get("ce-subject")
+    if isinstance(subject, str):
+        return subject
+    try:
+        return str(json.loads(message.body).get("subject", ""))
+    except Exception:
+        return ""
+
+
+class SubjectTurns:
+    """FIFO turns per key: tasks asking for the same key run one at a time in the order they
+    asked; different keys run concurrently. Locks are dropped once nobody holds or awaits them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]

@@ -110,3 +110,27 @@ def test_scaled_clock_runs_from_its_start_at_its_scale() -> None:
     elapsed = (clock.now() - start).total_seconds()
     assert 299 <= elapsed <= 310  # 3 wall seconds at 100x
     assert clock.wall_seconds(50) == 0.5
+
+
+async def test_deferred_consumers_start_only_when_asked(common, auth) -> None:
+    # acd_router's standby relays its outbox but must not consume until it is promoted.
+    bus = MemoryBus()
+    app = create_app(common, bus=bus)
+    service = app.state.service
+    service.defer_consumers = True
+    service.ready_info = lambda: {"role": "standby"}
+    async with running(app) as client:
+        assert not service.messaging.consuming
+        assert "kit.notes" not in bus.queues
+        ready = (await client.get("/ready")).json()
+        assert ready["ready"] is True and ready["role"] == "standby"
+        response = await client.post("/offers", json={"call_id": "C1", "from_number": "+861"},
+                                     headers=bearer(auth, "switch"))
+        assert response.status_code == 200, response.text
+        await service.start_consumers()
+        await service.start_consumers()  # idempotent: still one subscriber
+        assert service.messaging.consuming and len(bus.queues["kit.notes"].handlers) == 1
+        # From now on the service's events reach its consumer.
+        await client.post("/offers", json={"call_id": "C2", "from_number": "+861"},
+                          headers=bearer(auth, "switch"))
+        await eventually(lambda: any(e.data["call_id"] == "C2" for e in service.seen))

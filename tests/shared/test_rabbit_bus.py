@@ -138,3 +138,31 @@ async def test_unknown_event_type_never_reaches_the_broker(amqp_url: str) -> Non
             await bus.publish(Envelope.model_validate(bad))
     finally:
         await bus.close()
+
+
+async def test_subjects_run_concurrently_but_each_in_order(amqp_url: str) -> None:
+    """A slow call does not hold up other calls; one call's events stay in order."""
+    import asyncio
+
+    bus = RabbitBus(amqp_url, connection_name="test-subjects")
+    await bus.start()
+    try:
+        got: list[tuple[str, int]] = []
+
+        async def handler(envelope: Envelope) -> None:
+            if envelope.subject == "call/slow":
+                await asyncio.sleep(0.3)
+            got.append((envelope.subject, envelope.sequence))
+
+        await bus.subscribe("test.subjects", ["cti.call.offered.v1"], handler)
+        for sequence in (1, 2, 3):
+            await bus.publish(offered("slow", sequence))
+        for sequence in (1, 2, 3):
+            await bus.publish(offered("fast", sequence))
+        await eventually(lambda: len(got) == 6, timeout=15)
+        assert [s for subject, s in got if subject == "call/slow"] == [1, 2, 3]
+        assert [s for subject, s in got if subject == "call/fast"] == [1, 2, 3]
+        # The fast call finished while the slow one was still being handled.
+        assert got.index(("call/fast", 3)) < got.index(("call/slow", 2))
+    finally:
+        await bus.close()
