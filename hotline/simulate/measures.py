@@ -1,8 +1,8 @@
 """The service measures (DESIGN §8) over simulated calls.
 
-Defined here because ``shared/measures.py`` does not exist yet; the definitions follow the
-replay report (``services/softswitch/report.py``) so a simulated and a replayed day read the
-same way. Move them to ``shared`` when the real-time statistics land, and import from there.
+The definitions are ``shared.measures`` (the same ones the ACD's real-time statistics and the
+replay report use); this module only maps simulator records onto them and adds what only a
+simulation has (self-served and turned-away counts, P(wait)).
 
 - offered: calls that arrived; offered_to_queue: those the IVR handed to a queue.
 - answered / abandoned: queued calls an agent answered / whose caller hung up in queue
@@ -26,10 +26,18 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from shared.measures import (
+    SERVICE_LEVEL_SECONDS,
+    SHORT_ABANDON_SECONDS,
+    CallFacts,
+    Counters,
+    measures,
+    ratio,
+)
+
 from .model import CallRecord
 
-SHORT_ABANDON_SECONDS = 5.0
-SERVICE_LEVEL_SECONDS = 20.0
+__all__ = ["SERVICE_LEVEL_SECONDS", "SHORT_ABANDON_SECONDS", "Measures", "compute_measures"]
 
 
 @dataclass(frozen=True)
@@ -58,18 +66,12 @@ class Measures:
                 for key, value in asdict(self).items()}
 
 
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator > 0 else None
-
-
 def compute_measures(records: Iterable[CallRecord], *, busy_seconds: float | None = None,
                      staffed_seconds: float | None = None,
                      threshold: float = SERVICE_LEVEL_SECONDS,
                      short_abandon: float = SHORT_ABANDON_SECONDS) -> Measures:
-    offered = queued = answered = abandoned = short = self_served = unserved = turned_away = 0
-    within = waited = 0
-    answered_wait = all_wait = handle = 0.0
-    longest: float | None = None
+    offered = self_served = unserved = turned_away = waited = 0
+    counters = Counters(threshold=threshold, short_abandon=short_abandon)
     for r in records:
         offered += 1
         if r.outcome == "self_served":
@@ -77,40 +79,28 @@ def compute_measures(records: Iterable[CallRecord], *, busy_seconds: float | Non
             continue
         if r.queued is None:
             continue
-        queued += 1
         if r.routed is None or r.routed > r.queued:
             waited += 1
         if r.outcome == "answered" and r.answered is not None:
-            answered += 1
-            w = r.answered - r.queued
-            answered_wait += w
-            all_wait += w
-            handle += r.talk + r.wrapup
-            if w <= threshold:
-                within += 1
+            counters.add(CallFacts("answered", r.answered - r.queued, r.talk + r.wrapup))
         elif r.outcome == "abandoned" and r.ended is not None:
-            abandoned += 1
-            w = r.ended - r.queued
-            all_wait += w
-            if w < short_abandon:
-                short += 1
-        elif r.outcome in ("callback", "released"):
-            turned_away += 1
-            continue
+            counters.add(CallFacts("abandoned", r.ended - r.queued))
         else:
-            unserved += 1
-            continue
-        if longest is None or w > longest:
-            longest = w
-    settled = answered + abandoned
+            counters.add(CallFacts("other"))
+            if r.outcome in ("callback", "released"):
+                turned_away += 1
+            else:
+                unserved += 1
+    if busy_seconds is not None and staffed_seconds is not None:
+        counters.add_agent_time(busy=busy_seconds, staffed=staffed_seconds)
+    m = measures(counters)
     return Measures(
-        offered=offered, offered_to_queue=queued, answered=answered, abandoned=abandoned,
-        short_abandons=short, self_served=self_served, turned_away=turned_away,
-        unserved=unserved,
-        service_level=_ratio(within, queued - short), asa=_ratio(answered_wait, answered),
-        mean_wait=_ratio(all_wait, settled), longest_wait=longest,
-        p_wait=_ratio(waited, queued), answer_rate=_ratio(answered, queued),
-        abandon_rate=_ratio(abandoned, queued), aht=_ratio(handle, answered),
-        occupancy=(_ratio(busy_seconds, staffed_seconds)
-                   if busy_seconds is not None and staffed_seconds is not None else None),
+        offered=offered, offered_to_queue=m.offered, answered=m.answered,
+        abandoned=m.abandoned, short_abandons=m.short_abandons, self_served=self_served,
+        turned_away=turned_away, unserved=unserved, service_level=m.service_level,
+        asa=m.asa, mean_wait=m.mean_wait, longest_wait=m.longest_wait,
+        p_wait=ratio(waited, m.offered), answer_rate=m.answer_rate,
+        abandon_rate=m.abandon_rate, aht=m.aht,
+        occupancy=(m.occupancy if busy_seconds is not None and staffed_seconds is not None
+                   else None),
         service_level_threshold=threshold)

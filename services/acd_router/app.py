@@ -17,6 +17,7 @@ from shared.service import Service
 from .api import build_router
 from .db import SCHEMA, metadata
 from .handlers import CONSUMED, Acd
+from .lease import Leadership, build_instance_router
 from .settings import AcdSettings
 
 log = structlog.get_logger(__name__)
@@ -27,9 +28,14 @@ NAME = "acd_router"
 def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or AcdSettings()
+    # Consumers start when this process becomes the active instance (lease.py), not at once.
     service = Service(NAME, SCHEMA, settings, metadata=metadata,
-                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
+                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
+                      defer_consumers=True)
     acd = Acd(settings)
+    leadership = Leadership(service, acd, settings)
+    acd.fence = leadership.fence
+    service.ready_info = lambda: {"role": leadership.role, "instance": leadership.instance}
 
     # One queue for every event consumed: a call's CTI and IVR events then reach the handler
     # in the order the broker received them, not raced by separate consumers.
@@ -39,10 +45,13 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
 
     @service.on_startup
     async def warm_up() -> None:
-        # Build the routing engine from the tables (and apply the config file) before the
-        # first request, so configuration and estimates are there from the start.
-        async with service.transaction() as tx:
-            await acd.warm_up(tx)
+        # Take the lease if it is free, then build the routing engine from the tables (and
+        # apply the config file) before the first request; a standby builds a read model.
+        await leadership.start()
+
+    # Renews the lease while active; while standby, takes over when it expires.
+    service.background(leadership.run)
+    service.on_shutdown(leadership.release)
 
     @service.background
     async def deadlines() -> None:
@@ -51,6 +60,8 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
         # suite time.
         while True:
             await asyncio.sleep(settings.poll_interval_wall_seconds)
+            if not leadership.deadlines_allowed:
+                continue  # standby, or a takeover still reconciling
             async with service.transaction() as tx:
                 due = await acd.anything_due(tx)
             if due:
@@ -60,7 +71,8 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     app = service.create_app(
         title="Hotline ACD router",
         description="Queues, agent states and skill-based routing decisions.",
-        routers=[build_router()],
+        routers=[build_router(), build_instance_router()],
     )
     app.state.acd = acd
+    app.state.leadership = leadership
     return app

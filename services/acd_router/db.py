@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -37,6 +38,8 @@ agents = Table(
     Column("reservation_id", String(64)),
     Column("wrapup_deadline", DateTime(timezone=True)),
     Column("department", String(64)),
+    Column("wrapup_mandatory", Boolean, nullable=False, server_default=text("false")),
+    Column("wrapup_limit", DateTime(timezone=True)),
     Index("ix_agents_wrapup_deadline", "wrapup_deadline",
           postgresql_where=text("wrapup_deadline IS NOT NULL")),
 )
@@ -65,6 +68,8 @@ queue_entries = Table(
     Column("ring_failures", Integer, nullable=False),
     # Why a call was turned away (closed, no_agents, max_length, max_wait).
     Column("outcome_reason", String(32)),
+    # When the answering agent left wrap-up (talk + wrap-up = handle time).
+    Column("wrapup_ended_at", DateTime(timezone=True)),
     Index("ix_queue_entries_live", "queue", "state",
           postgresql_where=text("state IN ('waiting', 'reserved')")),
     Index("ix_queue_entries_expiry", "reservation_expires_at",
@@ -83,7 +88,7 @@ routing_decisions = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True)),
     Column("alerting_at", DateTime(timezone=True)),
-    # pending, connected, ring_failed, expired, cancelled
+    # pending, connected, ring_failed, expired, cancelled, withdrawn (a supervisor force)
     Column("outcome", String(16), nullable=False),
     Column("outcome_reason", String(32)),
     Column("outcome_at", DateTime(timezone=True)),
@@ -116,4 +121,33 @@ released_calls = Table(
     "released_calls", metadata,
     Column("call_id", String(64), primary_key=True),
     Column("released_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every agent state change, kept for the statistics (occupancy is time spent in states).
+agent_state_changes = Table(
+    "agent_state_changes", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("previous", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64)),
+    Column("call_id", String(64)),
+)
+
+# Supervisor overrides of agent states: who, when, from, to, why.
+agent_state_audit = Table(
+    "agent_state_audit", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("from_reason", String(64)),
+    Column("to_state", String(16), nullable=False),
+    Column("to_reason", String(64)),
+    Column("why", String(256), nullable=False),
+    # True: the agent was on a call, so the forced state waits for the call to end.
+    Column("deferred", Boolean, nullable=False),
+    Column("call_id", String(64)),
 )

@@ -8,6 +8,7 @@ changes one at a time and an agent can never be reserved twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from .domain import (
     QueueEntry,
     StateChange,
 )
-from .domain.config import RoutingConfig, config_warnings
+from .domain.config import RoutingConfig, config_warnings, wrapup_of
 from .domain.engine import (
     OVERFLOWED,
     RESERVED,
@@ -99,6 +100,10 @@ class Acd:
         self._stale = False
         self._file_checked = False
         self._decisions: list[Decision] = []
+        # Set by lease.Leadership: raises NotActive unless this process holds the lease with
+        # the epoch it was granted (checked under the routing lock, so a fenced ex-holder
+        # can never write). None: a single process that always routes.
+        self.fence: Callable[[Transaction], Awaitable[None]] | None = None
 
     # -- REST commands -------------------------------------------------------------------------
 
@@ -226,7 +231,11 @@ class Acd:
                 log.warning("released call's agent is not on it", call_id=call_id,
                             agent_id=entry.agent_id)
                 return
-            await self._save_agent(tx, agent, agent.call_ended(now, self.settings.wrapup_seconds))
+            # The queue's wrap-up policy: its length, whether the agent may cut it short.
+            policy = wrapup_of(self.engine.config, entry.queue, self.settings.wrapup_seconds)
+            await self._save_agent(tx, agent, agent.call_ended(
+                now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
+                max_seconds=policy.max_seconds))
         else:
             log.info("stale: release of a call already ended", call_id=call_id,
                      entry_state=entry.state.value)
@@ -446,6 +455,8 @@ class Acd:
     async def _lock(self, tx: Transaction) -> None:
         await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                  {"key": ROUTING_LOCK})
+        if self.fence is not None:
+            await self.fence(tx)
         before, after = await store.bump_generation(tx.session)
         self._decisions.clear()
         if self._stale or self.generation != before:
@@ -485,6 +496,13 @@ class Acd:
         self._sync_agent(agent, tx.now)
         if change is None:
             return
+        # Kept for the statistics: occupancy from the state history, handle time from the
+        # end of wrap-up.
+        await store.record_state_change(
+            tx.session, agent_id=change.agent_id, at=tx.now, previous=change.previous.value,
+            state=change.state.value, reason=change.reason, call_id=change.call_id)
+        if change.previous is AgentState.WRAP_UP and change.call_id is not None:
+            await store.mark_wrapup_ended(tx.session, change.call_id, tx.now)
         await tx.emit("acd.agent.state_changed", {
             "agent_id": change.agent_id, "previous": change.previous.value,
             "state": change.state.value, "reason": change.reason, "call_id": change.call_id,

@@ -27,3 +27,14 @@ class AcdSettings(ServiceSettings):
     # Routing configuration (YAML) applied at startup when it differs from the version in
     # force; without it the shipped config/default.yaml seeds an empty database.
     config_file: Path | None = None
+    # Active/standby (lease.py). Wall seconds: the lease lives in PostgreSQL's clock, so a
+    # scaled suite clock must not shorten it. Takeover after a crash takes about the lease
+    # plus one standby poll (half the renew period).
+    lease_seconds: float = Field(default=3.0, gt=0)
+    lease_renew_seconds: float = Field(default=1.0, gt=0)
+    # Names this process in the lease, /ready and /v1/instance; default hostname-pid.
+    instance_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # Losing the lease while consuming: the bus cannot detach a consumer, so the process
+    # stops itself (SIGTERM; its supervisor restarts it, as a standby). Tests that run two
+    # instances in one process turn this off.
+    exit_on_lease_loss: bool = True

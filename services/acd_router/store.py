@@ -11,6 +11,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import (
+    agent_state_audit,
+    agent_state_changes,
     agents,
     engine_state,
     queue_entries,
@@ -34,6 +36,7 @@ def _agent(row: Any) -> Agent:
         ready_since=row.ready_since, calls_handled=row.calls_handled,
         handled_day=row.handled_day, pending=pending, call_id=row.call_id,
         reservation_id=row.reservation_id, wrapup_deadline=row.wrapup_deadline,
+        wrapup_mandatory=row.wrapup_mandatory, wrapup_limit=row.wrapup_limit,
     )
 
 
@@ -60,6 +63,7 @@ async def save_agent(session: AsyncSession, agent: Agent) -> None:
         "pending_reason": agent.pending.reason if agent.pending else None,
         "call_id": agent.call_id, "reservation_id": agent.reservation_id,
         "wrapup_deadline": agent.wrapup_deadline,
+        "wrapup_mandatory": agent.wrapup_mandatory, "wrapup_limit": agent.wrapup_limit,
     }
     await session.execute(insert(agents).values(agent_id=agent.agent_id, **values)
                           .on_conflict_do_update(index_elements=["agent_id"], set_=values))
@@ -246,3 +250,35 @@ async def bump_generation(session: AsyncSession) -> tuple[int, int]:
         .values(generation=engine_state.c.generation + 1)
         .returning(engine_state.c.generation))).scalar_one()
     return int(new) - 1, int(new)
+
+
+# -- agent history: state changes and supervisor overrides --------------------------------------
+
+
+async def record_state_change(session: AsyncSession, *, agent_id: str, at: datetime,
+                              previous: str, state: str, reason: str | None,
+                              call_id: str | None) -> None:
+    await session.execute(agent_state_changes.insert().values(
+        agent_id=agent_id, at=at, previous=previous, state=state, reason=reason,
+        call_id=call_id))
+
+
+async def mark_wrapup_ended(session: AsyncSession, call_id: str, now: datetime) -> None:
+    await session.execute(
+        update(queue_entries)
+        .where(queue_entries.c.call_id == call_id, queue_entries.c.wrapup_ended_at.is_(None),
+               queue_entries.c.answered_at.is_not(None))
+        .values(wrapup_ended_at=now))
+
+
+async def record_audit(session: AsyncSession, **values: Any) -> dict[str, Any]:
+    row = (await session.execute(agent_state_audit.insert().values(**values)
+                                 .returning(agent_state_audit))).one()
+    return dict(row._mapping)
+
+
+async def audit_of(session: AsyncSession, agent_id: str) -> list[dict[str, Any]]:
+    rows = await session.execute(select(agent_state_audit)
+                                 .where(agent_state_audit.c.agent_id == agent_id)
+                                 .order_by(agent_state_audit.c.id))
+    return [dict(row._mapping) for row in rows]

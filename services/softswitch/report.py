@@ -1,16 +1,27 @@
 """The replay report: the hotline's service measures over one replay (DESIGN §8), in trace
-seconds. Pure: computed from per-call outcomes and what workorder says about the orders."""
+seconds. Pure: computed from per-call outcomes and what workorder says about the orders.
+
+The call measures are ``shared.measures`` (one definition with the ACD's real-time statistics
+and the simulator); this module maps replayed calls onto it and adds the work-order side."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-SHORT_ABANDON_SECONDS = 5.0
-SERVICE_LEVEL_SECONDS = 20.0
+from shared.measures import (
+    SERVICE_LEVEL_SECONDS,
+    SHORT_ABANDON_SECONDS,
+    CallFacts,
+    measures_of,
+)
+
+__all__ = ["SERVICE_LEVEL_SECONDS", "SHORT_ABANDON_SECONDS", "CallOutcome", "OrderOutcome",
+           "compute_report"]
 OUTCOMES = ("answered", "abandoned", "self_served", "released_in_queue", "rejected", "failed")
 
 
@@ -34,6 +45,18 @@ class OrderOutcome:
     callback: dict[str, Any] = field(default_factory=dict)
 
 
+def _facts(call: CallOutcome) -> CallFacts:
+    """A queued call as the shared measures see it. An abandon without an end time (the
+    replay lost the release) has an unknown wait: infinite, so it is never a short abandon."""
+    assert call.queued_at is not None
+    if call.connected_at is not None:
+        return CallFacts("answered", call.connected_at - call.queued_at)
+    if call.outcome == "abandoned":
+        wait = math.inf if call.ended_at is None else call.ended_at - call.queued_at
+        return CallFacts("abandoned", wait)
+    return CallFacts("other")
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -43,16 +66,10 @@ def compute_report(calls: Iterable[CallOutcome], orders: Iterable[OrderOutcome],
     calls = list(calls)
     orders = list(orders)
     offered = [c for c in calls if c.placed_at is not None]
-    answered = [c for c in calls if c.connected_at is not None]
-    abandoned = [c for c in calls if c.outcome == "abandoned"]
-    short = [c for c in abandoned if c.queued_at is not None and c.ended_at is not None
-             and c.ended_at - c.queued_at < SHORT_ABANDON_SECONDS]
-    queued = [c for c in calls if c.queued_at is not None]
-    waits = [c.connected_at - c.queued_at for c in answered
-             if c.connected_at is not None and c.queued_at is not None]
-    within = [w for w in waits if w <= SERVICE_LEVEL_SECONDS]
-    sl_base = len(queued) - len(short)
-    talks = [c.talk for c in answered if c.talk is not None]
+    m = measures_of((_facts(c) for c in calls if c.queued_at is not None),
+                    threshold=SERVICE_LEVEL_SECONDS, short_abandon=SHORT_ABANDON_SECONDS)
+    talks = [c.talk for c in calls
+             if c.queued_at is not None and c.connected_at is not None and c.talk is not None]
 
     resolved = [o for o in orders if o.resolved]
     settled = [o for o in resolved if o.callback.get("settled")]
@@ -64,17 +81,17 @@ def compute_report(calls: Iterable[CallOutcome], orders: Iterable[OrderOutcome],
 
     return {
         "offered": len(offered),
-        "offered_to_queue": len(queued),
-        "answered": len(answered),
-        "abandoned": len(abandoned),
-        "short_abandons": len(short),
+        "offered_to_queue": m.offered,
+        "answered": m.answered,
+        "abandoned": m.abandoned,
+        "short_abandons": m.short_abandons,
         "self_served": sum(1 for c in calls if c.outcome == "self_served"),
         "outcomes": {name: sum(1 for c in calls if c.outcome == name) for name in OUTCOMES},
-        "answer_rate": _round(len(answered) / len(queued) if queued else None, 4),
-        "abandon_rate": _round(len(abandoned) / len(queued) if queued else None, 4),
-        "service_level": _round(len(within) / sl_base if sl_base > 0 else None, 4),
-        "service_level_threshold_seconds": SERVICE_LEVEL_SECONDS,
-        "asa_seconds": _round(fmean(waits) if waits else None),
+        "answer_rate": _round(m.answer_rate, 4),
+        "abandon_rate": _round(m.abandon_rate, 4),
+        "service_level": _round(m.service_level, 4),
+        "service_level_threshold_seconds": m.threshold,
+        "asa_seconds": _round(m.asa),
         "average_talk_seconds": _round(fmean(talks) if talks else None),
         "work_orders_created": len(orders),
         "orders_resolved": len(resolved),

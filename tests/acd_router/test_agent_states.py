@@ -9,7 +9,7 @@ import pytest
 
 from services.acd_router.domain import Action, Agent, AgentState, Pending
 from services.acd_router.domain.agents import TRANSITIONS, allowed_actions
-from shared.errors import IllegalTransition
+from shared.errors import Conflict, IllegalTransition
 
 NOW = datetime(2026, 7, 15, 9, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(minutes=5)
@@ -40,7 +40,32 @@ EXPECTED: dict[tuple[AgentState, Action], AgentState | str] = {
     (S.WRAP_UP, A.NOT_READY): S.NOT_READY,
     (S.WRAP_UP, A.LOGOUT): DEFER,
     (S.WRAP_UP, A.END_WRAP_UP): S.READY,
+    (S.WRAP_UP, A.EXTEND_WRAP_UP): S.WRAP_UP,
+    (S.RESERVED, A.SET_NEXT): DEFER,
+    (S.ON_CALL, A.SET_NEXT): DEFER,
+    (S.WRAP_UP, A.SET_NEXT): DEFER,
+    (S.NOT_READY, A.FORCE_READY): S.READY,
+    (S.NOT_READY, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.NOT_READY, A.FORCE_LOGOUT): S.LOGGED_OUT,
+    (S.READY, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.READY, A.FORCE_LOGOUT): S.LOGGED_OUT,
+    (S.RESERVED, A.FORCE_READY): S.READY,
+    (S.RESERVED, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.RESERVED, A.FORCE_LOGOUT): S.LOGGED_OUT,
+    (S.ON_CALL, A.FORCE_READY): DEFER,
+    (S.ON_CALL, A.FORCE_NOT_READY): DEFER,
+    (S.ON_CALL, A.FORCE_LOGOUT): DEFER,
+    (S.WRAP_UP, A.FORCE_READY): S.READY,
+    (S.WRAP_UP, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.WRAP_UP, A.FORCE_LOGOUT): S.LOGGED_OUT,
 }
+# A mandatory wrap-up differs only here: the agent cannot end it.
+MANDATORY_REFUSED = {(S.WRAP_UP, A.READY), (S.WRAP_UP, A.NOT_READY)}
+# What each deferring action leaves as the pending state.
+PENDING_AFTER = {A.READY: None, A.FORCE_READY: None, A.SET_NEXT: Pending(S.NOT_READY, "break"),
+                 A.NOT_READY: Pending(S.NOT_READY, "lunch"), A.LOGOUT: Pending(S.LOGGED_OUT),
+                 A.FORCE_NOT_READY: Pending(S.NOT_READY, "lunch"),
+                 A.FORCE_LOGOUT: Pending(S.LOGGED_OUT)}
 
 
 def agent_in(state: AgentState, **extra: object) -> Agent:
@@ -50,6 +75,8 @@ def agent_in(state: AgentState, **extra: object) -> Agent:
         "ready_since": EARLIER if state in (S.READY, S.RESERVED) else None,
         "call_id": "C1" if busy else None, "reservation_id": "R1" if busy else None,
         "reason": "break" if state is S.NOT_READY else None,
+        "wrapup_deadline": NOW + timedelta(seconds=30) if state is S.WRAP_UP else None,
+        "wrapup_limit": NOW + timedelta(seconds=300) if state is S.WRAP_UP else None,
     }
     values.update(extra)
     return Agent(**values)  # type: ignore[arg-type]
@@ -75,6 +102,15 @@ def perform(agent: Agent, action: Action, now: datetime = NOW):
             return agent.call_ended(now, 60)
         case A.END_WRAP_UP:
             return agent.end_wrap_up(now)
+        case A.EXTEND_WRAP_UP:
+            agent.extend_wrap_up(now, 60)
+            return None
+        case A.SET_NEXT:
+            agent.set_next(now, S.NOT_READY, "break")
+            return None
+        case A.FORCE_READY | A.FORCE_NOT_READY | A.FORCE_LOGOUT:
+            return agent.force(action, now,
+                               reason="lunch" if action is A.FORCE_NOT_READY else None)
     raise AssertionError(action)
 
 
@@ -82,11 +118,15 @@ def test_expected_table_matches_the_domain_table() -> None:
     assert set(EXPECTED) == set(TRANSITIONS)
 
 
-@pytest.mark.parametrize(("state", "action"), list(itertools.product(AgentState, Action)),
-                         ids=lambda v: v.value)
-def test_every_state_and_action(state: AgentState, action: Action) -> None:
-    agent = agent_in(state)
+@pytest.mark.parametrize(("state", "action", "mandatory"),
+                         list(itertools.product(AgentState, Action, [False, True])),
+                         ids=lambda v: v.value if hasattr(v, "value") else
+                         ("mandatory" if v else "discretionary"))
+def test_every_state_and_action(state: AgentState, action: Action, mandatory: bool) -> None:
+    agent = agent_in(state, wrapup_mandatory=mandatory and state is S.WRAP_UP)
     expected = EXPECTED.get((state, action))
+    if mandatory and (state, action) in MANDATORY_REFUSED:
+        expected = None
     if expected is None:
         with pytest.raises(IllegalTransition) as caught:
             perform(agent, action)
@@ -98,12 +138,13 @@ def test_every_state_and_action(state: AgentState, action: Action) -> None:
     if expected == DEFER:
         assert change is None
         assert agent.state is state
-        assert agent.pending == (None if action is A.READY else
-                                 Pending(S.NOT_READY if action is A.NOT_READY else S.LOGGED_OUT,
-                                         "lunch" if action is A.NOT_READY else None))
+        assert agent.pending == PENDING_AFTER[action]
         return
     assert agent.state is expected
-    if (state, action) == (S.NOT_READY, A.NOT_READY):
+    if (state, action) == (S.WRAP_UP, A.EXTEND_WRAP_UP):
+        assert change is None and agent.wrapup_deadline == NOW + timedelta(seconds=90)
+        return
+    if (state, action) in ((S.NOT_READY, A.NOT_READY), (S.NOT_READY, A.FORCE_NOT_READY)):
         # Same state, new reason: still a change worth announcing.
         assert change is not None and change.reason == "lunch"
     else:
@@ -120,7 +161,61 @@ def test_illegal_user_request_lists_user_actions_only() -> None:
         agent_in(S.READY).login(NOW, skills={}, device=None, team=None)
     assert caught.value.allowed == ["logout", "not_ready"]
     assert allowed_actions(S.RESERVED) == sorted(
-        ["cancel", "connect", "expire", "logout", "not_ready", "ready", "ring_failed"])
+        ["cancel", "connect", "expire", "logout", "not_ready", "ready", "ring_failed",
+         "set_next", "force_ready", "force_not_ready", "force_logout"])
+    with pytest.raises(IllegalTransition) as caught:
+        agent_in(S.LOGGED_OUT).force(A.FORCE_READY, NOW)
+    assert caught.value.allowed == []
+    with pytest.raises(IllegalTransition) as caught:
+        agent_in(S.READY).force(A.FORCE_READY, NOW)
+    assert caught.value.allowed == ["force_logout", "force_not_ready"]
+
+
+def test_mandatory_wrap_up_refuses_ending_it_and_lists_what_is_left() -> None:
+    agent = agent_in(S.ON_CALL)
+    agent.call_ended(NOW, 30, mandatory=True, max_seconds=120)
+    with pytest.raises(IllegalTransition) as caught:
+        agent.request(A.READY, NOW)
+    assert caught.value.state == "wrap_up"
+    assert caught.value.allowed == ["extend_wrap_up", "logout", "set_next"]
+    # The agent queues a break instead; it applies when the wrap-up times out.
+    agent.set_next(NOW, S.NOT_READY, "break")
+    agent.end_wrap_up(NOW + timedelta(seconds=30))
+    assert (agent.state, agent.reason, agent.wrapup_mandatory) == (S.NOT_READY, "break", False)
+
+
+def test_extending_wrap_up_stops_at_the_cap() -> None:
+    agent = agent_in(S.ON_CALL)
+    agent.call_ended(NOW, 30, max_seconds=100)
+    assert agent.wrapup_limit == NOW + timedelta(seconds=100)
+    assert agent.extend_wrap_up(NOW, 60) == 60
+    assert agent.extend_wrap_up(NOW, 60) == 10  # capped at 100 s after the call
+    assert agent.wrapup_deadline == NOW + timedelta(seconds=100)
+    with pytest.raises(Conflict):
+        agent.extend_wrap_up(NOW, 60)
+    with pytest.raises(IllegalTransition):
+        agent_in(S.READY).extend_wrap_up(NOW, 60)
+
+
+def test_next_state_ready_clears_it_and_a_call_state_cannot_be_next() -> None:
+    agent = agent_in(S.ON_CALL)
+    agent.set_next(NOW, S.LOGGED_OUT)
+    assert agent.pending == Pending(S.LOGGED_OUT)
+    agent.set_next(NOW, S.READY)
+    assert agent.pending is None
+    with pytest.raises(ValueError):
+        agent.set_next(NOW, S.ON_CALL)
+    with pytest.raises(IllegalTransition):
+        agent_in(S.READY).set_next(NOW, S.NOT_READY, "break")
+
+
+def test_force_from_wrap_up_and_reserved_ignores_the_agents_pending_state() -> None:
+    agent = agent_in(S.WRAP_UP, pending=Pending(S.LOGGED_OUT), wrapup_mandatory=True)
+    change = agent.force(A.FORCE_READY, NOW)
+    assert change is not None and agent.state is S.READY and agent.pending is None
+    agent = agent_in(S.RESERVED, pending=Pending(S.LOGGED_OUT))
+    agent.force(A.FORCE_NOT_READY, NOW, reason="coaching")
+    assert (agent.state, agent.reason, agent.call_id) == (S.NOT_READY, "coaching", None)
 
 
 def test_ready_since_tracks_idle_time() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from shared.errors import IllegalTransition
+from shared.errors import Conflict, IllegalTransition
 
 RING_NO_ANSWER = "ring_no_answer"
 
@@ -38,9 +38,18 @@ class Action(StrEnum):
     CANCEL = "cancel"
     CALL_ENDED = "call_ended"
     END_WRAP_UP = "end_wrap_up"
+    # Requested by the agent: more wrap-up time; the state to take once the call is over.
+    EXTEND_WRAP_UP = "extend_wrap_up"
+    SET_NEXT = "set_next"
+    # A supervisor overriding the agent (audited at the edge).
+    FORCE_READY = "force_ready"
+    FORCE_NOT_READY = "force_not_ready"
+    FORCE_LOGOUT = "force_logout"
 
 
-USER_ACTIONS = frozenset({Action.LOGIN, Action.READY, Action.NOT_READY, Action.LOGOUT})
+USER_ACTIONS = frozenset({Action.LOGIN, Action.READY, Action.NOT_READY, Action.LOGOUT,
+                          Action.EXTEND_WRAP_UP, Action.SET_NEXT})
+FORCE_ACTIONS = frozenset({Action.FORCE_READY, Action.FORCE_NOT_READY, Action.FORCE_LOGOUT})
 
 S, A = AgentState, Action
 
@@ -77,15 +86,47 @@ TRANSITIONS: dict[tuple[AgentState, Action], AgentState | None] = {
     (S.WRAP_UP, A.NOT_READY): S.NOT_READY,
     (S.WRAP_UP, A.LOGOUT): None,
     (S.WRAP_UP, A.END_WRAP_UP): S.READY,
+    (S.WRAP_UP, A.EXTEND_WRAP_UP): S.WRAP_UP,
+
+    # "After this call": only meaningful while there is a call to be after.
+    (S.RESERVED, A.SET_NEXT): None,
+    (S.ON_CALL, A.SET_NEXT): None,
+    (S.WRAP_UP, A.SET_NEXT): None,
+
+    # Supervisor overrides. A forced reserved agent gives the call back (the edge requeues
+    # it at its place); a call in progress cannot be taken from the customer, so a force
+    # while on call becomes the next state; wrap-up, even mandatory, is cut short.
+    (S.NOT_READY, A.FORCE_READY): S.READY,
+    (S.NOT_READY, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.NOT_READY, A.FORCE_LOGOUT): S.LOGGED_OUT,
+    (S.READY, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.READY, A.FORCE_LOGOUT): S.LOGGED_OUT,
+    (S.RESERVED, A.FORCE_READY): S.READY,
+    (S.RESERVED, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.RESERVED, A.FORCE_LOGOUT): S.LOGGED_OUT,
+    (S.ON_CALL, A.FORCE_READY): None,
+    (S.ON_CALL, A.FORCE_NOT_READY): None,
+    (S.ON_CALL, A.FORCE_LOGOUT): None,
+    (S.WRAP_UP, A.FORCE_READY): S.READY,
+    (S.WRAP_UP, A.FORCE_NOT_READY): S.NOT_READY,
+    (S.WRAP_UP, A.FORCE_LOGOUT): S.LOGGED_OUT,
 }
+
+# Refused in a mandatory wrap-up (the queue's ``wrapup.mode``): the agent may not end it
+# early, only extend it or queue the state to take when it ends.
+MANDATORY_WRAP_UP_REFUSES = frozenset({A.READY, A.NOT_READY})
 
 # Leaving these through these actions consults the pending state first.
 _PENDING_APPLIES = frozenset({A.RING_FAILED, A.EXPIRE, A.CANCEL, A.END_WRAP_UP})
 
 
-def allowed_actions(state: AgentState, *, user_only: bool = False) -> list[str]:
+def allowed_actions(state: AgentState, *, user_only: bool = False, force_only: bool = False,
+                    mandatory_wrap_up: bool = False) -> list[str]:
     return sorted(action.value for (source, action) in TRANSITIONS
-                  if source is state and (not user_only or action in USER_ACTIONS))
+                  if source is state and (not user_only or action in USER_ACTIONS)
+                  and (not force_only or action in FORCE_ACTIONS)
+                  and not (mandatory_wrap_up and state is S.WRAP_UP
+                           and action in MANDATORY_WRAP_UP_REFUSES))
 
 
 @dataclass(frozen=True)
@@ -122,6 +163,10 @@ class Agent:
     call_id: str | None = None
     reservation_id: str | None = None
     wrapup_deadline: datetime | None = None
+    # Set when wrap-up starts, from the call's queue: may the agent end it early, and the
+    # latest the deadline may be extended to.
+    wrapup_mandatory: bool = False
+    wrapup_limit: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.device:
@@ -142,6 +187,37 @@ class Agent:
         """An agent's own request (ready / not ready / logout). Returns None when deferred."""
         if action not in USER_ACTIONS or action is Action.LOGIN:
             raise ValueError(f"{action} is not a state request")
+        return self._apply(action, now, reason=reason)
+
+    def set_next(self, now: datetime, state: AgentState, reason: str | None = None) -> None:
+        """Queue the state to take once the current call (and its wrap-up) is over; ``ready``
+        clears it. Only while reserved, on call or in wrap-up."""
+        if state not in (AgentState.READY, AgentState.NOT_READY, AgentState.LOGGED_OUT):
+            raise ValueError(f"{state} cannot be a next state")
+        self._apply(Action.SET_NEXT, now, reason=reason,
+                    next_state=None if state is AgentState.READY else Pending(
+                        state, reason if state is AgentState.NOT_READY else None))
+
+    def extend_wrap_up(self, now: datetime, seconds: float) -> float:
+        """Push the wrap-up deadline back, up to the queue's cap; returns the seconds added.
+        Raises Conflict when the cap is already reached."""
+        self._apply(Action.EXTEND_WRAP_UP, now)
+        assert self.wrapup_deadline is not None
+        target = self.wrapup_deadline + timedelta(seconds=seconds)
+        if self.wrapup_limit is not None:
+            target = min(target, self.wrapup_limit)
+        added = (target - self.wrapup_deadline).total_seconds()
+        if added <= 0:
+            raise Conflict(f"agent {self.agent_id}: wrap-up is already at its longest")
+        self.wrapup_deadline = target
+        return added
+
+    def force(self, action: Action, now: datetime, *, reason: str | None = None
+              ) -> StateChange | None:
+        """A supervisor's override. Returns None when it is deferred (on call) or changes
+        nothing; the caller audits it either way."""
+        if action not in FORCE_ACTIONS:
+            raise ValueError(f"{action} is not a forced state")
         return self._apply(action, now, reason=reason)
 
     # -- routing and call progress -----------------------------------------------------------
@@ -169,9 +245,13 @@ class Agent:
         """The reserved call went away before it was answered (the caller hung up)."""
         return self._apply(Action.CANCEL, now)
 
-    def call_ended(self, now: datetime, wrapup_seconds: float) -> StateChange | None:
+    def call_ended(self, now: datetime, wrapup_seconds: float, *, mandatory: bool = False,
+                   max_seconds: float | None = None) -> StateChange | None:
         change = self._apply(Action.CALL_ENDED, now)
         self.wrapup_deadline = now + timedelta(seconds=wrapup_seconds)
+        self.wrapup_mandatory = mandatory
+        self.wrapup_limit = (None if max_seconds is None else
+                             now + timedelta(seconds=max(wrapup_seconds, max_seconds)))
         return change
 
     def end_wrap_up(self, now: datetime) -> StateChange | None:
@@ -183,17 +263,25 @@ class Agent:
 
     # -- the one place state changes ---------------------------------------------------------
 
-    def _apply(self, action: Action, now: datetime, *, reason: str | None = None
-               ) -> StateChange | None:
+    def _apply(self, action: Action, now: datetime, *, reason: str | None = None,
+               next_state: Pending | None = None) -> StateChange | None:
         key = (self.state, action)
-        if key not in TRANSITIONS:
+        mandatory = self.state is AgentState.WRAP_UP and self.wrapup_mandatory
+        if key not in TRANSITIONS or (mandatory and action in MANDATORY_WRAP_UP_REFUSES):
             raise IllegalTransition(f"agent {self.agent_id}", self.state.value, action.value,
                                     allowed_actions(self.state,
-                                                    user_only=action in USER_ACTIONS))
+                                                    user_only=action in USER_ACTIONS,
+                                                    force_only=action in FORCE_ACTIONS,
+                                                    mandatory_wrap_up=mandatory))
         target = TRANSITIONS[key]
         if target is None:
             # READY while busy just cancels an earlier deferred request: ready is the default.
-            self.pending = None if action is Action.READY else Pending(_REQUESTED[action], reason)
+            if action is Action.SET_NEXT:
+                self.pending = next_state
+            elif action in (Action.READY, Action.FORCE_READY):
+                self.pending = None
+            else:
+                self.pending = Pending(_REQUESTED[action], reason)
             return None
         if action in _PENDING_APPLIES and self.pending is not None:
             target, reason = self.pending.state, self.pending.reason
@@ -205,7 +293,8 @@ class Agent:
         previous, previous_reason, call_id = self.state, self.reason, self.call_id
         self.state, self.reason = target, reason
         if target is not AgentState.WRAP_UP:
-            self.wrapup_deadline = None
+            self.wrapup_deadline = self.wrapup_limit = None
+            self.wrapup_mandatory = False
         if target not in (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
             self.call_id = self.reservation_id = None
             self.pending = None
@@ -222,7 +311,9 @@ class Agent:
         return StateChange(self.agent_id, previous, target, reason, call_id)
 
 
-_REQUESTED = {Action.NOT_READY: AgentState.NOT_READY, Action.LOGOUT: AgentState.LOGGED_OUT}
+_REQUESTED = {Action.NOT_READY: AgentState.NOT_READY, Action.LOGOUT: AgentState.LOGGED_OUT,
+              Action.FORCE_NOT_READY: AgentState.NOT_READY,
+              Action.FORCE_LOGOUT: AgentState.LOGGED_OUT}
 
 
 def default_device(agent_id: str) -> str:

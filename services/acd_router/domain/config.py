@@ -166,12 +166,23 @@ def _parse_span(span: str) -> tuple[time, time]:
 
 
 class Wrapup(_Model):
-    seconds: Seconds = 60.0
+    # None: the service default (ACD_WRAPUP_SECONDS), so one setting covers every queue
+    # that does not say otherwise.
+    seconds: Seconds | None = None
     # discretionary: the agent may end it early (ready / not ready); mandatory: they may not.
     mode: Literal["discretionary", "mandatory"] = "discretionary"
     # How much longer one extension request adds, and the cap on the total.
     extend_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_seconds: Annotated[float, Field(gt=0)] = 600.0
+
+
+def wrapup_of(config: RoutingConfig, queue: str, default_seconds: float) -> Wrapup:
+    """The wrap-up policy for a call answered from ``queue``, its length filled in."""
+    found = config.queue(queue)
+    policy = found.wrapup if found is not None else Wrapup()
+    if policy.seconds is None:
+        policy = policy.model_copy(update={"seconds": default_seconds})
+    return policy
 
 
 class QueueConfig(_Model):

@@ -1,0 +1,85 @@
+"""Agent commands beyond ready / not ready: the next state after this call, wrap-up
+extension and supervisor overrides (audited). Same pattern as :mod:`handlers`: routing lock,
+load, let the domain decide, save, emit, one transaction; kept apart so the handlers module
+stays about routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import NotFound
+from shared.messaging import Transaction
+
+from . import store
+from .domain import Action, Agent, AgentState
+from .domain.config import Wrapup, wrapup_of
+from .handlers import Acd, ts
+
+FORCES = {AgentState.READY: Action.FORCE_READY, AgentState.NOT_READY: Action.FORCE_NOT_READY,
+          AgentState.LOGGED_OUT: Action.FORCE_LOGOUT}
+# The not-ready reason code a forced not ready gets when the supervisor names none.
+FORCED_REASON = "supervisor"
+
+
+async def _agent(acd: Acd, tx: Transaction, agent_id: str) -> Agent:
+    await acd._lock(tx)
+    agent = await store.load_agent(tx.session, agent_id)
+    if agent is None:
+        raise NotFound("agent", agent_id)
+    return agent
+
+
+async def set_next(acd: Acd, tx: Transaction, agent_id: str, state: AgentState,
+                   reason: str | None) -> Agent:
+    agent = await _agent(acd, tx, agent_id)
+    agent.set_next(tx.now, state, reason)
+    await acd._save_agent(tx, agent, None)
+    return agent
+
+
+async def extend_wrap_up(acd: Acd, tx: Transaction, agent_id: str, seconds: float | None
+                         ) -> tuple[Agent, float]:
+    """Returns the agent and the seconds actually added (the queue caps the total)."""
+    agent = await _agent(acd, tx, agent_id)
+    if seconds is None:
+        # The call's queue says how much one extension adds (outside wrap-up there is no
+        # call, and the domain refuses the request below).
+        entry = await store.load_entry(tx.session, agent.call_id or "")
+        seconds = (wrapup_of(acd.engine.config, entry.queue, acd.settings.wrapup_seconds)
+                   if entry else Wrapup()).extend_seconds
+    added = agent.extend_wrap_up(tx.now, seconds)
+    await acd._save_agent(tx, agent, None)
+    return agent, added
+
+
+async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
+                reason_code: str | None, why: str, actor: str) -> tuple[Agent, dict[str, Any]]:
+    """A supervisor sets the agent's state. A ringing reservation is withdrawn (the call goes
+    back to its place; CTI stops the ring on ``acd.reservation.expired``); a call in progress
+    is not cut: the state becomes the agent's next one. Every force is audited."""
+    agent = await _agent(acd, tx, agent_id)
+    session, now = tx.session, tx.now
+    before, before_reason = agent.state, agent.reason
+    call_id, reservation_id = agent.call_id, agent.reservation_id
+    code = (reason_code or FORCED_REASON) if state is AgentState.NOT_READY else None
+    change = agent.force(FORCES[state], now, reason=code)
+    deferred = before is AgentState.ON_CALL
+    if before is AgentState.RESERVED and call_id is not None:
+        entry = await store.load_entry(session, call_id)
+        if entry is not None and entry.holds(reservation_id):
+            # Not the agent's failure to answer: no ring-no-answer counted against the call.
+            entry.requeue(ring_failed=False)
+            await store.save_entry(session, entry)
+            await store.close_decision(session, reservation_id, "withdrawn", now, "supervisor")
+            await tx.emit("acd.reservation.expired", {
+                "call_id": call_id, "agent_id": agent.agent_id,
+                "reservation_id": reservation_id,
+            }, subject=f"call/{call_id}", correlationid=call_id)
+            acd._decisions.extend(acd.engine.requeue(call_id, ts(now)))
+    await acd._save_agent(tx, agent, change)
+    audit = await store.record_audit(
+        session, agent_id=agent.agent_id, at=now, actor=actor, from_state=before.value,
+        from_reason=before_reason, to_state=state.value, to_reason=code, why=why,
+        deferred=deferred, call_id=call_id)
+    await acd._flush(tx)
+    return agent, audit

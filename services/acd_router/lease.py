@@ -1,0 +1,388 @@
+"""Active/standby: a lease row in PostgreSQL decides which acd_router process routes.
+
+The holder renews ``acd.leader_lease.expires_at`` (PostgreSQL's clock, so the processes'
+clocks never have to agree) every ``lease_renew_seconds``; a standby polls twice as often
+and takes the row over once it has expired, bumping ``epoch``. The takeover runs under the
+routing advisory lock, and every routing transaction (``Acd._lock`` calls :meth:`fence`)
+checks, under that same lock, that the stored epoch is still the one this process was
+granted. So a routing transaction either commits entirely before a takeover or sees the new
+epoch and raises :class:`NotActive`: an ex-holder that was paused past its expiry cannot
+write. REST writes on a standby fail the same way (503 naming the active instance).
+
+Promotion: rebuild the engine from the tables (first routing transaction), start the event
+consumer (the backlog of the shared queue, including the ``cti.call.released`` events of
+calls that ended meanwhile, is then applied in order), reconcile reservations whose expiry
+passed while nobody was active (asking CTI), and only then let the deadline loop run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from shared.errors import DomainError
+from shared.messaging import Transaction
+from shared.service import Service
+
+from . import store
+from .api import READERS
+from .domain import EntryState, QueueEntry
+from .handlers import ROUTING_LOCK, Acd
+from .settings import AcdSettings
+
+log = structlog.get_logger(__name__)
+
+ACTIVE = "active"
+STANDBY = "standby"
+
+# What CTI says about a reservation whose expiry passed while no router was active.
+GONE = "gone"  # the call ended: close it, free the agent
+ALIVE = "alive"  # still ringing this agent, or connected to it: its events will come
+UNKNOWN = "unknown"  # anything else, or CTI unreachable: expire it normally (requeue)
+
+
+class NotActive(DomainError):
+    """This process is the standby (or was fenced off): it does not route or accept writes."""
+
+    status_code = 503
+
+    def __init__(self, instance: str, active: str | None, url: str | None) -> None:
+        super().__init__(f"acd_router instance {instance!r} is the standby; the active "
+                         f"instance is {active or 'none (takeover pending)'!r}"
+                         + (f" at {url}" if url else ""))
+        self.instance, self.active, self.url = instance, active, url
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "standby", "message": str(self), "instance": self.instance,
+                "active_instance": self.active, "active_url": self.url}
+
+
+@dataclass
+class LeaseRow:
+    holder: str
+    url: str | None
+    epoch: int
+    expires_at: datetime
+    expired: bool
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Leadership:
+    """This process's role, the lease loop, fencing and the takeover sequence."""
+
+    def __init__(self, service: Service, acd: Acd, settings: AcdSettings) -> None:
+        self.service = service
+        self.acd = acd
+        self.settings = settings
+        self.instance = settings.instance_id or default_instance_id()
+        self.url = f"http://{settings.host}:{settings.port}"
+        self.epoch: int | None = None  # granted epoch while active
+        self.reconciled = False  # deadlines wait for the takeover's reconciliation
+        self.promoted_at: float | None = None  # wall (time.time()) of the last promotion
+        self.takeover_seconds: float | None = None  # lease acquired -> consuming
+        self.last_seen: LeaseRow | None = None
+        self._refreshed_generation: int | None = None
+
+    @property
+    def role(self) -> str:
+        return ACTIVE if self.epoch is not None else STANDBY
+
+    @property
+    def active(self) -> bool:
+        return self.epoch is not None
+
+    @property
+    def deadlines_allowed(self) -> bool:
+        return self.epoch is not None and self.reconciled
+
+    def info(self) -> dict[str, Any]:
+        seen = self.last_seen
+        return {
+            "instance": self.instance, "role": self.role, "epoch": self.epoch,
+            "active_instance": self.instance if self.active else (seen.holder if seen else None),
+            "active_url": self.url if self.active else (seen.url if seen else None),
+            "lease_expires_at": seen.expires_at.isoformat() if seen else None,
+            "promoted_at": self.promoted_at, "takeover_seconds": self.takeover_seconds,
+        }
+
+    # -- fencing (called by Acd._lock, under the routing lock) --------------------------------
+
+    async def fence(self, tx: Transaction) -> None:
+        # A process paused inside a routing transaction would hold the routing lock and
+        # block the takeover; PostgreSQL ends such a session after the lease time.
+        timeout_ms = int(self.settings.lease_seconds * 1000)
+        await tx.session.execute(
+            text(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}"))
+        row = await self._read(tx.session)
+        if self.epoch is None or row is None or row.epoch != self.epoch \
+                or row.holder != self.instance:
+            if row is not None:
+                self.last_seen = row
+            raise NotActive(self.instance, row.holder if row else None, row.url if row else None)
+
+    # -- lease operations ----------------------------------------------------------------------
+
+    async def _read(self, session: Any) -> LeaseRow | None:
+        found = (await session.execute(text(
+            "SELECT holder, url, epoch, expires_at, expires_at < clock_timestamp() AS expired"
+            " FROM acd.leader_lease WHERE id = 1"))).first()
+        if found is None:
+            return None
+        return LeaseRow(found.holder, found.url, int(found.epoch), found.expires_at,
+                        bool(found.expired))
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if it is free, expired or already this instance's."""
+        async with self.service.sessions() as session:
+            row = await self._read(session)
+            await session.rollback()
+        if row is not None:
+            self.last_seen = row
+            if not row.expired and row.holder != self.instance:
+                return False
+        async with self.service.sessions() as session, session.begin():
+            # The routing lock orders the epoch bump against every routing transaction
+            # (see fence); the timeout keeps a stuck ex-holder from blocking this loop.
+            await session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                  {"key": ROUTING_LOCK})
+            found = (await session.execute(text(
+                "SELECT holder, epoch, expires_at < clock_timestamp() AS expired"
+                " FROM acd.leader_lease WHERE id = 1 FOR UPDATE"))).first()
+            if found is not None and not found.expired and found.holder != self.instance:
+                return False
+            epoch = (await session.execute(text(
+                "INSERT INTO acd.leader_lease AS l"
+                " (id, holder, url, epoch, acquired_at, renewed_at, expires_at)"
+                " VALUES (1, :me, :url, 1, clock_timestamp(), clock_timestamp(),"
+                "         clock_timestamp() + make_interval(secs => :lease))"
+                " ON CONFLICT (id) DO UPDATE SET holder = :me, url = :url,"
+                "   epoch = l.epoch + 1, acquired_at = clock_timestamp(),"
+                "   renewed_at = clock_timestamp(),"
+                "   expires_at = clock_timestamp() + make_interval(secs => :lease)"
+                " RETURNING epoch"),
+                {"me": self.instance, "url": self.url,
+                 "lease": self.settings.lease_seconds})).scalar_one()
+        previous = found.holder if found is not None else None
+        log.warning("acd_router lease acquired", instance=self.instance, epoch=epoch,
+                    previous=previous)
+        self.epoch = int(epoch)
+        self.reconciled = False
+        return True
+
+    async def renew(self) -> bool:
+        """Extend the lease; False if another instance has taken it (this one is fenced)."""
+        async with self.service.sessions() as session, session.begin():
+            renewed = (await session.execute(text(
+                "UPDATE acd.leader_lease SET renewed_at = clock_timestamp(),"
+                " expires_at = clock_timestamp() + make_interval(secs => :lease)"
+                " WHERE id = 1 AND holder = :me AND epoch = :epoch RETURNING id"),
+                {"lease": self.settings.lease_seconds, "me": self.instance,
+                 "epoch": self.epoch})).first()
+            self.last_seen = await self._read(session)
+        return renewed is not None
+
+    async def release(self) -> None:
+        """On a clean shutdown: expire the lease now so the standby need not wait it out."""
+        if self.epoch is None:
+            return
+        epoch, self.epoch = self.epoch, None
+        with contextlib.suppress(Exception):
+            async with self.service.sessions() as session, session.begin():
+                await session.execute(text(
+                    "UPDATE acd.leader_lease SET expires_at = clock_timestamp()"
+                    " WHERE id = 1 AND holder = :me AND epoch = :epoch"),
+                    {"me": self.instance, "epoch": epoch})
+
+    # -- the takeover ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """At startup: become active if nobody holds the lease, else start as the standby."""
+        if await self.try_acquire():
+            await self.promote()
+        else:
+            log.info("acd_router starts as standby", instance=self.instance,
+                     active=self.last_seen.holder if self.last_seen else None)
+            await self.refresh_read_model()
+
+    async def promote(self) -> None:
+        started = time.monotonic()
+        # 1. Rebuild the engine from the tables (forced: the standby's copy is only a read
+        #    model) and route what can be routed, in one fenced routing transaction.
+        self.acd._stale = True
+        async with self.service.transaction() as tx:
+            await self.acd.warm_up(tx)
+        # 2. Consume: the shared queue kept every event meanwhile, so connects and releases
+        #    (callers who hung up while queued) are applied in order.
+        await self.service.start_consumers()
+        self.promoted_at = time.time()
+        self.takeover_seconds = round(time.monotonic() - started, 3)
+        log.warning("acd_router is active", instance=self.instance, epoch=self.epoch,
+                    takeover_seconds=self.takeover_seconds)
+        # 3. Reservations that expired with nobody active, before the deadline loop would
+        #    requeue them blindly (and ring another agent for a caller who is gone).
+        try:
+            await self.reconcile()
+        except NotActive:
+            return
+        except Exception:
+            log.exception("takeover reconciliation failed; deadlines expire the rest")
+        self.reconciled = True
+
+    async def reconcile(self) -> dict[str, int]:
+        """Close expired reservations of calls CTI has released; give still-ringing or
+        connected ones the normal ring time again; leave the rest to expiry (requeue)."""
+        session_maker, now = self.service.sessions, self.service.clock.now()
+        async with session_maker() as session:
+            due = await store.reservations_due(session, now)
+        if not due:
+            return {}
+        verdicts = await asyncio.gather(*(self.cti_verdict(entry) for entry in due))
+        counts = {GONE: 0, ALIVE: 0, UNKNOWN: 0}
+        async with self.service.transaction() as tx:
+            await self.acd._lock(tx)
+            for stale, verdict in zip(due, verdicts, strict=True):
+                counts[verdict] += 1
+                entry = await store.load_entry(tx.session, stale.call_id)
+                if (entry is None or entry.state is not EntryState.RESERVED
+                        or entry.reservation_id != stale.reservation_id):
+                    continue  # an event from the backlog already moved it on
+                await self._settle(tx, entry, verdict)
+            await self.acd._flush(tx)
+        log.warning("takeover reconciled expired reservations", **counts)
+        return counts
+
+    async def _settle(self, tx: Transaction, entry: QueueEntry, verdict: str) -> None:
+        acd, now = self.acd, tx.now
+        if verdict == GONE:
+            # As cti.call.released would: the call is abandoned, the agent freed.
+            agent = await acd._reserved_agent(tx, entry)
+            reservation_id = entry.reservation_id
+            await acd._abandon(tx, entry)
+            await store.close_decision(tx.session, reservation_id, "cancelled", now,
+                                       "reconciled")
+            if agent is not None:
+                await acd._save_agent(tx, agent, agent.cancel(now))
+        elif verdict == ALIVE:
+            entry.reservation_expires_at = now + timedelta(
+                seconds=self.settings.reservation_timeout_seconds)
+            await store.save_entry(tx.session, entry)
+        # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
+
+    async def cti_verdict(self, entry: QueueEntry) -> str:
+        url = f"{self.settings.common.cti_url}/v1/calls/{entry.call_id}"
+        try:
+            response = await self.service.http.get(url, timeout=1.0)
+        except httpx.HTTPError as error:
+            log.warning("CTI unreachable during reconciliation", call_id=entry.call_id,
+                        error=str(error))
+            return UNKNOWN
+        if response.status_code == 404:
+            return GONE
+        if response.status_code != 200:
+            return UNKNOWN
+        call = response.json()
+        if call.get("state") == "released":
+            return GONE
+        if (call.get("state") in ("alerting", "connected")
+                and call.get("reservation_id") == entry.reservation_id):
+            return ALIVE
+        return UNKNOWN
+
+    async def demote(self) -> None:
+        """Another instance holds the lease now: stop routing; stop the process if it was
+        consuming (a bus consumer cannot be detached, and fenced deliveries would only be
+        redelivered)."""
+        log.critical("acd_router lost its lease", instance=self.instance, epoch=self.epoch,
+                     holder=self.last_seen.holder if self.last_seen else None)
+        self.epoch = None
+        self.reconciled = False
+        self.acd._stale = True
+        if self.service.messaging.consuming and self.settings.exit_on_lease_loss:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def refresh_read_model(self) -> None:
+        """Standby: rebuild the engine (positions, estimates, config for the GETs) when the
+        tables changed, in a transaction that is rolled back, without routing anything."""
+        acd = self.acd
+        async with self.service.sessions() as session:
+            generation = (await session.execute(text(
+                "SELECT generation FROM acd.engine_state WHERE id = 1"))).scalar()
+            if generation is None or generation == self._refreshed_generation:
+                await session.rollback()
+                return
+            checked, acd._file_checked = acd._file_checked, True
+            try:
+                await acd._rebuild(Transaction(session, self.service.messaging))
+            finally:
+                acd._file_checked = checked
+                acd._decisions.clear()
+                acd._stale = True
+                await session.rollback()
+        self._refreshed_generation = int(generation)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Background task: renew while active, try to take over while standby."""
+        renew = self.settings.lease_renew_seconds
+        while True:
+            if self.active:
+                await asyncio.sleep(renew)
+                try:
+                    held = await self.renew()
+                except Exception as error:
+                    # Keep trying: the lease is ours until someone else takes it.
+                    log.warning("lease renewal failed", error=str(error))
+                    continue
+                if not held:
+                    await self.demote()
+            else:
+                await asyncio.sleep(renew / 2)
+                try:
+                    if await self.try_acquire():
+                        await self.promote()
+                    else:
+                        await self.refresh_read_model()
+                except NotActive:
+                    self.epoch = None
+                except Exception as error:
+                    log.warning("standby lease poll failed", error=str(error))
+
+
+class InstanceView(BaseModel):
+    instance: str
+    role: str
+    epoch: int | None
+    active_instance: str | None
+    active_url: str | None
+    lease_expires_at: str | None
+    promoted_at: float | None
+    takeover_seconds: float | None
+
+
+def build_instance_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["acd"])
+
+    @router.get("/instance", dependencies=[READERS])
+    async def instance(request: Request) -> InstanceView:
+        """This process's role (active or standby) and who holds the lease."""
+        leadership: Leadership = request.app.state.leadership
+        return InstanceView.model_validate(leadership.info())
+    return router
