@@ -8,12 +8,10 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from services.workorder import clocks, db, handlers
 from services.workorder.clocks import Runtime
 from services.workorder.db import SCHEMA, metadata
-from services.workorder.domain.calendar import parse_year
 from services.workorder.routes import build_router
 from services.workorder.settings import WorkorderSettings
 from shared.bus import Bus
@@ -37,21 +35,22 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def fire_one(service: Service, rt: Runtime) -> bool:
-    """Fire the earliest due SLA clock or callback task, each in its own transaction."""
+async def fire_one(service: Service, rt: Runtime, batch: int = 1) -> bool:
+    """Fire the earliest due SLA clocks (up to ``batch`` in one transaction), else the earliest
+    due callback task in its own."""
     async with service.transaction() as tx:
-        if await clocks.fire_one(tx, rt, TIMER_ACTOR):
+        if await clocks.fire_due(tx, rt, TIMER_ACTOR, batch):
             return True
     async with service.transaction() as tx:
         return await handlers.fire_one_callback(tx, rt)
 
 
-async def timer_worker(service: Service, rt: Runtime, max_sleep: float) -> None:
+async def timer_worker(service: Service, rt: Runtime, max_sleep: float, batch: int = 1) -> None:
     """Fire due rows until none is due, then sleep until the earliest deadline (capped, so a
     row written by another replica is still seen), or until woken by a nearer one."""
     while True:
         try:
-            if await fire_one(service, rt):
+            if await fire_one(service, rt, batch):
                 continue
             async with service.sessions() as session:
                 due = await clocks.earliest_due(session)
@@ -83,8 +82,9 @@ async def _sleep_until(service: Service, rt: Runtime, due: datetime | None,
 def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or WorkorderSettings()
+    shipped = clocks.load_calendar_files(settings.calendars_dir, settings.calendar_tz)
     rt = Runtime(callback_policy=settings.callback_policy(), rules=settings.calling_rules(),
-                 calendar=clocks.load_calendar_files(settings.calendars_dir, settings.calendar_tz),
+                 calendar=shipped, base_calendar=shipped,
                  callback_team=settings.callback_team,
                  repeat_complaint_days=settings.repeat_complaint_days)
     policy_file = clocks.read_policy_file(settings.sla_policy_file)
@@ -100,8 +100,7 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
             await tx.session.execute(insert(db.sla_policies).values(
                 version=1, document=policy_file, created_by="file", created_at=tx.now,
             ).on_conflict_do_nothing())
-            for row in (await tx.session.execute(select(db.calendars))).all():
-                rt.calendar = rt.calendar.with_year(parse_year(row.document, row.year))
+            await rt.refresh_calendars(tx.session)
 
     @service.consumer("events", *CONSUMED)
     async def on_event(tx: Transaction, envelope: Envelope) -> None:
@@ -122,11 +121,26 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
             await handlers.on_call_abandoned(tx, data, rt)
 
     @service.background
+    async def calendars() -> None:
+        """Calendar years PUT on another replica reach this one without a restart."""
+        while True:
+            await asyncio.sleep(settings.calendar_poll_seconds)
+            try:
+                async with service.sessions() as session:
+                    if await rt.refresh_calendars(session):
+                        log.info("calendars reloaded", years=sorted(rt.calendar.years))
+            except Exception:
+                if _cancelling():
+                    raise asyncio.CancelledError from None
+                log.exception("calendar reload failed; retrying")
+
+    @service.background
     async def timers() -> None:
         """SLA clocks (urge, escalate) and callback tasks (dial, defer, time out)."""
         async with asyncio.TaskGroup() as group:
             for _ in range(settings.timer_workers):
-                group.create_task(timer_worker(service, rt, settings.callback_poll_seconds))
+                group.create_task(timer_worker(service, rt, settings.callback_poll_seconds,
+                                               settings.timer_batch))
 
     return service.create_app(
         title="Hotline workorder",

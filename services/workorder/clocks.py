@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workorder import db
@@ -49,6 +49,25 @@ class Runtime:
     repeat_complaint_days: float = 30
     waker: Waker = field(default_factory=Waker)
     _policies: dict[int, SlaPolicy] = field(default_factory=dict)
+    # The shipped year files; years stored over REST are laid over them on every reload.
+    base_calendar: WorkCalendar | None = None
+    calendar_stamp: str | None = None
+
+    async def refresh_calendars(self, session: AsyncSession) -> bool:
+        """Reload the stored calendar years if they changed since the last look (a digest of
+        every stored document: a PUT on any replica changes it). True when reloaded."""
+        c = db.calendars
+        stamp = (await session.execute(text(
+            f"SELECT coalesce(md5(string_agg(year::text || ':' || document::text, ',' "
+            f"ORDER BY year)), '') FROM {db.SCHEMA}.calendars"))).scalar_one()
+        if stamp == self.calendar_stamp:
+            return False
+        calendar = self.base_calendar or self.calendar
+        for row in (await session.execute(select(c).order_by(c.c.year))).all():
+            calendar = calendar.with_year(parse_year(row.document, row.year))
+        # Deadlines already planned keep their times; new plans use the new years.
+        self.calendar, self.calendar_stamp = calendar, stamp
+        return True
 
     async def sla_policy(self, session: AsyncSession) -> SlaPolicy:
         """The newest version, read each time so every replica uses the same one."""
@@ -104,11 +123,12 @@ def _values(clock: Clock) -> dict[str, Any]:
 
 async def _history(tx: Transaction, clock_id: int, order_id: str, clock: Clock, event: str, *,
                    actor: str, priority: str, version: int, reason: str | None = None,
-                   due_at: datetime | None = None) -> None:
+                   due_at: datetime | None = None, level: int | None = None) -> None:
     await tx.session.execute(db.clock_history.insert().values(
         clock_id=clock_id, order_id=order_id, name=clock.name, event=event, actor=actor,
         reason=reason, budget_seconds=clock.budget, elapsed_seconds=clock.elapsed,
-        priority=priority, policy_version=version, level=clock.level, due_at=due_at, at=tx.now))
+        priority=priority, policy_version=version,
+        level=clock.level if level is None else level, due_at=due_at, at=tx.now))
 
 
 async def start_clocks(tx: Transaction, rt: Runtime, order: Row[Any] | dict[str, Any],
@@ -210,41 +230,75 @@ async def rebudget_clocks(tx: Transaction, rt: Runtime, order: Row[Any], priorit
 
 async def fire_one(tx: Transaction, rt: Runtime, actor: str) -> bool:
     """Take the earliest due clock nobody else holds and fire it. False when none is due."""
+    return await fire_due(tx, rt, actor, 1) > 0
+
+
+async def fire_due(tx: Transaction, rt: Runtime, actor: str, limit: int) -> int:
+    """Fire up to ``limit`` of the earliest due clocks nobody else holds, in this transaction;
+    return how many. A batch pays the transaction, the policy read and the order read once:
+    a burst of deadlines (every case filed in the morning rush) is what makes timers late."""
     t = db.sla_clocks
-    row = (await tx.session.execute(
-        select(t).where(t.c.next_fire_at <= tx.now).order_by(t.c.next_fire_at).limit(1)
-        .with_for_update(skip_locked=True))).first()
-    if row is None:
-        return False
+    rows = (await tx.session.execute(
+        select(t).where(t.c.next_fire_at <= tx.now).order_by(t.c.next_fire_at).limit(limit)
+        .with_for_update(skip_locked=True))).all()
+    if not rows:
+        return 0
     policy = await rt.sla_policy(tx.session)
+    # Read without a lock: the order's own handlers lock it first and clocks second.
+    o = db.orders
+    orders = {r.order_id: r for r in (await tx.session.execute(
+        select(o.c.order_id, o.c.department, o.c.owner, o.c.call_id)
+        .where(o.c.order_id.in_({r.order_id for r in rows})))).all()}
+    saved: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for row in rows:
+        await _fire_row(tx, rt, actor, row, policy, orders[row.order_id], saved, history)
+    # One executemany each rather than a round trip per clock: the batch's whole point.
+    await tx.session.execute(
+        update(t).where(t.c.clock_id == bindparam("b_clock_id"))
+        .values(urged=bindparam("b_urged"), level=bindparam("b_level"),
+                next_fire_at=bindparam("b_next_fire_at"), due_at=bindparam("b_due_at")), saved)
+    if history:
+        await tx.session.execute(db.clock_history.insert(), history)
+    return len(rows)
+
+
+async def _fire_row(tx: Transaction, rt: Runtime, actor: str, row: Row[Any], policy: SlaPolicy,
+                    order: Row[Any], saved: list[dict[str, Any]],
+                    history: list[dict[str, Any]]) -> None:
+    """Fire one clock: its new state and history rows go to ``saved`` / ``history`` (written
+    by the caller for the whole batch); its events are recorded now."""
     now = tx.now
     clock, fired = sla.fire(clock_of(row), now=now, policy=policy, cal=rt.calendar)
-    await _save(tx, row, clock)
-    # Read without a lock: the order's own handlers lock it first and clocks second.
-    order = (await tx.session.execute(
-        select(db.orders.c.department, db.orders.c.owner, db.orders.c.call_id)
-        .where(db.orders.c.order_id == row.order_id))).one()
+    # Firing moves only the urge, the level and the next deadlines (time run is unchanged).
+    saved.append({"b_clock_id": row.clock_id, "b_urged": clock.urged, "b_level": clock.level,
+                  "b_next_fire_at": clock.next_fire_at, "b_due_at": clock.due_at})
     subject = f"ticket/{row.order_id}"
+
+    def record(event: str, level: int, due_at: datetime | None, reason: str | None) -> None:
+        history.append({"clock_id": row.clock_id, "order_id": row.order_id, "name": clock.name,
+                        "event": event, "actor": actor, "reason": reason,
+                        "budget_seconds": clock.budget, "elapsed_seconds": clock.elapsed,
+                        "priority": row.priority, "policy_version": row.policy_version,
+                        "level": level, "due_at": due_at, "at": now})
+
     if fired.urged:
-        await _history(tx, row.clock_id, row.order_id, clock, "urged", actor=actor,
-                       priority=row.priority, version=row.policy_version,
-                       due_at=fired.threshold_at)
+        record("urged", row.level, fired.urge_at, None)
         await tx.emit("workorder.sla.urged", {
             "order_id": row.order_id, "clock": row.name, "department": order.department,
             "owner": order.owner, "due_at": clock.due_at, "budget_seconds": clock.budget,
             "elapsed_seconds": sla.elapsed_at(clock, now, rt.calendar),
         }, subject=subject, correlationid=order.call_id)
-    for level in fired.levels:
-        await _history(tx, row.clock_id, row.order_id, clock, "escalated", actor=actor,
-                       priority=row.priority, version=row.policy_version,
-                       due_at=fired.threshold_at, reason=policy.escalation_levels[level - 1])
+    for level, level_due in zip(fired.levels, fired.level_at, strict=True):
+        # One row per level reached, with that level's own due time: the overdue reports
+        # read the level-1 row as "the deadline passed at due_at".
+        record("escalated", level, level_due, policy.escalation_levels[level - 1])
         await tx.emit("workorder.sla.escalated", {
             "order_id": row.order_id, "clock": row.name, "level": level,
             "level_name": policy.escalation_levels[level - 1], "department": order.department,
             "owner": order.owner, "due_at": clock.due_at,
             "overdue_seconds": -sla.remaining(clock, now, rt.calendar),
         }, subject=subject, correlationid=order.call_id)
-    return True
 
 
 async def earliest_due(session: AsyncSession) -> datetime | None:

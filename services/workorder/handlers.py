@@ -27,6 +27,7 @@ from services.workorder.domain import dialing
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import Callback, CallbackAction, CallbackState
 from services.workorder.domain.orders import Order, OrderState, OrderType, Transition
+from services.workorder.domain.reports import callback_completion_rate
 from services.workorder.schemas import CustomerIn, DispatchIn, OrderIn, OutageIn
 from shared.errors import IllegalTransition, Invalid, NotFound
 from shared.messaging import Transaction
@@ -881,7 +882,7 @@ async def summary(session: AsyncSession) -> dict[str, Any]:
         "callbacks": {"total": callbacks_total, "completed": completed,
                       "unreachable": unreachable, "pending": pending},
         # One callback is owed per resolution, so resolutions are the denominator.
-        "callback_completion_rate": ((completed + unreachable) / callbacks_total
-                                     if callbacks_total else None),
+        "callback_completion_rate": callback_completion_rate(completed, unreachable,
+                                                             callbacks_total),
         "satisfaction": satisfaction,
     }

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from services.workorder import admin, handlers
+from services.workorder import reports as edge_reports
 from services.workorder.clocks import Runtime
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.orders import OrderState, OrderType
+from services.workorder.domain.reports import Period
 from services.workorder.schemas import (
     AcceptIn,
     BatchResult,
@@ -18,6 +21,7 @@ from services.workorder.schemas import (
     CustomerBatch,
     CustomerIn,
     CustomerOut,
+    DepartmentReportOut,
     DispatchIn,
     OpenCaseOut,
     OptionalReasonIn,
@@ -26,6 +30,7 @@ from services.workorder.schemas import (
     OrderOut,
     OutageIn,
     OutageOut,
+    OverdueBulletinOut,
     PolicyOut,
     PriorityIn,
     ReasonIn,
@@ -46,6 +51,22 @@ REPORTS = require("supervisor", "service", "integrator")
 WORK_ORDERS = require("agent", "supervisor", "service")
 SUPERVISE = require("supervisor", "service")
 CONFIGURE = require("admin", "supervisor")
+CSV_MEDIA = "text/csv; charset=utf-8"
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}},
+          "description": "JSON, or CSV with `Accept: text/csv` or `?format=csv`"}}
+
+
+def wants_csv(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
+def csv_response(body: str, filename: str) -> Response:
+    return Response(body.encode("utf-8"), media_type=CSV_MEDIA,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
@@ -282,5 +303,41 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     async def report_summary(svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.sessions() as session:
             return await handlers.summary(session)
+
+    @router.get("/reports/departments", response_model=DepartmentReportOut, tags=["reports"],
+                dependencies=[Depends(REPORTS)], responses=CSV_RESPONSE)
+    async def report_departments(request: Request, period: Period = Period.DAY,
+                                 date: date | None = None,
+                                 format: Literal["json", "csv"] | None = None,
+                                 svc: Service = Depends(service_of)) -> Any:
+        """Per department: created, resolved, closed, overdue, reopened, callback completion,
+        satisfaction, first-contact resolution (definitions in the README). ``date`` is any
+        local day in the period (default: today, Asia/Shanghai, suite clock)."""
+        now = svc.now()
+        day = date or rt.calendar.local_date(now)
+        async with svc.sessions() as session:
+            report = await edge_reports.departments(session, rt, period, day, now)
+        if wants_csv(request, format):
+            return csv_response(edge_reports.departments_csv(report),
+                                f"workorder-departments-{period.value}-{report['label']}.csv")
+        return report
+
+    @router.get("/reports/overdue", response_model=OverdueBulletinOut, tags=["reports"],
+                dependencies=[Depends(REPORTS)], responses=CSV_RESPONSE)
+    async def report_overdue(request: Request,
+                             period: Literal["day", "week"] = "day",
+                             date: date | None = None,
+                             format: Literal["json", "csv"] | None = None,
+                             svc: Service = Depends(service_of)) -> Any:
+        """The overdue bulletin (通报), daily or weekly: per department, every clock overdue in
+        the period — which clock, by how much, its escalation level, the case's owner."""
+        now = svc.now()
+        day = date or rt.calendar.local_date(now)
+        async with svc.sessions() as session:
+            report = await edge_reports.overdue_bulletin(session, rt, Period(period), day, now)
+        if wants_csv(request, format):
+            return csv_response(edge_reports.bulletin_csv(report),
+                                f"workorder-overdue-{period}-{report['label']}.csv")
+        return report
 
     return router

@@ -288,3 +288,73 @@ class Summary(BaseModel):
         description="resolutions whose callback completed or was escalated (unreachable → "
                     "reopened) over all resolutions; null before the first resolution")
     satisfaction: dict[str, int]
+
+
+class DepartmentRowOut(BaseModel):
+    department: str | None = Field(description="null: never dispatched (the front line)")
+    created: int
+    resolved: int
+    closed: int
+    reopened: int
+    overdue: int = Field(description="cases with a clock whose deadline passed in the period")
+    callbacks_owed: int = Field(description="callbacks owed for resolutions in the period")
+    callbacks_completed: int
+    callbacks_escalated: int = Field(description="unreachable: the case was reopened")
+    callbacks_pending: int
+    callback_completion_rate: float | None
+    satisfaction: dict[str, int] = Field(description="survey answers given in the period")
+    first_contact_candidates: int
+    first_contact_resolved: int
+    first_contact_resolution_rate: float | None
+
+
+class ReportHeader(BaseModel):
+    period: Literal["day", "week", "month"]
+    date: date
+    label: str
+    start: datetime
+    end: datetime
+    generated_at: datetime
+
+
+class DepartmentReportOut(ReportHeader):
+    departments: list[DepartmentRowOut]
+    total: DepartmentRowOut
+
+
+class OverdueItemOut(BaseModel):
+    department: str | None
+    order_id: str
+    type: str
+    case_state: str
+    owner: str | None
+    clock: str
+    round: int
+    clock_state: str
+    basis: str
+    budget_seconds: float
+    due_at: datetime | None
+    overdue_seconds: float = Field(description="past the budget at as_of (seconds of the "
+                                               "clock's basis)")
+    level: int
+    level_name: str | None
+    still_running: bool
+
+
+class OverdueDepartmentOut(BaseModel):
+    department: str | None
+    cases: int
+    clocks: int
+    by_level: dict[str, int]
+    items: list[OverdueItemOut]
+
+
+class OverdueTotal(BaseModel):
+    cases: int
+    clocks: int
+
+
+class OverdueBulletinOut(ReportHeader):
+    as_of: datetime
+    departments: list[OverdueDepartmentOut]
+    total: OverdueTotal

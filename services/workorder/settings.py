@@ -45,6 +45,10 @@ class WorkorderSettings(ServiceSettings):
     repeat_complaint_days: float = Field(default=30, gt=0)
     # Concurrent timer workers (each fires one due row per transaction).
     timer_workers: int = Field(default=4, ge=1, le=64)
+    # Wall seconds between checks for calendar years changed over REST on another replica.
+    calendar_poll_seconds: float = Field(default=2.0, gt=0)
+    # Due SLA clocks a worker fires in one transaction (callback tasks: one at a time).
+    timer_batch: int = Field(default=25, ge=1, le=1000)
 
     def callback_policy(self) -> CallbackPolicy:
         return CallbackPolicy.from_seconds(

@@ -152,12 +152,16 @@ def test_fire_urges_then_escalates_level_by_level() -> None:
     clock = _arrival()  # urge at 36 min, overdue at 45, next levels at 67.5 and 90 min
     clock, fired = sla.fire(clock, now=START + timedelta(minutes=36), policy=POLICY, cal=CAL)
     assert fired.urged and fired.levels == ()
+    assert fired.urge_at == (START + timedelta(minutes=36)).astimezone(UTC)
     assert clock.next_fire_at == (START + timedelta(minutes=45)).astimezone(UTC)
     clock, fired = sla.fire(clock, now=START + timedelta(minutes=45), policy=POLICY, cal=CAL)
-    assert not fired.urged and fired.levels == (1,)
-    # A late timer (say after a restart) catches up every level passed meanwhile.
+    assert not fired.urged and fired.levels == (1,) and fired.urge_at is None
+    # A late timer (say after a restart) catches up every level passed meanwhile, each with
+    # its own due time.
     clock, fired = sla.fire(clock, now=START + timedelta(minutes=95), policy=POLICY, cal=CAL)
     assert fired.levels == (2, 3) and clock.next_fire_at is None
+    assert fired.level_at == tuple((START + timedelta(minutes=m)).astimezone(UTC)
+                                   for m in (67.5, 90))
     with pytest.raises(IllegalTransition):
         sla.fire(clock, now=START + timedelta(days=1), policy=POLICY, cal=CAL)
 

@@ -177,6 +177,10 @@ class Fired:
     urged: bool
     levels: tuple[int, ...]
     threshold_at: datetime | None
+    # When each point fired now was due: the urge's, and one per level in ``levels`` (a late
+    # fire catches up several; each keeps its own due time for the audit and the reports).
+    urge_at: datetime | None = None
+    level_at: tuple[datetime, ...] = ()
 
 
 def _measure(cal: WorkCalendar, basis: Basis, start: datetime, end: datetime) -> float:
@@ -269,20 +273,29 @@ def fire(clock: Clock, *, now: datetime, policy: SlaPolicy, cal: WorkCalendar
     elapsed = elapsed_at(clock, now, cal)
     urged, level, levels = clock.urged, clock.level, []
     first: float | None = None
+    since = clock.running_since
+    assert since is not None  # running
+
+    def at(point: float) -> datetime:
+        return _advance(cal, clock.basis, since, point - clock.elapsed)
+
+    urge_at: datetime | None = None
+    level_at: list[datetime] = []
     for point, kind in _thresholds(clock, policy):
         if elapsed + 1e-6 < point:
             continue
         first = point if first is None else min(first, point)
         if kind == "urge":
             urged = True
+            urge_at = at(point)
         else:
             level += 1
             levels.append(level)
+            level_at.append(at(point))
     after = _plan(replace(clock, urged=urged, level=level), policy, cal)
-    threshold_at = None
-    if first is not None and clock.running_since is not None:
-        threshold_at = _advance(cal, clock.basis, clock.running_since, first - clock.elapsed)
-    return after, Fired(urged and not clock.urged, tuple(levels), threshold_at)
+    threshold_at = at(first) if first is not None else None
+    return after, Fired(urged and not clock.urged, tuple(levels), threshold_at,
+                        urge_at if urged and not clock.urged else None, tuple(level_at))
 
 
 def remaining(clock: Clock, now: datetime, cal: WorkCalendar) -> float:
