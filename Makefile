@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test test-fast lint bench trace clean
+.PHONY: install run test test-fast soak lint bench trace clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 ## Unit and service tests only (no end-to-end replays).
 test-fast: install
 	$(BIN)/pytest -q -p no:cacheprovider -m "not e2e"
+
+## Failure-injection soak: 2,000 calls, workorder killed twice, broker connections dropped.
+soak: install
+	$(BIN)/pytest -q -p no:cacheprovider -m soak
 
 lint: install
 	$(BIN)/ruff check shared services hotline tools tests bench

@@ -76,15 +76,20 @@ def pick(rng: random.Random, weighted: list[tuple[Any, float]]) -> Any:
     return rng.choices(values, weights=weights)[0]
 
 
-def make(seed: int, calls: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def make(seed: int, calls: int, hours: float = 1.0, staff: int = 1,
+         name: str = "sample-busy-hour") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``hours`` stretches the arrivals (the surge stays in the first hour); ``staff``
+    multiplies every agent group, so a longer or busier trace keeps the same service."""
     rng = random.Random(seed)
+    duration = HOUR * hours
     lines: list[dict[str, Any]] = [{
-        "kind": "header", "format": "hotline-trace/1", "name": "sample-busy-hour",
+        "kind": "header", "format": "hotline-trace/1", "name": name,
         "start": "2026-07-15T09:00:00+08:00", "seed": seed,
         "description": "One busy hour of a 95598 power-utility hotline"}]
 
     customers: list[dict[str, Any]] = []
-    for n in range(120):
+    # About five calls per customer at most, so a long trace stays under the daily callback cap.
+    for n in range(max(120, calls // 5)):
         tier = "vip" if rng.random() < 0.1 else "regular"
         flags = sorted(rng.sample(FLAGS, rng.choice([1, 1, 2]))) if rng.random() < 0.2 else []
         # A cluster of customers lives in the area of the fault outage.
@@ -105,7 +110,7 @@ def make(seed: int, calls: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     # A Poisson hour (uniform order statistics) plus a surge of repair calls once the fault
     # outage hits: the surge is what makes the floor queue and some callers give up.
     surge = round(calls * SURGE_SHARE)
-    arrivals = sorted([(round(rng.uniform(0, HOUR), 1), False) for _ in range(calls - surge)]
+    arrivals = sorted([(round(rng.uniform(0, duration), 1), False) for _ in range(calls - surge)]
                       + [(round(rng.uniform(*SURGE_WINDOW), 1), True) for _ in range(surge)])
     call_lines = []
     for index, (at, surging) in enumerate(arrivals, start=1):
@@ -158,7 +163,7 @@ def make(seed: int, calls: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     agents = []
     serial = 0
     for skills, count in AGENT_PLAN:
-        for _ in range(count):
+        for _ in range(count * staff):
             serial += 1
             agents.append({"kind": "agent", "id": f"A{serial:03d}", "team": f"T{(serial - 1) % 3 + 1}",
                            "skills": dict(skills), "login": 0, "logout": logout,
@@ -262,9 +267,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=95598)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--staff", type=int, default=1, help="multiply every agent group")
+    parser.add_argument("--name", default="sample-busy-hour")
     parser.add_argument("--out", type=Path, default=Path("traces/sample-busy-hour.jsonl"))
     args = parser.parse_args()
-    lines, expected = make(args.seed, args.calls)
+    lines, expected = make(args.seed, args.calls, args.hours, args.staff, args.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as handle:
         for line in lines:

@@ -347,6 +347,20 @@ class AgentSim:
             except PeerError as error:
                 log.info("agent ready after wrap-up refused", agent_id=self.id, error=str(error))
 
+    async def _ready_after_missed_ring(self) -> None:
+        """A ring that stopped before the agent answered may have made the ACD put them in
+        not ready (ring no answer). A real agent notices and makes themselves ready again;
+        when the ACD already did (the caller had hung up), the request is refused: fine."""
+        replay = self.replay
+        async with replay.busy():
+            await replay.clock.sleep(replay.settings.missed_ring_ready_seconds)
+        if self.logged_in and not self.logged_out and not self.legs:
+            try:
+                await replay.peers.set_state(self.id, "ready")
+            except PeerError as error:
+                log.info("agent ready after a missed ring refused", agent_id=self.id,
+                         error=str(error))
+
     async def on_request(self, frame: Frame) -> None:
         method = frame.get("method")
         call_id = str(frame.get("call_id"))
@@ -370,6 +384,7 @@ class AgentSim:
                 if leg.run is not None and leg.run.ringing_at is not None:
                     leg.run.ringing_at = None
                     replay.touch(leg.run)
+                replay.spawn(self._ready_after_missed_ring(), owner=None)
         elif method == "BYE":
             if leg.state == "ringing":
                 leg.state = "ended"

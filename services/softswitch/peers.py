@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 
 TOKEN_TTL = 7 * 24 * 3600
 
+# Retries of a disposition post: about 15 s of backoff, longer than a service restart.
+DESKTOP_ATTEMPTS = 10
+
 
 class PeerError(RuntimeError):
     pass
@@ -62,7 +65,7 @@ class Peers:
                 last = PeerError(f"{method} {url}: {response.status_code} {response.text[:200]}")
             if attempt + 1 < attempts:
                 await asyncio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 2.0)
         raise PeerError(f"{method} {url} failed: {last!r}")
 
     @staticmethod
@@ -135,8 +138,11 @@ class Peers:
         self._check(response, f"outage in {outage.area}")
 
     async def create_order(self, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        # An agent desktop keeps the disposition until workorder is back (a restart takes a
+        # few seconds); the idempotency key makes the retries safe.
         response = await self._call("POST", f"{self.common.workorder_url}/v1/orders",
-                                    json=body, headers=self.agent_headers(agent_id))
+                                    json=body, headers=self.agent_headers(agent_id),
+                                    attempts=DESKTOP_ATTEMPTS)
         data = self._check(response, f"order for call {body.get('call_id')}")
         if not isinstance(data, dict):
             raise PeerError("order creation returned no order")
@@ -147,7 +153,8 @@ class Peers:
         merged from several calls is resolved by the first agent to finish)."""
         url = f"{self.common.workorder_url}/v1/orders/{order_id}/resolve"
         response = await self._call("POST", url, json={"reply": reply},
-                                    headers=self.agent_headers(agent_id))
+                                    headers=self.agent_headers(agent_id),
+                                    attempts=DESKTOP_ATTEMPTS)
         if response.status_code == 409:
             return False
         self._check(response, f"resolve order {order_id}")

@@ -31,6 +31,9 @@ class SoftswitchSettings(ServiceSettings):
     customer_max_call_seconds: float = Field(default=120.0, gt=0)
     # Wall seconds between polls of workorder for callback settlement while draining.
     settle_poll_seconds: float = Field(default=1.0, gt=0)
+    # Trace seconds after a ring the agent missed (the ACD made them not ready) before the agent
+    # notices and makes themselves ready again, as people on a floor do.
+    missed_ring_ready_seconds: float = Field(default=5.0, ge=0)
     # Wall seconds an agent phone waits for CTI's ACK before it counts itself connected.
     ack_grace_seconds: float = Field(default=5.0, gt=0)
     max_speed: float = Field(default=1000.0, gt=0)
