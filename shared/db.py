@@ -20,9 +20,11 @@ def async_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url!r}")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=20,
-                               pool_pre_ping=True)
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> AsyncEngine:
+    """A bounded pool: six services on one PostgreSQL (100 connections by default) must not be
+    able to exhaust it between them; a burst waits for a connection instead."""
+    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
+                               pool_pre_ping=True, pool_timeout=60)
 
 
 def advisory_key(name: str) -> int:

@@ -136,7 +136,8 @@ class Service:
             raise RuntimeError("DATABASE_URL is not set (make run starts a private server)")
         self.auth = Auth(signing_secret(common))
         app.state.auth = self.auth
-        self.engine = make_engine(common.database_url)
+        self.engine = make_engine(common.database_url, pool_size=common.db_pool_size,
+                                  max_overflow=common.db_max_overflow)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         own_bus = self._given_bus is None
         try:

@@ -49,6 +49,10 @@ class CommonSettings(BaseSettings):
     workorder_url: str = "http://127.0.0.1:8004"
     recording_url: str = "http://127.0.0.1:8005"
     softswitch_url: str = "http://127.0.0.1:8006"
+    # Database connections per service (pool + overflow): 6 services x 10 stay well under
+    # PostgreSQL's default 100, with room for operators and migrations.
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
     # RabbitMQ: how many times a message is delivered before it is dead-lettered.
     delivery_limit: int = Field(default=5, ge=1)
     # Keep events nobody is bound to in a bounded queue instead of failing the publish.
