@@ -138,7 +138,11 @@ def test_every_state_and_action(state: AgentState, action: Action, mandatory: bo
     if expected == DEFER:
         assert change is None
         assert agent.state is state
-        assert agent.pending == PENDING_AFTER[action]
+        if (state, action) == (S.ON_CALL, A.READY):
+            # Ready on a call is remembered: the coming discretionary wrap-up is skipped.
+            assert agent.pending == Pending(S.READY)
+        else:
+            assert agent.pending == PENDING_AFTER[action]
         return
     assert agent.state is expected
     if (state, action) == (S.WRAP_UP, A.EXTEND_WRAP_UP):
@@ -301,3 +305,23 @@ def test_login_sets_device_team_and_skills() -> None:
     agent.login(NOW, skills={"billing": 5}, device="sip:1042", team="T2")
     assert (agent.device, agent.team, agent.skills) == ("sip:1042", "T2", {"billing": 5})
     assert agent.state is S.NOT_READY
+
+
+def test_ready_clicked_before_the_release_arrives_skips_a_discretionary_wrap_up() -> None:
+    """The agent hangs up and clicks ready at once; the ACD hears of the release after."""
+    agent = agent_in(S.ON_CALL)
+    assert agent.request(A.READY, NOW) is None
+    agent.call_ended(NOW, 60)
+    assert agent.state is S.WRAP_UP and agent.wrap_up_due(NOW)
+    change = agent.end_wrap_up(NOW)
+    assert change is not None and agent.state is S.READY
+
+
+def test_ready_clicked_early_still_serves_a_mandatory_wrap_up() -> None:
+    agent = agent_in(S.ON_CALL)
+    agent.request(A.READY, NOW)
+    agent.call_ended(NOW, 60, mandatory=True)
+    assert not agent.wrap_up_due(NOW + timedelta(seconds=59))
+    assert agent.wrap_up_due(NOW + timedelta(seconds=60))
+    agent.end_wrap_up(NOW + timedelta(seconds=60))
+    assert agent.state is S.READY

@@ -248,7 +248,10 @@ class Agent:
     def call_ended(self, now: datetime, wrapup_seconds: float, *, mandatory: bool = False,
                    max_seconds: float | None = None) -> StateChange | None:
         change = self._apply(Action.CALL_ENDED, now)
-        self.wrapup_deadline = now + timedelta(seconds=wrapup_seconds)
+        skip = (self.pending is not None and self.pending.state is AgentState.READY
+                and not mandatory)
+        # A discretionary wrap-up the agent already declined ends at the next deadline pass.
+        self.wrapup_deadline = now + timedelta(seconds=0 if skip else wrapup_seconds)
         self.wrapup_mandatory = mandatory
         self.wrapup_limit = (None if max_seconds is None else
                              now + timedelta(seconds=max(wrapup_seconds, max_seconds)))
@@ -275,9 +278,13 @@ class Agent:
                                                     mandatory_wrap_up=mandatory))
         target = TRANSITIONS[key]
         if target is None:
-            # READY while busy just cancels an earlier deferred request: ready is the default.
+            # READY while busy cancels an earlier deferred request (ready is the default). On a
+            # call it also says "no wrap-up for me": the agent often hangs up and clicks ready
+            # before the release reaches the ACD, and that click must not be lost.
             if action is Action.SET_NEXT:
                 self.pending = next_state
+            elif action is Action.READY and self.state is AgentState.ON_CALL:
+                self.pending = Pending(AgentState.READY)
             elif action in (Action.READY, Action.FORCE_READY):
                 self.pending = None
             else:
