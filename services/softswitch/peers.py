@@ -24,6 +24,8 @@ TOKEN_TTL = 7 * 24 * 3600
 
 # Retries of a disposition post: about 15 s of backoff, longer than a service restart.
 DESKTOP_ATTEMPTS = 10
+# Rounds over the router replicas: about 10 s, longer than a standby's takeover (< 5 s).
+ACD_FAILOVER_ROUNDS = 12
 
 
 class PeerError(RuntimeError):
@@ -37,6 +39,7 @@ class Peers:
         self.common = common
         self.auth = auth
         self._agent_tokens: dict[str, str] = {}
+        self._acd_preferred: str | None = None
         self._operator = {"Authorization":
                           f"Bearer {auth.mint(operator, ['admin'], ttl_seconds=TOKEN_TTL)}"}
 
@@ -81,21 +84,51 @@ class Peers:
 
     # -- acd_router ----------------------------------------------------------------------
 
+    async def _acd(self, method: str, path: str, *, json: Any, headers: dict[str, str]
+                   ) -> httpx.Response:
+        """A desktop knows every router replica (``HOTLINE_ACD_URL`` may list several,
+        comma-separated). It asks the one that answered last first, follows a standby's
+        ``active_url`` hint, and keeps trying for a few seconds while a standby takes over."""
+        replicas = [url.strip() for url in self.common.acd_url.split(",") if url.strip()]
+        last: Exception | None = None
+        for round_ in range(ACD_FAILOVER_ROUNDS):
+            order = sorted(replicas, key=lambda url: url != self._acd_preferred)
+            while order:
+                base = order.pop(0)
+                try:
+                    response = await self._call(method, base + path, json=json,
+                                                headers=headers, attempts=1, ok=(503,))
+                except PeerError as error:
+                    last = error
+                    continue
+                if response.status_code != 503:
+                    self._acd_preferred = base
+                    return response
+                try:
+                    hint = response.json().get("detail", {})
+                except ValueError:
+                    hint = {}
+                active = hint.get("active_url") if isinstance(hint, dict) else None
+                if active and active != base and active not in order:
+                    order.insert(0, active)
+                last = PeerError(f"{method} {base}{path}: standby")
+            await asyncio.sleep(min(0.25 * (round_ + 1), 2.0))
+        raise PeerError(f"{method} {path}: no active acd_router answered: {last!r}")
+
     async def login(self, agent: Agent) -> None:
-        url = f"{self.common.acd_url}/v1/agents/{agent.id}/login"
         body: dict[str, Any] = {"skills": agent.skills, "device": f"agent:{agent.id}"}
         if agent.team is not None:
             body["team"] = agent.team
-        response = await self._call("POST", url, json=body, headers=self.agent_headers(agent.id),
-                                    attempts=5)
+        response = await self._acd("POST", f"/v1/agents/{agent.id}/login", json=body,
+                                   headers=self.agent_headers(agent.id))
         self._check(response, f"login of agent {agent.id}")
 
     async def set_state(self, agent_id: str, state: str, reason: str | None = None) -> None:
         body: dict[str, Any] = {"state": state}
         if reason is not None:
             body["reason"] = reason
-        response = await self._call("POST", f"{self.common.acd_url}/v1/agents/{agent_id}/state",
-                                    json=body, headers=self.agent_headers(agent_id))
+        response = await self._acd("POST", f"/v1/agents/{agent_id}/state", json=body,
+                                   headers=self.agent_headers(agent_id))
         self._check(response, f"state {state} of agent {agent_id}")
 
     # -- cti_gateway ---------------------------------------------------------------------

@@ -46,9 +46,11 @@ async def check_replay(urls: dict[str, str], headers: dict[str, str], trace_path
             found.count(f"outcome:{outcome}")
             if outcome not in ("answered", "abandoned", "self_served"):
                 found.fail(f"{call['call_id']}: outcome {outcome}")
-            cti = await get_json(client, f"{urls['cti_gateway']}/v1/calls/{call['call_id']}")
-            if cti["state"] != "released":
-                found.fail(f"{call['call_id']}: CTI state {cti['state']}")
+            cti = await client.get(f"{urls['cti_gateway']}/v1/calls/{call['call_id']}")
+            if cti.status_code != 200:
+                found.fail(f"{call['call_id']}: CTI answered {cti.status_code} ({outcome})")
+            elif cti.json()["state"] != "released":
+                found.fail(f"{call['call_id']}: CTI state {cti.json()['state']}")
             recordings = await get_json(client, f"{urls['recording']}/v1/recordings",
                                         call_id=call["call_id"])
             orders = await get_json(client, f"{urls['workorder']}/v1/orders",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,6 +43,12 @@ def var_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix="hotline-e2e-"))
     path.chmod(0o755)
     return path
+
+
+def clean_up(path: Path) -> None:
+    """Remove a run's files (recordings are large); HOTLINE_E2E_KEEP=1 keeps them to debug."""
+    if os.environ.get("HOTLINE_E2E_KEEP") != "1":
+        shutil.rmtree(path, ignore_errors=True)
 
 
 async def replay_and_check(suite: RunningSuite, database_url: str, work: Path, mode: str,
@@ -78,7 +85,7 @@ async def test_sample_trace_all_in_one(database_url: str) -> None:
             assert suite.startup_seconds < 30  # type: ignore[attr-defined]
             await replay_and_check(suite, database_url, work, "all-in-one")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        clean_up(work)
 
 
 async def test_sample_trace_distributed_survives_broker_dropping_connections(
@@ -103,6 +110,6 @@ async def test_sample_trace_distributed_survives_broker_dropping_connections(
             await replay_and_check(suite, database_url, work, "distributed",
                                    during=drop_connections_mid_replay)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        clean_up(work)
     # Every service's connection (six processes) was dropped and came back.
     assert dropped and dropped[0] >= 6
