@@ -138,7 +138,7 @@ def test_every_state_and_action(state: AgentState, action: Action, mandatory: bo
     if expected == DEFER:
         assert change is None
         assert agent.state is state
-        if (state, action) == (S.ON_CALL, A.READY):
+        if (state, action) in ((S.ON_CALL, A.READY), (S.RESERVED, A.READY)):
             # Ready on a call is remembered: the coming discretionary wrap-up is skipped.
             assert agent.pending == Pending(S.READY)
         else:
@@ -272,7 +272,7 @@ def test_pending_not_ready_keeps_its_reason_and_ready_cancels_it() -> None:
     agent = agent_in(S.RESERVED)
     agent.request(A.LOGOUT, NOW)
     agent.request(A.READY, NOW)
-    assert agent.pending is None
+    assert agent.pending == Pending(S.READY)  # the logout is cancelled
     agent.cancel(NOW)
     assert agent.state is S.READY
 
@@ -325,3 +325,19 @@ def test_ready_clicked_early_still_serves_a_mandatory_wrap_up() -> None:
     assert agent.wrap_up_due(NOW + timedelta(seconds=60))
     agent.end_wrap_up(NOW + timedelta(seconds=60))
     assert agent.state is S.READY
+
+
+def test_ready_clicked_while_ringing_wins_over_the_late_ring_failure() -> None:
+    agent = agent_in(S.RESERVED)
+    agent.request(A.READY, NOW)
+    agent.ring_failed(NOW)
+    assert agent.state is S.READY
+
+
+def test_ready_clicked_while_ringing_does_not_skip_wrap_up_after_answering() -> None:
+    agent = agent_in(S.RESERVED)
+    agent.request(A.READY, NOW)
+    agent.connect(NOW, NOW.date())
+    assert agent.pending is None
+    agent.call_ended(NOW, 60)
+    assert not agent.wrap_up_due(NOW + timedelta(seconds=30))

@@ -283,7 +283,10 @@ class Agent:
             # before the release reaches the ACD, and that click must not be lost.
             if action is Action.SET_NEXT:
                 self.pending = next_state
-            elif action is Action.READY and self.state is AgentState.ON_CALL:
+            elif action is Action.READY and self.state in (AgentState.ON_CALL,
+                                                             AgentState.RESERVED):
+                # Ringing: the phone stopped and the agent clicked ready before the ring
+                # failure reached the ACD; the click is the newer fact and wins over it.
                 self.pending = Pending(AgentState.READY)
             elif action in (Action.READY, Action.FORCE_READY):
                 self.pending = None
@@ -304,6 +307,10 @@ class Agent:
             self.wrapup_mandatory = False
         if target not in (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
             self.call_id = self.reservation_id = None
+            self.pending = None
+        if (target is AgentState.ON_CALL and self.pending is not None
+                and self.pending.state is AgentState.READY):
+            # A ready clicked while ringing says nothing about wrap-up after the call.
             self.pending = None
         if target is AgentState.READY:
             # A reservation the caller abandoned cost the agent nothing: keep their place in
