@@ -44,23 +44,8 @@ SL_SECONDS = 20.0
 # it; anything above this is a real wait (the router's clock has microsecond resolution).
 ROUTER_EPSILON = 0.001
 WRAPUP_NOTE = (
-    "**Defect found (not fixed here): a wrap-up-0 agent's `ready` is lost.** The simulated "
-    "agent hangs up (BYE to CTI) and at once asks acd_router for `ready` "
-    "(`services/softswitch/parties.py`, `AgentSim._hang_up` -> `_wrap_up`). The ACD learns "
-    "that the call ended only from `cti.call.released` over RabbitMQ, which nearly always "
-    "arrives after that REST request; while the agent is still `on_call` the request is "
-    "swallowed (`services/acd_router/domain/agents.py`: `(ON_CALL, READY) -> None`, and "
-    "`_apply` clears `pending` for READY, \"ready is the default\"). The release then puts "
-    "the agent in `wrap_up` for `ACD_WRAPUP_SECONDS` (default 60 suite s) and nothing ends "
-    "it early, so every call holds its agent about 60 s longer: with the defaults, a "
-    "600-call smoke run of case (c) built a queue of ~380 calls and took 9 min to drain "
-    "(about 0.1 calls/trace s served instead of 1). Either the request should be kept as a "
-    "pending 'ready at once' that ends the coming wrap-up, or the agent side should wait "
-    "for the ACD's `wrap_up` before asking. This run works around it by configuration, "
-    "giving the ACD the case's own wrap-up of 0: `ACD_WRAPUP_SECONDS=0`; the wrap-up then "
-    "ends at the ACD deadline poller's next pass (every 0.2 s wall = 2 trace s; polling "
-    "faster, 0.02 s, overloaded a 2-core machine and made things worse). "
-    "`--acd-default-wrapup` reproduces the defect.")
+    "Wrap-up: an agent's `ready` clicked before the ACD hears of the release used to be dropped, holding every agent in a 60 s wrap-up (found by this benchmark). It is fixed in the ACD's state machine: a ready clicked on a call ends a discretionary wrap-up at the deadline poller's next pass. This run also gives the ACD the case's own wrap-up of 0 (`ACD_WRAPUP_SECONDS=0`). Either way a wrap-up ends at the poller's next pass (every 0.2 s wall = 2 trace s), which is part of the measured holding overhead; ending a zero wrap-up in the release's own transaction would remove it. `--acd-default-wrapup` runs with the default wrap-up instead."
+)
 
 
 @dataclass
