@@ -213,11 +213,13 @@ async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None
         if isinstance(data, PromptRequested):
             await _prompt(svc, tx, data)
         elif isinstance(data, ReleaseRequested):
-            await _ivr_release(svc, tx, data)
+            await _release(svc, tx, data.call_id, envelope.type, "ivr_release")
         elif isinstance(data, CallQueued):
             await _queued(svc, tx, data)
         elif isinstance(data, CallRejected):
-            await _acd_rejected(svc, tx, data)
+            # A queue limit turned the call away; the announcement and callback offer are
+            # the IVR's to play, ACD only decides.
+            await _release(svc, tx, data.call_id, envelope.type, "acd_rejected")
         elif isinstance(data, AgentReserved):
             await _reserved(svc, tx, data)
         elif isinstance(data, ReservationExpired):
@@ -252,22 +254,13 @@ async def _prompt(svc: CtiService, tx: Transaction, data: PromptRequested) -> No
     await carry_out(svc, tx, call, effects)
 
 
-async def _ivr_release(svc: CtiService, tx: Transaction, data: ReleaseRequested) -> None:
-    call = await _live_call(tx, data.call_id, "ivr.release.requested")
+async def _release(svc: CtiService, tx: Transaction, call_id: str, event_type: str,
+                   cause: str) -> None:
+    """Another service asked for the call to end (the IVR self-served it, or ACD rejected it)."""
+    call = await _live_call(tx, call_id, event_type)
     if call is None:
         return
-    effects = call.release("ivr_release", tx.now)
-    await db.save(tx.session, call)
-    await carry_out(svc, tx, call, effects)
-
-
-async def _acd_rejected(svc: CtiService, tx: Transaction, data: CallRejected) -> None:
-    """A queue limit turned the call away (closed, full, nobody staffed): release it. The
-    announcement and the callback offer are the IVR's to play; ACD only decides."""
-    call = await _live_call(tx, data.call_id, "acd.call.rejected")
-    if call is None:
-        return
-    effects = call.release("acd_rejected", tx.now)
+    effects = call.release(cause, tx.now)
     await db.save(tx.session, call)
     await carry_out(svc, tx, call, effects)
 
