@@ -175,7 +175,7 @@ def _follow(client: httpx.Client, replay_id: str, timeout: float | None, *, quie
                 detail = (f"{view['state']} · placed {p.get('placed', 0)} · "
                           f"ivr {p.get('in_ivr', 0)} · queue {p.get('in_queue', 0)} · "
                           f"talking {p.get('talking', 0)} · callbacks "
-                          f"{p.get('callbacks_settled', 0)}/{p.get('orders_created', 0)}")
+                          f"{p.get('orders_settled', 0)}/{p.get('orders_created', 0)}")
                 progress.update(bar, total=p.get("calls_total"), completed=p.get("ended", 0),
                                 detail=detail)
                 if view["state"] in ("finished", "failed"):

@@ -100,11 +100,13 @@ def make(seed: int, calls: int, hours: float = 1.0, staff: int = 1,
                           "tier": tier, "area": area, "flags": flags})
     lines += customers
 
+    # Both end inside the trace: the replay then reports power back, which resolves the
+    # fault's shared repair order and calls back everybody who reported it.
     outages = [
-        {"kind": "outage", "at": 0, "area": "A-005", "type": "planned", "restore_eta": 5400,
-         "description": "计划检修"},
-        {"kind": "outage", "at": 600, "area": OUTAGE_AREA, "type": "fault", "restore_eta": 7800,
-         "description": "10kV线路故障"},
+        {"kind": "outage", "at": 0, "area": "A-005", "type": "planned",
+         "restore_eta": round(duration * 0.75), "description": "计划检修"},
+        {"kind": "outage", "at": 600, "area": OUTAGE_AREA, "type": "fault",
+         "restore_eta": round(duration - 600), "description": "10kV线路故障"},
     ]
 
     # A Poisson hour (uniform order statistics) plus a surge of repair calls once the fault

@@ -161,14 +161,26 @@ class Peers:
         return len(rows)
 
     async def post_outage(self, outage: Outage, start: datetime, restore_eta: datetime | None
-                          ) -> None:
+                          ) -> dict[str, Any]:
         body: dict[str, Any] = {"area": outage.area, "type": outage.type,
                                 "start": start.isoformat()}
         if restore_eta is not None:
             body["restore_eta"] = restore_eta.isoformat()
         response = await self._call("POST", f"{self.common.workorder_url}/v1/outages",
                                     json=body, headers=self._operator)
-        self._check(response, f"outage in {outage.area}")
+        data = self._check(response, f"outage in {outage.area}")
+        if not isinstance(data, dict) or not data.get("outage_id"):
+            raise PeerError(f"outage in {outage.area} posted without an id")
+        return data
+
+    async def restore_outage(self, outage_id: str) -> dict[str, Any]:
+        """Power is back (the utility's dispatch system says so): workorder resolves the
+        outage's repair order and calls back everybody who reported it."""
+        url = f"{self.common.workorder_url}/v1/outages/{outage_id}/restore"
+        response = await self._call("POST", url, json={}, headers=self._operator,
+                                    attempts=DESKTOP_ATTEMPTS)
+        data = self._check(response, f"restore of outage {outage_id}")
+        return data if isinstance(data, dict) else {}
 
     async def create_order(self, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
         # An agent desktop keeps the disposition until workorder is back (a restart takes a
@@ -216,19 +228,13 @@ SATISFACTIONS = ("satisfied", "neutral", "dissatisfied")
 
 
 def callback_status(order: dict[str, Any]) -> dict[str, Any]:
-    """Read an order's callback result from workorder's ``GET /orders/{id}``.
+    """Read an order's callbacks from workorder's ``GET /orders/{id}``: one reading per task
+    (each resolution owes one to the order's caller and one to every linked reporter).
 
-    ``settled`` once its latest callback completed or ended unreachable; ``satisfaction`` as
-    the customer answered the survey (if they did)."""
-    callbacks = [cb for cb in order.get("callbacks") or [] if isinstance(cb, dict)]
-    if not callbacks:
-        return {"settled": False, "state": None, "satisfaction": None, "attempts": 0,
-                "callbacks": 0}
-    readings = [_reading(cb) for cb in callbacks]
-    # The replay resolves each order once: its first settled callback is the one it caused
-    # (a later one belongs to a re-resolution after a reopen).
-    chosen = next((r for r in readings if r["settled"]), readings[-1])
-    return {**chosen, "callbacks": len(callbacks)}
+    ``settled`` once the order has callbacks and none is still pending or dialling."""
+    callbacks = [_reading(cb) for cb in order.get("callbacks") or [] if isinstance(cb, dict)]
+    return {"settled": bool(callbacks) and all(cb["settled"] for cb in callbacks),
+            "callbacks": callbacks}
 
 
 def _reading(callback: dict[str, Any]) -> dict[str, Any]:
@@ -243,4 +249,6 @@ def _reading(callback: dict[str, Any]) -> dict[str, Any]:
         state = "completed"
     return {"settled": state in SETTLED, "state": state or None,
             "satisfaction": satisfaction if satisfaction in SATISFACTIONS else None,
-            "attempts": int(callback.get("attempts") or 0)}
+            "attempts": int(callback.get("attempts") or 0),
+            "reporter_id": callback.get("reporter_id"),
+            "resolution": int(callback.get("resolution") or 0)}

@@ -82,6 +82,8 @@ class Replay:
             self.callers[call.id] = Caller(self, run)
         self.agents = {agent.id: AgentSim(self, agent) for agent in trace.agents}
         self.orders: dict[str, OrderRun] = {}
+        # Outages whose restoration is still to come: their orders await resolution.
+        self.pending_restores = 0
         self.placed_all = False
         self._busy = 0
         self._changed = 0
@@ -126,6 +128,9 @@ class Replay:
 
     def touch(self, run: CallRun) -> None:
         self._dirty.add(run.spec.id)
+        self._changed += 1
+
+    def touch_order(self) -> None:
         self._changed += 1
 
     def warn(self, message: str) -> None:
@@ -173,6 +178,12 @@ class Replay:
         entry.calls.append(run.spec.id)
         # Known before resolving, so the callback's INVITE finds its customer.
         self.board.orders[order_id] = (self, entry)
+        linked = order.get("linked") or {}
+        if linked.get("reason") == "outage" or (not linked and order.get("outage_id")):
+            # A report of an outage still on: its restoration resolves the order, not this
+            # call. (An outage order reopened after the restoration is ordinary work again.)
+            return
+        # Our own order, or one this report joined: resolved at first contact.
         reply = wo.reply or f"Handled on call {run.spec.id}: {wo.type} resolved."
         try:
             resolved = await self.peers.resolve_order(agent_id, order_id, reply)
@@ -186,11 +197,15 @@ class Replay:
             # so no callback will follow from this call.
             self.warn(f"call {run.spec.id}: order {order_id} could not be resolved (409)")
 
-    def callback_for(self, order: OrderRun) -> CallbackDisposition | None:
-        for call_id in order.calls:
-            disposition = self.runs[call_id].spec.disposition
-            if disposition is not None and disposition.callback is not None:
-                return disposition.callback
+    def callback_for(self, order: OrderRun, reported_call_id: Any = None
+                     ) -> CallbackDisposition | None:
+        """How the called customer behaves: as the trace says for the call the callback is
+        about (an order may carry several callers' reports); failing that, its first call's."""
+        runs = [self.runs[trace_id] for trace_id in order.calls]
+        own = [run.spec for run in runs if run.call_id == reported_call_id]
+        for spec in own + [run.spec for run in runs]:
+            if spec.disposition is not None and spec.disposition.callback is not None:
+                return spec.disposition.callback
         return None
 
     # -- the timeline --------------------------------------------------------------------
@@ -247,17 +262,37 @@ class Replay:
         self.state = "draining"
 
     async def _outage(self, outage: Any) -> None:
-        await self.clock.sleep_until(outage.at)
-        start = self.suite_start + timedelta(seconds=outage.at)
-        eta = outage.restore_eta if outage.restore_eta is not None \
-            else outage.at + DEFAULT_RESTORE_SECONDS
+        """Post the notice at its time; at ``restore_eta`` (if the trace gives one) report
+        power back, which resolves the outage's order for everybody who reported it."""
+        restoring = outage.restore_eta is not None
+        self.pending_restores += restoring
         try:
-            await self.peers.post_outage(outage, start, self.suite_start + timedelta(seconds=eta))
-        except PeerError as error:
-            self.warn(f"outage in {outage.area} not posted: {error}")
+            await self.clock.sleep_until(outage.at)
+            start = self.suite_start + timedelta(seconds=outage.at)
+            eta = outage.restore_eta if restoring else outage.at + DEFAULT_RESTORE_SECONDS
+            try:
+                posted = await self.peers.post_outage(
+                    outage, start, self.suite_start + timedelta(seconds=eta))
+            except PeerError as error:
+                self.warn(f"outage in {outage.area} not posted: {error}")
+                return
+            if not restoring:
+                return
+            await self.clock.sleep_until(outage.restore_eta)
+            try:
+                restored = await self.peers.restore_outage(str(posted["outage_id"]))
+            except PeerError as error:
+                self.warn(f"outage in {outage.area} not restored: {error}")
+                return
+            entry = self.orders.get(str(restored.get("order_id")))
+            if entry is not None:
+                entry.resolved = True
+                self.touch_order()
+        finally:
+            self.pending_restores -= restoring
 
     def _done(self) -> bool:
-        if not self.placed_all:
+        if not self.placed_all or self.pending_restores:
             return False
         for run in self.runs.values():
             if run.ended_at is None or run.order_pending:
@@ -346,8 +381,9 @@ class Replay:
             "ringing": states.get("ringing", 0),
             "talking": states.get("talking", 0),
             "orders_created": len(self.orders),
-            "callbacks_settled": sum(1 for o in resolved if o.callback.get("settled")),
-            "callbacks_pending": sum(1 for o in resolved if not o.callback.get("settled")),
+            "orders_settled": sum(1 for o in resolved if o.callback.get("settled")),
+            "orders_awaiting_callbacks": sum(1 for o in resolved
+                                             if not o.callback.get("settled")),
             "trace_seconds": round(self.clock.now(), 1) if self.state in ACTIVE_STATES
             else None,
             "trace_span_seconds": last,
@@ -543,7 +579,8 @@ class Replayer:
             await self.link.respond(frame, 480)
             return
         replay, order = owner
-        customer = CustomerSim(replay, order, replay.callback_for(order), frame)
+        reported = headers.get("X-Hotline-Reported-Call-Id")
+        customer = CustomerSim(replay, order, replay.callback_for(order, reported), frame)
         self.customer_calls[customer.call_id] = customer
         replay.spawn(customer.ring())
 

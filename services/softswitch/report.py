@@ -41,7 +41,7 @@ class CallOutcome:
 class OrderOutcome:
     order_id: str
     resolved: bool = False
-    # From workorder: {"settled", "state", "satisfaction", "attempts"}.
+    # From workorder: {"settled", "callbacks": [{"state", "satisfaction", "attempts", ...}]}.
     callback: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,10 +72,14 @@ def compute_report(calls: Iterable[CallOutcome], orders: Iterable[OrderOutcome],
              if c.queued_at is not None and c.connected_at is not None and c.talk is not None]
 
     resolved = [o for o in orders if o.resolved]
-    settled = [o for o in resolved if o.callback.get("settled")]
-    completed = [o for o in settled if o.callback.get("state") == "completed"]
-    unreachable = [o for o in settled if o.callback.get("state") == "unreachable"]
-    satisfaction = Counter(o.callback.get("satisfaction") for o in completed)
+    # Every callback task counts (one per resolution and caller). A resolved order whose
+    # callbacks were never read owes at least one that is not done.
+    tasks = [cb for o in resolved for cb in o.callback.get("callbacks") or []]
+    owed = len(tasks) + sum(1 for o in resolved if not o.callback.get("callbacks"))
+    settled = [cb for cb in tasks if cb.get("settled")]
+    completed = [cb for cb in settled if cb.get("state") == "completed"]
+    unreachable = [cb for cb in settled if cb.get("state") == "unreachable"]
+    satisfaction = Counter(cb.get("satisfaction") for cb in completed)
     open_calls = [{"id": c.id, "state": c.state} for c in calls if c.ended_at is None]
     open_orders = [o.order_id for o in resolved if not o.callback.get("settled")]
 
@@ -98,11 +102,11 @@ def compute_report(calls: Iterable[CallOutcome], orders: Iterable[OrderOutcome],
         "callbacks_done": len(settled),
         "callbacks_completed": len(completed),
         "callbacks_unreachable": len(unreachable),
-        "callback_completion_rate": _round(len(settled) / len(resolved) if resolved else None, 4),
+        "callbacks_owed": owed,
+        "callback_completion_rate": _round(len(settled) / owed if owed else None, 4),
         "satisfaction": {name: satisfaction.get(name, 0)
                          for name in ("satisfied", "neutral", "dissatisfied")}
-                        | {"no_answer": sum(1 for o in completed
-                                            if not o.callback.get("satisfaction"))},
+                        | {"no_answer": sum(1 for cb in completed if not cb.get("satisfaction"))},
         "drained": drained,
         "open": {"calls": open_calls, "orders": open_orders},
     }

@@ -29,25 +29,35 @@ async def policies(session: AsyncSession, *, latest: bool) -> list[dict[str, Any
     return [r._asdict() for r in rows]
 
 
-async def new_policy(tx: Transaction, rt: Runtime, document: dict[str, Any], actor: str) -> int:
+async def new_policy(tx: Transaction, document: dict[str, Any], actor: str) -> int:
+    """Store a new version (validated). Open cases move to it afterwards, in batches
+    (:func:`replan_batch`), so a policy change never holds every open case at once."""
     t = db.sla_policies
     # Serializes concurrent policy changes: each gets the next version number.
     await tx.session.execute(select(func.pg_advisory_xact_lock(4_004_001)))
     version = int((await tx.session.execute(select(func.coalesce(func.max(t.c.version), 0))))
                   .scalar_one()) + 1
-    policy = sla.parse_policy(document, version, KNOWN_TYPES)
+    sla.parse_policy(document, version, KNOWN_TYPES)
     await tx.session.execute(t.insert().values(version=version, document=document,
                                                created_by=actor, created_at=tx.now))
-    # Open cases move to the new budgets now, with the time they have already run.
-    o = db.orders
-    open_orders = (await tx.session.execute(
-        select(o).where(o.c.order_id.in_(
-            select(db.sla_clocks.c.order_id).where(db.sla_clocks.c.state != "stopped")))
-        .order_by(o.c.order_id).with_for_update())).all()
-    for order in open_orders:
-        await rebudget_clocks(tx, rt, order, order.priority, actor=actor,
-                              reason=f"policy version {version}", policy=policy)
     return version
+
+
+async def replan_batch(tx: Transaction, rt: Runtime, actor: str, limit: int) -> int:
+    """Move up to ``limit`` open cases whose running clocks are on an older policy version to
+    the latest one, keeping the time they have already run. Returns how many moved; cases
+    another worker holds are left for the next batch."""
+    policy = await rt.sla_policy(tx.session)
+    o, c = db.orders, db.sla_clocks
+    behind = select(c.c.order_id).where(c.c.state != "stopped",
+                                        c.c.policy_version < policy.version)
+    orders = (await tx.session.execute(
+        select(o).where(o.c.order_id.in_(behind)).order_by(o.c.order_id).limit(limit)
+        .with_for_update(skip_locked=True))).all()
+    for order in orders:
+        await rebudget_clocks(tx, rt, order, order.priority, actor=actor,
+                              reason=f"policy version {policy.version}", policy=policy)
+    return len(orders)
 
 
 def calendar_year(rt: Runtime, year: int) -> dict[str, Any]:

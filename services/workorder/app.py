@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 
-from services.workorder import clocks, db, handlers
+from services.workorder import admin, clocks, db, handlers
 from services.workorder.clocks import Runtime
 from services.workorder.db import SCHEMA, metadata
 from services.workorder.routes import build_router
@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 # (the survey answer lands before the release of the call that carried it).
 CONSUMED = ("cti.call.originated", "cti.call.origination_failed", "cti.call.released",
             "ivr.survey.completed", "recording.file.stored", "ivr.session.completed",
-            "acd.call.abandoned")
+            "acd.call.abandoned", "acd.call.rejected")
 TIMER_ACTOR = "workorder.timer"
 
 
@@ -119,6 +119,8 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
             await handlers.on_ivr_session_completed(tx, data, rt)
         elif envelope.type == "acd.call.abandoned":
             await handlers.on_call_abandoned(tx, data, rt)
+        elif envelope.type == "acd.call.rejected":
+            await handlers.on_call_rejected(tx, data, rt)
 
     @service.background
     async def calendars() -> None:
@@ -135,6 +137,20 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
                 log.exception("calendar reload failed; retrying")
 
     @service.background
+    async def replan() -> None:
+        """Open cases a crash left on an older SLA policy version move to the latest one."""
+        while True:
+            try:
+                async with service.transaction() as tx:
+                    if not await admin.replan_batch(tx, rt, "workorder", settings.replan_batch):
+                        return
+            except Exception:
+                if _cancelling():
+                    raise asyncio.CancelledError from None
+                log.exception("policy re-plan failed; retrying")
+                await asyncio.sleep(settings.calendar_poll_seconds)
+
+    @service.background
     async def timers() -> None:
         """SLA clocks (urge, escalate) and callback tasks (dial, defer, time out)."""
         async with asyncio.TaskGroup() as group:
@@ -142,9 +158,11 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
                 group.create_task(timer_worker(service, rt, settings.callback_poll_seconds,
                                                settings.timer_batch))
 
-    return service.create_app(
+    app = service.create_app(
         title="Hotline workorder",
         description="Customers directory, outage notices, cases with SLA clocks on a "
                     "working-day calendar, dispatch, urging and escalation, and the callback "
                     "obligation with its satisfaction survey.",
         routers=[build_router(settings, rt)])
+    app.state.runtime = rt
+    return app

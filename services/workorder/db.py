@@ -63,6 +63,10 @@ outages = Table(
     _ts("start_at"),
     _ts("restore_eta", nullable=True),
     _ts("created_at"),
+    # The repair order every report of this outage joins, once somebody has reported it.
+    Column("order_id", String(40)),
+    _ts("restored_at", nullable=True),
+    Column("restored_by", String(128)),
     Index("ix_outages_area", "area"),
 )
 
@@ -98,12 +102,34 @@ orders = Table(
     # that call), and unique so each abandoned call owes exactly one case.
     Column("abandoned_call_id", String(128), unique=True),
     _ts("first_resolved_at", nullable=True),
+    # The outage this repair order stands for (reports from its area join it).
+    Column("outage_id", String(40)),
     # One order per (call, type): an agent's retried POST must not open a second ticket.
     UniqueConstraint("call_id", "type", name="uq_orders_call_type"),
     Index("ix_orders_state", "state"),
     Index("ix_orders_customer_account", "customer_account"),
     Index("ix_orders_department", "department"),
     Index("ix_orders_owner", "owner"),
+    Index("ix_orders_area_type", "area", "type"),
+)
+
+# Callers whose report joined an existing order (the same fault, or the same outage) instead
+# of opening a new one: each is on the order's callback list.
+order_reporters = Table(
+    "order_reporters", metadata,
+    Column("reporter_id", String(40), primary_key=True),
+    Column("order_id", String(40), ForeignKey("workorder.orders.order_id"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("call_id", String(128)),
+    Column("customer_account", String(64), ForeignKey("workorder.customers.account")),
+    Column("contact_number", String(32)),
+    Column("description", Text),
+    Column("idempotency_key", String(128), unique=True),
+    Column("reason", String(64), nullable=False),
+    Column("linked_by", String(128), nullable=False),
+    _ts("linked_at"),
+    UniqueConstraint("call_id", "type", name="uq_order_reporters_call_type"),
+    Index("ix_order_reporters_order_id", "order_id"),
 )
 
 order_history = Table(
@@ -133,8 +159,12 @@ callbacks = Table(
     Column("last_failure", String(64)),
     _ts("created_at"),
     _ts("completed_at", nullable=True),
-    # Exactly one callback per resolution, however the resolve request is retried.
-    UniqueConstraint("order_id", "resolution", name="uq_callbacks_order_resolution"),
+    # The reporter called back; null for the order's own caller.
+    Column("reporter_id", String(40)),
+    # Exactly one callback per resolution and party, however the resolve request is retried.
+    UniqueConstraint("order_id", "resolution", "reporter_id",
+                     name="uq_callbacks_order_resolution_party",
+                     postgresql_nulls_not_distinct=True),
     Index("ix_callbacks_order_id", "order_id"),
     Index("ix_callbacks_due", "due_at", postgresql_where=text("state IN ('pending', 'dialing')")),
 )

@@ -100,11 +100,17 @@ async def _first_number(session: AsyncSession, account: str | None) -> str | Non
 
 # -- outages --------------------------------------------------------------------------------
 
+def _outage_active(row: Row[Any], now: datetime) -> bool:
+    return (row.restored_at is None and row.start_at <= now
+            and (row.restore_eta is None or now < row.restore_eta))
+
+
 def _outage_out(row: Row[Any], now: datetime) -> dict[str, Any]:
     return {"outage_id": row.outage_id, "area": row.area, "type": row.type,
             "start": row.start_at, "restore_eta": row.restore_eta,
-            "created_at": row.created_at,
-            "active": row.start_at <= now and (row.restore_eta is None or now < row.restore_eta)}
+            "created_at": row.created_at, "active": _outage_active(row, now),
+            "order_id": row.order_id, "restored_at": row.restored_at,
+            "restored_by": row.restored_by}
 
 
 async def create_outage(tx: Transaction, body: OutageIn) -> dict[str, Any]:
@@ -127,12 +133,39 @@ async def list_outages(session: AsyncSession, *, area: str | None, active: bool 
     query = select(t).order_by(t.c.start_at, t.c.outage_id)
     if area is not None:
         query = query.where(t.c.area == area)
-    is_active = and_(t.c.start_at <= now, or_(t.c.restore_eta.is_(None), t.c.restore_eta > now))
+    is_active = _outage_active_clause(now)
     if active is True:
         query = query.where(is_active)
     elif active is False:
         query = query.where(~is_active)
     return [_outage_out(row, now) for row in (await session.execute(query)).all()]
+
+
+def _outage_active_clause(now: datetime) -> Any:
+    t = db.outages
+    return and_(t.c.restored_at.is_(None), t.c.start_at <= now,
+                or_(t.c.restore_eta.is_(None), t.c.restore_eta > now))
+
+
+async def restore_outage(tx: Transaction, outage_id: str, reply: str | None, actor: str,
+                         rt: Runtime) -> dict[str, Any]:
+    """The outage is over: mark it restored and resolve its repair order, which calls back
+    everybody who reported it. Restoring twice changes nothing."""
+    row = (await tx.session.execute(select(db.outages).where(db.outages.c.outage_id == outage_id)
+                                    .with_for_update())).first()
+    if row is None:
+        raise NotFound("outage", outage_id)
+    if row.restored_at is None:
+        await tx.session.execute(update(db.outages).where(db.outages.c.outage_id == outage_id)
+                                 .values(restored_at=tx.now, restored_by=actor))
+        if row.order_id is not None:
+            order = await _lock_order(tx, row.order_id)
+            if OrderState(order.state) in od.LINKABLE_STATES:
+                await resolve_order(tx, row.order_id, reply or "Power restored: the outage in "
+                                    f"{row.area} is over.", actor, rt)
+    fresh = (await tx.session.execute(select(db.outages)
+                                      .where(db.outages.c.outage_id == outage_id))).one()
+    return _outage_out(fresh, tx.now)
 
 
 # -- orders ---------------------------------------------------------------------------------
@@ -202,6 +235,24 @@ async def _existing_order(session: AsyncSession, body: OrderIn) -> Row[Any] | No
     return rows[0] if rows else None
 
 
+async def _existing_report(session: AsyncSession, body: OrderIn) -> dict[str, Any] | None:
+    """The order a repeated request joined the first time, with its place on the list."""
+    r = db.order_reporters
+    matches = []
+    if body.idempotency_key is not None:
+        matches.append(r.c.idempotency_key == body.idempotency_key)
+    if body.call_id is not None:
+        matches.append(and_(r.c.call_id == body.call_id, r.c.type == body.type.value))
+    if not matches:
+        return None
+    reporter = (await session.execute(select(r).where(or_(*matches)).limit(1))).first()
+    if reporter is None:
+        return None
+    order = (await session.execute(select(db.orders)
+                                   .where(db.orders.c.order_id == reporter.order_id))).one()
+    return {**order_out(order), "linked": reporter._asdict()}
+
+
 async def _start_work_round(tx: Transaction, rt: Runtime, order_id: str, actor: str) -> None:
     """A new round of work (creation, reopen): the dispatch, arrival and resolution clocks."""
     row = (await tx.session.execute(select(db.orders)
@@ -212,11 +263,15 @@ async def _start_work_round(tx: Transaction, rt: Runtime, order_id: str, actor: 
 
 async def create_order(tx: Transaction, body: OrderIn, actor: str,
                        rt: Runtime) -> tuple[dict[str, Any], bool]:
-    """Return (order, created). A repeated request gets the order it created the first time."""
+    """Return (order, created). A repeated request gets the order it created (or joined) the
+    first time; a repair of a fault already reported joins that order (``linked``)."""
     od.require_contact(body.customer_account, body.contact_number)
     existing = await _existing_order(tx.session, body)
     if existing is not None:
         return order_out(existing), False
+    joined = await _existing_report(tx.session, body)
+    if joined is not None:
+        return joined, False
     area = body.area
     if body.customer_account is not None:
         customer = (await tx.session.execute(
@@ -229,15 +284,20 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
                                                                 body.customer_account) is None:
             raise Invalid("contact_number", f"customer {body.customer_account!r} has no number "
                           "on file to call back; give a contact_number")
+    outage_id: str | None = None
+    if area is not None and body.type in od.LINKABLE_TYPES and not body.standalone:
+        # Reports from one area are decided one at a time, so a burst of calls about the
+        # same fault cannot open two orders side by side.
+        await tx.session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtext(f"workorder.link:{body.type.value}:{area}"))))
+        joined = await _existing_report(tx.session, body) or await _link_report(
+            tx, body, area, actor)
+        if joined is not None:
+            return joined, False
+        outage_id = await _unclaimed_outage(tx, area)
     ivr_path = body.ivr_path
     if ivr_path is None and body.call_id is not None:
-        ivr_path = (await tx.session.execute(
-            select(db.call_contexts.c.ivr_path)
-            .where(db.call_contexts.c.call_id == body.call_id))).scalar()
-    # EXTENSION POINT (issue 4, deliberately not done yet): a repair from an area with an
-    # active outage or an open repair order should be linked to that order (the caller joins
-    # its callback list) instead of opening a new one. It would change the e2e's order counts,
-    # so it waits for its own change; see the README.
+        ivr_path = await _ivr_path(tx.session, body.call_id)
     now = tx.now
     order, step = od.create(_new_id("WO"), body.type, now=now, actor=actor)
     inserted = (await tx.session.execute(
@@ -247,7 +307,8 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
             contact_number=body.contact_number, area=area, description=body.description,
             category=body.category, idempotency_key=body.idempotency_key,
             resolution=order.resolution, created_by=actor, created_at=now, updated_at=now,
-            priority=body.priority, address=body.address, ivr_path=ivr_path, flags=[])
+            priority=body.priority, address=body.address, ivr_path=ivr_path, flags=[],
+            outage_id=outage_id)
         # A concurrent twin committed first: its row is the answer, not a 500.
         .on_conflict_do_nothing().returning(db.orders.c.order_id))).first()
     if inserted is None:
@@ -255,10 +316,13 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
         if existing is None:
             raise RuntimeError("order insert conflicted but no existing order matches")
         return order_out(existing), False
+    if outage_id is not None:
+        await tx.session.execute(update(db.outages).where(db.outages.c.outage_id == outage_id)
+                                 .values(order_id=order.order_id))
     await _audit(tx, step)
     await _emit_ticket(tx, "workorder.ticket.created", {
         "order_id": order.order_id, "type": order.type.value, "call_id": body.call_id,
-        "customer_account": body.customer_account, "area": area,
+        "customer_account": body.customer_account, "area": area, "outage_id": outage_id,
     }, order_id=order.order_id, call_id=body.call_id)
     await _start_work_round(tx, rt, order.order_id, actor)
     if order.type is OrderType.COMPLAINT and body.customer_account is not None:
@@ -267,6 +331,57 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
     row = (await tx.session.execute(select(db.orders)
                                     .where(db.orders.c.order_id == order.order_id))).one()
     return order_out(row), True
+
+
+async def _ivr_path(session: AsyncSession, call_id: str) -> list[str] | None:
+    return (await session.execute(select(db.call_contexts.c.ivr_path)
+                                  .where(db.call_contexts.c.call_id == call_id))).scalar()
+
+
+async def _unclaimed_outage(tx: Transaction, area: str) -> str | None:
+    """An active outage in the area whose order, if it had one, is no longer open: the new
+    order becomes the outage's order."""
+    t = db.outages
+    return (await tx.session.execute(
+        select(t.c.outage_id).where(t.c.area == area, _outage_active_clause(tx.now))
+        .order_by(t.c.start_at, t.c.outage_id).limit(1).with_for_update())).scalar()
+
+
+async def _link_report(tx: Transaction, body: OrderIn, area: str,
+                       actor: str) -> dict[str, Any] | None:
+    """Join the report to the open order for the same fault, if there is one."""
+    o, t = db.orders, db.outages
+    active = set((await tx.session.execute(
+        select(t.c.outage_id).where(t.c.area == area, _outage_active_clause(tx.now)))).scalars())
+    candidates = [od.LinkCandidate(row.order_id, OrderState(row.state), row.outage_id)
+                  for row in (await tx.session.execute(
+                      select(o.c.order_id, o.c.state, o.c.outage_id)
+                      .where(o.c.area == area, o.c.type == body.type.value,
+                             o.c.state.in_([s.value for s in od.LINKABLE_STATES]))
+                      .order_by(o.c.created_at, o.c.order_id))).all()]
+    target = od.link_target(body.type, candidates, active)
+    if target is None:
+        return None
+    candidate, reason = target
+    order_row = await _lock_order(tx, candidate.order_id)
+    if OrderState(order_row.state) not in od.LINKABLE_STATES:
+        return None  # resolved meanwhile: this report is news, and opens its own order
+    step = od.link(_order_of(order_row), f"{reason}: call {body.call_id or '-'} joins",
+                   now=tx.now, actor=actor)
+    reporter_id = _new_id("RP")
+    await tx.session.execute(db.order_reporters.insert().values(
+        reporter_id=reporter_id, order_id=candidate.order_id, type=body.type.value,
+        call_id=body.call_id, customer_account=body.customer_account,
+        contact_number=body.contact_number, description=body.description,
+        idempotency_key=body.idempotency_key, reason=reason, linked_by=actor,
+        linked_at=tx.now))
+    await _audit(tx, step)
+    await _emit_ticket(tx, "workorder.ticket.linked", {
+        "order_id": candidate.order_id, "reporter_id": reporter_id, "call_id": body.call_id,
+        "customer_account": body.customer_account, "reason": reason,
+        "outage_id": candidate.outage_id if reason == "outage" else None,
+    }, order_id=candidate.order_id, call_id=body.call_id)
+    return await _existing_report(tx.session, body)
 
 
 async def _check_repeat_complaint(tx: Transaction, rt: Runtime, order_id: str, account: str,
@@ -405,21 +520,34 @@ async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
         await _emit_ticket(tx, "workorder.ticket.closed", {"order_id": order_id},
                            order_id=order_id, call_id=row.call_id)
         return
-    callback = cbd.schedule(_new_id("CB"), order.order_id, order.resolution, now=now,
-                            policy=rt.callback_policy)
-    # The order row lock serializes resolutions; the unique key is the backstop.
-    inserted = (await tx.session.execute(insert(db.callbacks).values(
-        callback_id=callback.callback_id, order_id=callback.order_id,
-        resolution=callback.resolution, state=callback.state.value, attempts=callback.attempts,
-        max_attempts=callback.max_attempts, due_at=callback.due_at, created_at=now,
-    ).on_conflict_do_nothing(constraint="uq_callbacks_order_resolution")
-        .returning(db.callbacks.c.callback_id))).first()
-    rt.woken_after_commit(tx, callback.due_at)
+    if row.outage_id is not None:
+        # The repair is done, so is the outage: later calls from the area are news.
+        await tx.session.execute(
+            update(db.outages).where(db.outages.c.outage_id == row.outage_id,
+                                     db.outages.c.restored_at.is_(None))
+            .values(restored_at=now, restored_by=actor))
     fresh = await _lock_order(tx, order_id)
     await _start_clocks(tx, rt, fresh, ("reply",), round_=order.resolution, actor=actor)
-    if inserted is not None:
-        await _start_clocks(tx, rt, fresh, ("callback",), round_=order.resolution, actor=actor,
-                            callback_id=callback.callback_id)
+    # Everybody who reported the fault is owed the callback: the order's own caller and
+    # every linked reporter, one task each.
+    reporters = (await tx.session.execute(
+        select(db.order_reporters.c.reporter_id).where(db.order_reporters.c.order_id == order_id)
+        .order_by(db.order_reporters.c.linked_at, db.order_reporters.c.reporter_id))).scalars()
+    for position, reporter_id in enumerate([None, *reporters]):
+        callback = cbd.schedule(_new_id("CB"), order.order_id, order.resolution, now=now,
+                                policy=rt.callback_policy, position=position)
+        # The order row lock serializes resolutions; the unique key is the backstop.
+        inserted = (await tx.session.execute(insert(db.callbacks).values(
+            callback_id=callback.callback_id, order_id=callback.order_id,
+            resolution=callback.resolution, state=callback.state.value,
+            attempts=callback.attempts, max_attempts=callback.max_attempts,
+            due_at=callback.due_at, created_at=now, reporter_id=reporter_id,
+        ).on_conflict_do_nothing(constraint="uq_callbacks_order_resolution_party")
+            .returning(db.callbacks.c.callback_id))).first()
+        if inserted is not None:
+            rt.woken_after_commit(tx, callback.due_at)
+            await _start_clocks(tx, rt, fresh, ("callback",), round_=order.resolution,
+                                actor=actor, callback_id=callback.callback_id)
 
 
 async def order_detail(session: AsyncSession, order_id: str, rt: Runtime | None = None,
@@ -448,7 +576,11 @@ async def order_detail(session: AsyncSession, order_id: str, rt: Runtime | None 
         clock_log = [h._asdict() for h in (await session.execute(
             select(db.clock_history).where(db.clock_history.c.order_id == order_id)
             .order_by(db.clock_history.c.id))).all()]
+    reporters = (await session.execute(
+        select(db.order_reporters).where(db.order_reporters.c.order_id == order_id)
+        .order_by(db.order_reporters.c.linked_at, db.order_reporters.c.reporter_id))).all()
     return {**order_out(row), "history": [h._asdict() for h in history],
+            "reporters": [r._asdict() for r in reporters],
             "callbacks": await list_callbacks(session, order_id=order_id, state=None),
             "recording_ids": list(recordings), "clocks": clocks, "clock_history": clock_log}
 
@@ -461,7 +593,10 @@ async def list_orders(session: AsyncSession, *, call_id: str | None, state: Orde
     t = db.orders
     query = select(t).order_by(t.c.created_at.desc(), t.c.order_id).limit(limit)
     if call_id is not None:
-        query = query.where(t.c.call_id == call_id)
+        # The order the call opened, or the one its report joined.
+        joined = select(db.order_reporters.c.order_id).where(
+            db.order_reporters.c.call_id == call_id)
+        query = query.where(or_(t.c.call_id == call_id, t.c.order_id.in_(joined)))
     if abandoned_call_id is not None:
         query = query.where(t.c.abandoned_call_id == abandoned_call_id)
     if state is not None:
@@ -578,8 +713,8 @@ async def _attempts_today(tx: Transaction, number: str, rt: Runtime) -> int:
 async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     order_row = await _lock_order(tx, pending.order_id)
     now = tx.now
-    to_number = order_row.contact_number or await _first_number(tx.session,
-                                                                 order_row.customer_account)
+    to_number, reported_call_id = await _callback_party(tx.session, pending.callback_id,
+                                                        order_row)
     order = _order_of(order_row)
     if order.state is OrderState.RESOLVED:
         order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
@@ -606,12 +741,25 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     rt.woken_after_commit(tx, callback.due_at)
     context = {"purpose": "survey", "order_id": callback.order_id,
                "callback_id": callback.callback_id, "attempt": callback.attempts,
-               "request_id": request_id}
+               "request_id": request_id, "reported_call_id": reported_call_id}
     await tx.emit("workorder.callback.requested", {
         "request_id": request_id, "callback_id": callback.callback_id,
         "order_id": callback.order_id, "attempt": callback.attempts, "to_number": to_number,
         "context": context,
     }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+
+
+async def _callback_party(session: AsyncSession, callback_id: str,
+                          order_row: Row[Any]) -> tuple[str | None, str | None]:
+    """Whom the task calls, and about which of their calls: its linked reporter, or the
+    order's own caller."""
+    r, c = db.order_reporters, db.callbacks
+    party: Row[Any] | Any = (await session.execute(
+        select(r.c.contact_number, r.c.customer_account, r.c.call_id)
+        .join(c, c.c.reporter_id == r.c.reporter_id)
+        .where(c.c.callback_id == callback_id))).first() or order_row
+    number = party.contact_number or await _first_number(session, party.customer_account)
+    return number, party.call_id
 
 
 async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
@@ -628,10 +776,17 @@ async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
     }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
     await _stop_clocks(tx, rt, callback.order_id, ("callback",), actor=SYSTEM_ACTOR,
                        reason=f"callback {callback.outcome}", callback_id=callback.callback_id)
+    c = db.callbacks
+    siblings = (await tx.session.execute(
+        select(c.c.state, c.c.outcome).where(c.c.order_id == callback.order_id,
+                                             c.c.resolution == callback.resolution))).all()
+    if any(CallbackState(sibling.state) in cbd.ACTIVE_STATES for sibling in siblings):
+        return  # other reporters of this resolution are still to be called back
+    outcome = od.combined_outcome([sibling.outcome for sibling in siblings])
     await _stop_clocks(tx, rt, callback.order_id, ("reply",), actor=SYSTEM_ACTOR,
-                       reason=f"callback {callback.outcome}")
+                       reason=f"callback {outcome}")
     try:
-        order, step = od.apply_callback_outcome(_order_of(order_row), callback.outcome,
+        order, step = od.apply_callback_outcome(_order_of(order_row), outcome,
                                                 now=tx.now, actor=SYSTEM_ACTOR)
     except IllegalTransition as error:
         # The callback's result stands on its own; the order moved on by another path.
@@ -793,6 +948,13 @@ async def on_call_abandoned(tx: Transaction, data: dict[str, Any], rt: Runtime) 
     await _call_abandoned(tx, rt, str(data["call_id"]), "abandoned_in_queue")
 
 
+async def on_call_rejected(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
+    """A queue limit offered the caller a callback (outcome ``callback``): they are owed one,
+    like a caller who gave up waiting, and their number is enough to place it."""
+    if data.get("outcome") == "callback":
+        await _call_abandoned(tx, rt, str(data["call_id"]), f"callback_offer:{data['reason']}")
+
+
 async def _call_abandoned(tx: Transaction, rt: Runtime, call_id: str, reason: str, *,
                           from_number: Any = None) -> None:
     c = db.call_contexts
@@ -808,24 +970,27 @@ async def _call_abandoned(tx: Transaction, rt: Runtime, call_id: str, reason: st
 
 
 async def _callback_request(tx: Transaction, rt: Runtime, context: Row[Any]) -> None:
-    """Exactly one callback_request case per abandoned call of an identified customer."""
+    """Exactly one callback_request case per abandoned call of an identified customer, and per
+    call a queue limit promised a callback (then the caller's number will do)."""
     account = context.account
     if account is None and context.from_number:
         account = (await tx.session.execute(
             select(db.customer_numbers.c.account)
             .where(db.customer_numbers.c.number == context.from_number))).scalar()
-    if account is None:
+    promised = str(context.abandon_reason or "").startswith("callback_offer")
+    customer = None if account is None else (await tx.session.execute(
+        select(db.customers.c.area).where(db.customers.c.account == account))).first()
+    if customer is None:
+        account = None  # none, or one the directory does not know
+    area = customer.area if customer is not None else None
+    if account is None and not (promised and context.from_number):
         return  # unidentified: nobody to owe a case to (the caller's number alone is no account)
-    exists = (await tx.session.execute(select(db.customers.c.account, db.customers.c.area)
-                                       .where(db.customers.c.account == account))).first()
-    if exists is None:
-        return
     now = tx.now
     order, step = od.create(_new_id("WO"), OrderType.CALLBACK_REQUEST, now=now,
                             actor=SYSTEM_ACTOR, reason=f"abandoned call {context.call_id}")
     inserted = (await tx.session.execute(insert(db.orders).values(
         order_id=order.order_id, type=order.type.value, state=order.state.value,
-        customer_account=account, contact_number=context.from_number, area=exists.area,
+        customer_account=account, contact_number=context.from_number, area=area,
         description=f"call {context.call_id} ended before an agent answered "
                     f"({context.abandon_reason})",
         category="abandoned_call", resolution=0, created_by=SYSTEM_ACTOR, created_at=now,
@@ -837,7 +1002,7 @@ async def _callback_request(tx: Transaction, rt: Runtime, context: Row[Any]) -> 
     await _audit(tx, step)
     await _emit_ticket(tx, "workorder.ticket.created", {
         "order_id": order.order_id, "type": order.type.value, "call_id": None,
-        "customer_account": account, "area": exists.area,
+        "customer_account": account, "area": area,
     }, order_id=order.order_id, call_id=context.call_id)
     await _start_work_round(tx, rt, order.order_id, SYSTEM_ACTOR)
     await dispatch_order(tx, order.order_id, DispatchIn(department=rt.callback_team,

@@ -24,6 +24,7 @@ from services.workorder.domain.reports import (
     Resolution,
     Window,
 )
+from services.workorder.domain.sla import ClockEvent
 
 
 async def _touched(session: AsyncSession, w: Window) -> list[str]:
@@ -107,13 +108,28 @@ async def overdue_bulletin(session: AsyncSession, rt: Runtime, period: Period, d
         select(t, o.c.type.label("order_type"), o.c.state.label("order_state"),
                o.c.department, o.c.owner)
         .join(o, o.c.order_id == t.c.order_id)
-        .where(or_(t.c.level > 0, (t.c.state == "running") & (t.c.due_at < as_of)),
+        .where(or_(t.c.level > 0, t.c.due_at < as_of),
                or_(t.c.stopped_at.is_(None), t.c.stopped_at >= w.start),
                t.c.started_at < w.end)
         .order_by(t.c.clock_id))).all()
     policy = await rt.sla_policy(session)
+    history: dict[int, list[ClockEvent]] = {}
+    if as_of < now and rows:
+        # A past period: each clock as it stood at the period's end, from its history.
+        h = db.clock_history
+        for line in (await session.execute(
+                select(h.c.clock_id, h.c.event, h.c.at, h.c.due_at, h.c.budget_seconds,
+                       h.c.elapsed_seconds, h.c.level)
+                .where(h.c.clock_id.in_([r.clock_id for r in rows]),
+                       or_(h.c.at <= as_of, h.c.due_at <= as_of))
+                .order_by(h.c.id))).all():
+            # An urge or escalation counts from when it was due, even if it fired late.
+            at = line.due_at if line.event in ("urged", "escalated") and line.due_at else line.at
+            history.setdefault(line.clock_id, []).append(ClockEvent(
+                line.event, at, line.budget_seconds, line.elapsed_seconds, line.level))
     facts = [ClockFacts(r.order_id, r.order_type, r.order_state, r.department, r.owner,
-                        clock_of(r), r.round, r.started_at, r.stopped_at) for r in rows]
+                        clock_of(r), r.round, r.started_at, r.stopped_at,
+                        tuple(history.get(r.clock_id, ()))) for r in rows]
     departments = rd.bulletin(facts, w, as_of, rt.calendar, policy.escalation_levels)
     return {**_header(w, now), "as_of": as_of, "departments": departments,
             "total": {"cases": sum(d["cases"] for d in departments),

@@ -35,6 +35,7 @@ from services.workorder.schemas import (
     PriorityIn,
     ReasonIn,
     ResolveIn,
+    RestoreIn,
     Summary,
     TransferIn,
 )
@@ -119,6 +120,16 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     async def post_outage(body: OutageIn, svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
             return await handlers.create_outage(tx, body)
+
+    @router.post("/outages/{outage_id}/restore", response_model=OutageOut, tags=["outages"])
+    async def restore_outage(outage_id: str, body: RestoreIn,
+                             principal: Principal = Depends(WRITE_OUTAGES),
+                             svc: Service = Depends(service_of)) -> dict[str, Any]:
+        """End the outage and resolve its repair order: every caller who reported it is
+        called back."""
+        async with svc.transaction() as tx:
+            return await handlers.restore_outage(tx, outage_id, body.reply, principal.subject,
+                                                 rt)
 
     @router.get("/outages", response_model=list[OutageOut], tags=["outages"],
                 dependencies=[Depends(READ)])
@@ -263,9 +274,16 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     @router.put("/sla/policy", response_model=PolicyOut, tags=["sla"])
     async def put_policy(body: dict[str, Any], principal: Principal = Depends(CONFIGURE),
                          svc: Service = Depends(service_of)) -> dict[str, Any]:
-        """A new version (validated); open cases' clocks take its budgets and keep their time."""
+        """A new version (validated); open cases' clocks take its budgets and keep their time.
+        The response comes once every open case has moved (in batches, each its own
+        transaction; the timer workers finish any a crash leaves behind)."""
         async with svc.transaction() as tx:
-            version = await admin.new_policy(tx, rt, body, principal.subject)
+            version = await admin.new_policy(tx, body, principal.subject)
+        while True:
+            async with svc.transaction() as tx:
+                if not await admin.replan_batch(tx, rt, principal.subject,
+                                                settings.replan_batch):
+                    break
         async with svc.sessions() as session:
             return next(p for p in await admin.policies(session, latest=False)
                         if p["version"] == version)

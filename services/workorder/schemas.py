@@ -80,6 +80,18 @@ class OutageOut(BaseModel):
     restore_eta: datetime | None
     created_at: datetime
     active: bool
+    order_id: str | None = Field(description="the repair order every report of this outage "
+                                             "joins (set by the first report)")
+    restored_at: datetime | None
+    restored_by: str | None
+
+
+class RestoreIn(Strict):
+    """The outage is over: its repair order is resolved with this reply, which every reporter
+    hears on their callback."""
+
+    reply: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=10_000)] | None = None
 
 
 class OrderIn(Strict):
@@ -95,6 +107,10 @@ class OrderIn(Strict):
     address: str | None = Field(default=None, max_length=1000)
     # Normally learnt from the IVR's session for ``call_id``.
     ivr_path: list[Annotated[str, StringConstraints(max_length=64)]] | None = None
+    # A repair from an area with an active outage or an open repair order joins that order
+    # (the caller goes on its callback list); true opens a new order regardless, for an agent
+    # who knows this is a different fault.
+    standalone: bool = False
 
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -212,7 +228,22 @@ class CallbackOut(BaseModel):
     last_failure: str | None
     created_at: datetime
     completed_at: datetime | None
+    reporter_id: str | None = Field(default=None, description="the linked reporter called "
+                                    "back; null for the order's own caller")
     attempt_log: list[AttemptOut] = []
+
+
+class ReporterOut(BaseModel):
+    reporter_id: str
+    order_id: str
+    type: OrderType
+    call_id: str | None
+    customer_account: str | None
+    contact_number: str | None
+    description: str | None
+    reason: str = Field(description="why the report joined the order: outage or open_order")
+    linked_by: str
+    linked_at: datetime
 
 
 class OrderOut(BaseModel):
@@ -244,10 +275,15 @@ class OrderOut(BaseModel):
     flags: list[str]
     abandoned_call_id: str | None
     first_resolved_at: datetime | None
+    outage_id: str | None = None
+    linked: ReporterOut | None = Field(default=None, description="on a create that joined "
+                                       "an existing order: this caller's place on its "
+                                       "callback list")
 
 
 class OrderDetail(OrderOut):
     history: list[HistoryOut]
+    reporters: list[ReporterOut] = []
     callbacks: list[CallbackOut]
     recording_ids: list[str]
     clocks: list[ClockOut] = []

@@ -21,6 +21,8 @@ class WorkorderSettings(ServiceSettings):
     # After a failed attempt, how long before the next one.
     callback_retry_seconds: float = Field(default=120, ge=0)
     callback_max_attempts: int = Field(default=3, ge=1)
+    # Between the first attempts to the callers of one resolution (linked reports).
+    callback_spacing_seconds: float = Field(default=5, ge=0)
     # An attempt with no outcome heard within this long counts as failed.
     callback_attempt_timeout_seconds: float = Field(default=600, gt=0)
     # Wall seconds between scans for due callback tasks.
@@ -49,12 +51,15 @@ class WorkorderSettings(ServiceSettings):
     calendar_poll_seconds: float = Field(default=2.0, gt=0)
     # Due SLA clocks a worker fires in one transaction (callback tasks: one at a time).
     timer_batch: int = Field(default=25, ge=1, le=1000)
+    # Open cases moved to a new SLA policy version per transaction.
+    replan_batch: int = Field(default=500, ge=1, le=10_000)
 
     def callback_policy(self) -> CallbackPolicy:
         return CallbackPolicy.from_seconds(
             delay=self.callback_delay_seconds, retry=self.callback_retry_seconds,
             max_attempts=self.callback_max_attempts,
-            attempt_timeout=self.callback_attempt_timeout_seconds)
+            attempt_timeout=self.callback_attempt_timeout_seconds,
+            spacing=self.callback_spacing_seconds)
 
     def calling_rules(self) -> CallingRules:
         start, end = CallingRules.parse_hours(self.callback_hours)

@@ -17,6 +17,21 @@ class TicketCreated(EventData):
     call_id: str | None = None
     customer_account: str | None = None
     area: str | None = None
+    # The outage this repair order stands for: later reports from the area join it.
+    outage_id: str | None = None
+
+
+@event("workorder.ticket.linked")
+class TicketLinked(EventData):
+    """A report of a fault already on an order joined it instead of opening a new one; the
+    caller is on the order's callback list."""
+
+    order_id: str
+    reporter_id: str
+    call_id: str | None = None
+    customer_account: str | None = None
+    reason: Literal["outage", "open_order"]
+    outage_id: str | None = None
 
 
 @event("workorder.ticket.resolved")

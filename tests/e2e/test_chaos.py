@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -39,7 +40,8 @@ from tests.e2e.test_replay import ARTIFACTS, var_dir
 pytestmark = [pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(1800)]
 # About 2.8 calls per wall second: what this 2-core machine sustains with every ACD routing
 # transaction serialized (faster, reservations time out in wall terms before phones answer).
-SPEED = 10.0
+# A slower machine runs it slower: HOTLINE_CHAOS_SPEED=5.
+SPEED = float(os.environ.get("HOTLINE_CHAOS_SPEED", "10"))
 CALLS = 2000
 HOURS = 2.0
 STAFF = 4  # 80 agents for 1,000 calls an hour
@@ -128,19 +130,28 @@ async def count_from_database(database_url: str, calls: list[dict[str, Any]],
                            and disposition_of[c["trace_call_id"]].workorder is not None}
     conn = await asyncpg.connect(database_url)
     try:
-        order_calls = {row["call_id"] for row in await conn.fetch(
-            "SELECT call_id FROM workorder.orders WHERE call_id IS NOT NULL")}
-        order_duplicates = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT call_id, type FROM workorder.orders "
-            "WHERE call_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d")
+        # A case is the order its call opened or the order its report joined (linked).
+        cases = await conn.fetch(
+            "SELECT call_id, type FROM workorder.orders WHERE call_id IS NOT NULL "
+            "UNION ALL SELECT call_id, type FROM workorder.order_reporters "
+            "WHERE call_id IS NOT NULL")
+        order_calls = {row["call_id"] for row in cases}
+        order_duplicates = len(cases) - len({(row["call_id"], row["type"]) for row in cases})
+        linked_reports = await conn.fetchval("SELECT count(*) FROM workorder.order_reporters")
         callback_duplicates = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT order_id, resolution FROM workorder.callbacks "
-            "GROUP BY 1, 2 HAVING count(*) > 1) d")
-        unsettled = [row["order_id"] for row in await conn.fetch(
-            "SELECT o.order_id FROM workorder.orders o WHERE o.resolution > 0 "
-            "AND o.type <> 'callback_request' AND NOT EXISTS (SELECT 1 FROM "
-            "workorder.callbacks c WHERE c.order_id = o.order_id AND c.resolution = "
-            "o.resolution AND c.state IN ('completed', 'unreachable'))")]
+            "SELECT count(*) FROM (SELECT order_id, resolution, reporter_id "
+            "FROM workorder.callbacks GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
+        # Every caller of a resolved order (its own and each linked reporter) is owed a
+        # settled callback for the latest resolution.
+        unsettled = [(row["order_id"], row["reporter_id"]) for row in await conn.fetch(
+            "SELECT o.order_id, p.reporter_id FROM workorder.orders o "
+            "CROSS JOIN LATERAL (SELECT NULL::varchar AS reporter_id UNION ALL "
+            "SELECT r.reporter_id FROM workorder.order_reporters r "
+            "WHERE r.order_id = o.order_id) p "
+            "WHERE o.resolution > 0 AND o.type <> 'callback_request' AND NOT EXISTS ("
+            "SELECT 1 FROM workorder.callbacks c WHERE c.order_id = o.order_id "
+            "AND c.resolution = o.resolution AND c.reporter_id IS NOT DISTINCT FROM "
+            "p.reporter_id AND c.state IN ('completed', 'unreachable'))")]
         requests = {row["abandoned_call_id"] for row in await conn.fetch(
             "SELECT abandoned_call_id FROM workorder.orders WHERE type = 'callback_request'")}
         clocks = await conn.fetch(
@@ -163,6 +174,7 @@ async def count_from_database(database_url: str, calls: list[dict[str, Any]],
                             and c["trace_call_id"] in identified}
     return {
         "orders": orders,
+        "linked_reports": linked_reports,
         "orders_lost": sorted(answered_with_order - order_calls),
         "order_duplicates": order_duplicates,
         "callback_duplicates": callback_duplicates,

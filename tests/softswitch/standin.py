@@ -34,6 +34,7 @@ class Seen:
     answers: list[tuple[str, str]] = field(default_factory=list)
     customers: list[dict[str, Any]] = field(default_factory=list)
     outages: list[dict[str, Any]] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     resolved: list[str] = field(default_factory=list)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -325,6 +326,12 @@ class StandIn:
             body = await request.json()
             standin.seen.outages.append(body)
             return {"outage_id": "O1", **body}
+
+        @app.post("/v1/outages/{outage_id}/restore")
+        async def restore(outage_id: str, request: Request) -> dict[str, Any]:
+            standin._check(request, "admin")
+            standin.seen.restored.append(outage_id)
+            return {"outage_id": outage_id, "order_id": None}
 
         @app.post("/v1/orders", status_code=201)
         async def orders(request: Request) -> dict[str, Any]:

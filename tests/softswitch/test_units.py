@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -76,10 +77,16 @@ def test_report_definitions() -> None:
         CallOutcome("f", placed_at=0, queued_at=5, state="queued"),        # still open
         CallOutcome("g"),                                                  # never placed
     ]
-    orders = [OrderOutcome("o1", True, {"settled": True, "state": "completed",
-                                        "satisfaction": "satisfied"}),
-              OrderOutcome("o2", True, {"settled": True, "state": "unreachable"}),
-              OrderOutcome("o3", True, {"settled": False}),
+    def task(state: str, satisfaction: str | None = None, reporter: str | None = None
+             ) -> dict[str, Any]:
+        return {"settled": state in ("completed", "unreachable"), "state": state,
+                "satisfaction": satisfaction, "reporter_id": reporter}
+
+    orders = [OrderOutcome("o1", True, {"settled": True, "callbacks": [
+                  task("completed", "satisfied"), task("completed", "neutral", "RP1")]}),
+              OrderOutcome("o2", True, {"settled": True, "callbacks": [task("unreachable")]}),
+              OrderOutcome("o3", True, {"settled": False, "callbacks": [task("dialing")]}),
+              OrderOutcome("o5", True, {}),  # resolved, callbacks not read yet
               OrderOutcome("o4", False, {})]
     report = compute_report(calls, orders, drained=False)
     assert report["offered"] == 6
@@ -89,23 +96,27 @@ def test_report_definitions() -> None:
     # answered within 20 s / (offered to queue - short abandons) = 1 / (5 - 1)
     assert report["service_level"] == 0.25
     assert report["asa_seconds"] == 22.5
-    assert report["work_orders_created"] == 4 and report["orders_resolved"] == 3
-    assert report["callbacks_done"] == 2
-    assert report["callbacks_completed"] == 1 and report["callbacks_unreachable"] == 1
-    assert report["callback_completion_rate"] == pytest.approx(0.6667)
-    assert report["satisfaction"] == {"satisfied": 1, "neutral": 0, "dissatisfied": 0,
+    assert report["work_orders_created"] == 5 and report["orders_resolved"] == 4
+    # Five tasks owed: o1's two callers, o2, o3 (dialling) and o5 (not read yet).
+    assert report["callbacks_owed"] == 5 and report["callbacks_done"] == 3
+    assert report["callbacks_completed"] == 2 and report["callbacks_unreachable"] == 1
+    assert report["callback_completion_rate"] == pytest.approx(0.6)
+    assert report["satisfaction"] == {"satisfied": 1, "neutral": 1, "dissatisfied": 0,
                                       "no_answer": 0}
     assert report["open"]["calls"] == [{"id": "f", "state": "queued"},
                                        {"id": "g", "state": "pending"}]
-    assert report["open"]["orders"] == ["o3"]
+    assert report["open"]["orders"] == ["o3", "o5"]
 
 
 def test_callback_status_reads_workorder_orders() -> None:
     assert callback_status({"callbacks": []})["settled"] is False
     done = callback_status({"callbacks": [{"state": "completed", "satisfaction": "neutral",
-                                           "attempts": 2}]})
-    assert done["settled"] and done["satisfaction"] == "neutral" and done["attempts"] == 2
-    gone = callback_status({"callbacks": [{"state": "unreachable", "attempts": 3},
-                                          {"state": "pending"}]})
-    assert gone["settled"] and gone["state"] == "unreachable"
+                                           "attempts": 2, "resolution": 1}]})
+    [task] = done["callbacks"]
+    assert done["settled"] and task["satisfaction"] == "neutral" and task["attempts"] == 2
+    # A reopened order's next callback (or a linked reporter's) still to settle.
+    open_ = callback_status({"callbacks": [{"state": "unreachable", "attempts": 3},
+                                           {"state": "pending", "reporter_id": "RP1"}]})
+    assert not open_["settled"] and open_["callbacks"][0]["state"] == "unreachable"
+    assert open_["callbacks"][1]["reporter_id"] == "RP1"
     assert callback_status({"callbacks": [{"state": "dialing"}]})["settled"] is False

@@ -113,6 +113,31 @@ async def test_policy_change_keeps_elapsed_and_is_versioned(harness: Harness) ->
         (1800, 300, 2)
 
 
+async def test_a_policy_change_moves_open_cases_in_batches(harness: Harness) -> None:
+    """Each batch is its own transaction; cases held by another worker wait for the next."""
+    from services.workorder import admin
+
+    h = harness
+    await h.put_customer()
+    ids = [(await h.new_order(call_id=f"C{n}", standalone=True))["order_id"] for n in range(5)]
+    document = (await h.client.get("/v1/sla/policy", headers=h.headers())).json()["document"]
+    service, rt = h.service, h.runtime
+    async with service.transaction() as tx:
+        assert await admin.new_policy(tx, document, "test") == 2
+    moved = []
+    while True:
+        async with service.transaction() as tx:
+            count = await admin.replan_batch(tx, rt, "test", 2)
+        if not count:
+            break
+        moved.append(count)
+    assert moved == [2, 2, 1]
+    for order_id in ids:
+        versions = {c["policy_version"] for c in (await h.order(order_id))["clocks"]
+                    if c["state"] != "stopped"}
+        assert versions == {2}
+
+
 async def test_calendar_over_rest(harness: Harness) -> None:
     h = harness
     got = (await h.client.get("/v1/calendars/2026", headers=h.headers())).json()
@@ -162,6 +187,33 @@ async def test_abandoned_call_owes_exactly_one_callback_request(harness: Harness
     # Resolving it (the agent called back) closes it without a survey.
     done = (await h.resolve(case["order_id"], "called back, fixed")).json()
     assert done["state"] == "closed" and done["callbacks"] == []
+
+
+async def test_a_callback_offer_owes_even_an_unknown_caller_a_callback(
+        harness: Harness) -> None:
+    """A queue limit with outcome callback: the caller's number is enough; a plain release
+    owes nothing."""
+    h = harness
+    for call_id, number, outcome in (("C81", "+8613900000081", "callback"),
+                                     ("C82", "+8613900000082", "release")):
+        await h.play("ivr.session.completed", {
+            "call_id": call_id, "session_id": f"S{call_id}", "outcome": "routed",
+            "path": ["main", "1"], "route": {"queue": "repair", "skills": ["repair"],
+                                             "from_number": number}}, call_id)
+        await h.play("acd.call.rejected", {"call_id": call_id, "queue": "repair",
+                                           "reason": "max_wait", "outcome": outcome,
+                                           "announcement": "We will call you back."}, call_id)
+
+    async def cases(call_id: str) -> list[dict[str, Any]]:
+        return list((await h.client.get("/v1/orders", params={"abandoned_call_id": call_id},
+                                        headers=h.headers())).json())
+
+    [case] = await eventually(lambda: cases("C81"))
+    assert (case["type"], case["contact_number"], case["customer_account"],
+            case["department"]) == ("callback_request", "+8613900000081", None, "callback_team")
+    assert "callback_offer:max_wait" in case["description"]
+    await eventually(lambda: len(h.events("workorder.ticket.dispatched")) >= 1)
+    assert await cases("C82") == []
 
 
 async def test_denied_number_is_never_dialled(harness: Harness) -> None:

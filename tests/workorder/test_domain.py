@@ -292,3 +292,52 @@ def test_domain_imports_no_io() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert name.split(".")[0] not in forbidden, (path.name, name)
+
+
+# -- linked reports --------------------------------------------------------------------------
+
+def _candidate(order_id: str, state: OrderState, outage_id: str | None = None
+               ) -> od.LinkCandidate:
+    return od.LinkCandidate(order_id, state, outage_id)
+
+
+@pytest.mark.parametrize(("order_type", "candidates", "outages", "expected"), [
+    (OrderType.REPAIR, [], set(), None),
+    # The outage's order wins over an older open order in the same area.
+    (OrderType.REPAIR, [_candidate("WO1", OrderState.DISPATCHED),
+                        _candidate("WO2", OrderState.CREATED, "OUT1")], {"OUT1"},
+     ("WO2", "outage")),
+    # An outage that is over no longer draws reports; the oldest open order does.
+    (OrderType.REPAIR, [_candidate("WO1", OrderState.ACCEPTED),
+                        _candidate("WO2", OrderState.CREATED, "OUT1")], set(),
+     ("WO1", "open_order")),
+    (OrderType.REPAIR, [_candidate("WO1", OrderState.RESOLVED),
+                        _candidate("WO2", OrderState.REOPENED)], set(), ("WO2", "open_order")),
+    (OrderType.REPAIR, [_candidate("WO1", OrderState.CALLBACK_PENDING, "OUT1")], {"OUT1"},
+     None),
+    (OrderType.COMPLAINT, [_candidate("WO1", OrderState.CREATED)], set(), None),
+])
+def test_link_target(order_type: OrderType, candidates: list[od.LinkCandidate],
+                     outages: set[str], expected: tuple[str, str] | None) -> None:
+    target = od.link_target(order_type, candidates, outages)
+    assert (None if target is None else (target[0].order_id, target[1])) == expected
+
+
+@pytest.mark.parametrize("state", list(OrderState))
+def test_a_report_joins_only_while_work_is_to_come(state: OrderState) -> None:
+    if state in od.LINKABLE_STATES:
+        step = od.link(order(state), "outage", now=NOW, actor="A001")
+        assert (step.action, step.from_state, step.to_state) == (OrderAction.LINK, state, state)
+    else:
+        with pytest.raises(IllegalTransition):
+            od.link(order(state), "outage", now=NOW, actor="A001")
+
+
+@pytest.mark.parametrize(("outcomes", "expected"), [
+    (["satisfied"], "satisfied"),
+    (["satisfied", "neutral"], "neutral"),
+    (["neutral", "unreachable", "satisfied"], "unreachable"),
+    (["unreachable", "dissatisfied"], "dissatisfied"),
+])
+def test_the_worst_callback_decides_a_shared_order(outcomes: list[str], expected: str) -> None:
+    assert od.combined_outcome(outcomes) == expected

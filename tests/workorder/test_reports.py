@@ -110,7 +110,9 @@ async def constructed_day(h: Harness) -> dict[str, str]:
     for key, order_type, call in (("A", "repair", "C1"), ("B", "repair", "C2"),
                                   ("C", "repair", "C3"), ("D", "consultation", "C4"),
                                   ("E", "repair", "C5")):
-        ids[key] = (await h.new_order(type=order_type, call_id=call))["order_id"]
+        # Separate faults of one customer: each keeps its own order.
+        ids[key] = (await h.new_order(type=order_type, call_id=call,
+                                      standalone=True))["order_id"]
     await h.resolve(ids["A"])
     await post(h, f"/v1/orders/{ids['B']}/dispatch", {"department": "crew-7"})
     await post(h, f"/v1/orders/{ids['B']}/accept", {"owner": "crew-7/lee"})
@@ -141,6 +143,10 @@ async def constructed_day(h: Harness) -> dict[str, str]:
     ids["F"] = (await h.new_order(type="consultation", call_id="C6"))["order_id"]
     await h.resolve(ids["F"])
     return ids
+
+
+# E's dispatch clock (15 min of wall time) ran from 08:00 to midnight: 15 h 45 min over.
+PAST_E_OVERDUE = 16 * 3600.0 - 15 * 60
 
 
 def row_of(report: dict[str, Any], department: str | None) -> dict[str, Any]:
@@ -291,6 +297,23 @@ async def test_overdue_bulletin_daily_and_weekly(harness: Harness) -> None:
              r["still_running"], r["overdue_seconds"]) for r in rows] == [
         ("", ids["E"], "dispatch", "1", "", "true", "60"),
         ("crew-7", ids["C"], "acceptance", "2", "crew-7/wang", "false", "360")]
+
+    # Next morning E is dispatched at last. The 15th's bulletin is now a past period's: E's
+    # clock as it stood at that day's end (still running, further over), not as it is now.
+    h.clock.advance(24 * 3600)
+    await post(h, f"/v1/orders/{ids['E']}/dispatch", {"department": "crew-9"})
+    past = (await h.client.get("/v1/reports/overdue",
+                               params={"period": "day", "date": "2026-07-15"},
+                               headers=h.headers("supervisor"))).json()
+    assert past["as_of"] == "2026-07-16T00:00:00+08:00"
+    e_then = next(i for d in past["departments"] for i in d["items"] if i["order_id"] == ids["E"])
+    assert (e_then["clock_state"], e_then["still_running"]) == ("running", True)
+    assert e_then["overdue_seconds"] == PAST_E_OVERDUE
+    today = (await h.client.get("/v1/reports/overdue",
+                                params={"period": "day", "date": "2026-07-16"},
+                                headers=h.headers("supervisor"))).json()
+    e_now = next(i for d in today["departments"] for i in d["items"] if i["order_id"] == ids["E"])
+    assert (e_now["clock_state"], e_now["still_running"]) == ("stopped", False)
 
 
 # -- calendars reach other replicas ---------------------------------------------------------

@@ -33,6 +33,7 @@ class Harness:
     clock: FakeClock
     auth: Auth
     service: Any
+    runtime: Any
     seen: list[Envelope] = field(default_factory=list)
     _sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -132,7 +133,7 @@ async def harness(common: CommonSettings, auth: Auth) -> AsyncIterator[Harness]:
     bus, clock = MemoryBus(), FakeClock()
     app = create_app(settings, bus=bus, clock=clock)
     async with running(app) as client:
-        h = Harness(client, bus, clock, auth, app.state.service)
+        h = Harness(client, bus, clock, auth, app.state.service, app.state.runtime)
 
         async def observe(envelope: Envelope) -> None:
             h.seen.append(envelope)
@@ -343,7 +344,8 @@ async def test_resolve_then_one_callback_then_satisfied_closes(harness: Harness)
         order_id, 1, "+8613800000001")
     assert request["context"] == {"purpose": "survey", "order_id": order_id,
                                   "callback_id": callback["callback_id"], "attempt": 1,
-                                  "request_id": request["request_id"]}
+                                  "request_id": request["request_id"],
+                                  "reported_call_id": "C000001"}
     [envelope] = h.envelopes("workorder.callback.requested")
     assert envelope.subject == f"callback/{callback['callback_id']}"
     assert envelope.correlationid == "C000001"

@@ -76,14 +76,17 @@ class CallbackPolicy:
     retry: timedelta
     max_attempts: int
     attempt_timeout: timedelta
+    # Between the callers of one resolution (an outage's order may have hundreds): paced,
+    # not all dialled in the same second.
+    spacing: timedelta = timedelta(0)
 
     @classmethod
     def from_seconds(cls, *, delay: float, retry: float, max_attempts: int,
-                     attempt_timeout: float) -> CallbackPolicy:
+                     attempt_timeout: float, spacing: float = 0.0) -> CallbackPolicy:
         if max_attempts < 1:
             raise ValueError("a callback needs at least one attempt")
         return cls(timedelta(seconds=delay), timedelta(seconds=retry), max_attempts,
-                   timedelta(seconds=attempt_timeout))
+                   timedelta(seconds=attempt_timeout), timedelta(seconds=spacing))
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,11 @@ def _latest(callback: Callback, attempt: int) -> None:
 
 
 def schedule(callback_id: str, order_id: str, resolution: int, *, now: datetime,
-             policy: CallbackPolicy) -> Callback:
+             policy: CallbackPolicy, position: int = 0) -> Callback:
+    """The task owed to the ``position``-th caller of a resolution (0: the order's own)."""
     return Callback(callback_id=callback_id, order_id=order_id, resolution=resolution,
-                    max_attempts=policy.max_attempts, due_at=now + policy.delay)
+                    max_attempts=policy.max_attempts,
+                    due_at=now + policy.delay + position * policy.spacing)
 
 
 def is_due(callback: Callback, now: datetime) -> bool:

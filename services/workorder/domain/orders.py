@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -61,6 +61,8 @@ class OrderAction(StrEnum):
     START_CALLBACK = "start_callback"
     CLOSE = "close"
     REOPEN = "reopen"
+    # Another caller's report of the same fault joins the order (no change of state).
+    LINK = "link"
 
 
 INITIAL_STATE = OrderState.CREATED
@@ -272,6 +274,54 @@ def apply_callback_outcome(order: Order, outcome: Satisfaction | Literal["unreac
         return replace(reopened, satisfaction=outcome), step
     closed, step = apply(order, A.CLOSE, now=now, actor=actor, reason=outcome)
     return replace(closed, satisfaction=outcome), step
+
+
+# Work on the fault is still to come: a new report of it joins the order.
+LINKABLE_STATES = frozenset({S.CREATED, S.DISPATCHED, S.ACCEPTED, S.ON_SITE, S.REOPENED})
+# The types one field visit fixes for everybody who reported it.
+LINKABLE_TYPES = frozenset({OrderType.REPAIR})
+
+
+@dataclass(frozen=True)
+class LinkCandidate:
+    order_id: str
+    state: OrderState
+    outage_id: str | None
+
+
+def link(order: Order, reason: str, *, now: datetime, actor: str) -> Transition:
+    """The audited step of a report joining the order: only while work on it is to come."""
+    if order.state not in LINKABLE_STATES or order.type not in LINKABLE_TYPES:
+        raise IllegalTransition("order", order.state.value, A.LINK.value,
+                                allowed_actions(order.state, order.type))
+    return Transition(order.order_id, A.LINK, order.state, order.state, now, actor, reason)
+
+
+def link_target(order_type: OrderType, candidates: Sequence[LinkCandidate],
+                active_outages: Collection[str]) -> tuple[LinkCandidate, str] | None:
+    """Which open order a new report joins, and why: the order of an active outage in the
+    area first, else the area's oldest open repair order (candidates come oldest first).
+    None: the report opens an order of its own."""
+    if order_type not in LINKABLE_TYPES:
+        return None
+    open_orders = [c for c in candidates if c.state in LINKABLE_STATES]
+    for candidate in open_orders:
+        if candidate.outage_id is not None and candidate.outage_id in active_outages:
+            return candidate, "outage"
+    return (open_orders[0], "open_order") if open_orders else None
+
+
+# How bad a callback's result is for the order; the worst among its callers decides it.
+_OUTCOME_SEVERITY = {"satisfied": 0, "neutral": 1, "unreachable": 2, "dissatisfied": 3}
+
+
+def combined_outcome(outcomes: Sequence[str]) -> Satisfaction | Literal["unreachable"]:
+    """One order, several callers called back (linked reports): one unhappy or unreachable
+    caller reopens it, as a single caller would."""
+    if not outcomes:
+        raise ValueError("no callback outcomes to combine")
+    worst = max(outcomes, key=lambda outcome: _OUTCOME_SEVERITY[outcome])
+    return worst  # type: ignore[return-value]
 
 
 def is_repeat_complaint(order_type: OrderType, earlier_complaints: int) -> bool:

@@ -27,14 +27,15 @@ never dispatched has none, ``None``: the front line that took the call):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from services.workorder.domain.calendar import WorkCalendar
 from services.workorder.domain.orders import SATISFACTIONS
-from services.workorder.domain.sla import Clock, ClockState, remaining
+from services.workorder.domain.sla import Clock, ClockEvent, ClockState, remaining
+from services.workorder.domain.sla import as_of as clock_as_of
 
 
 class Period(StrEnum):
@@ -282,6 +283,8 @@ class ClockFacts:
     round: int
     started_at: datetime
     stopped_at: datetime | None
+    # The clock's history, so a past period's bulletin shows it as it stood then.
+    history: tuple[ClockEvent, ...] = ()
 
 
 def overdue_seconds(clock: Clock, as_of: datetime, cal: WorkCalendar) -> float:
@@ -292,7 +295,8 @@ def overdue_seconds(clock: Clock, as_of: datetime, cal: WorkCalendar) -> float:
 def in_bulletin(facts: ClockFacts, w: Window, as_of: datetime, cal: WorkCalendar) -> bool:
     """Overdue at some moment of the period: past its budget by ``as_of`` (the period's end, or
     now for the current period) and not stopped before the period began. A clock escalated
-    (level ≥ 1) is overdue even when paused or stopped since."""
+    (level ≥ 1) is overdue even when paused or stopped since. ``facts.clock`` is the clock as
+    it stood at ``as_of``."""
     if facts.stopped_at is not None and facts.stopped_at < w.start:
         return False
     if facts.started_at >= w.end:
@@ -319,7 +323,8 @@ def bulletin(clocks: Iterable[ClockFacts], w: Window, as_of: datetime, cal: Work
              level_names: tuple[str, ...]) -> list[dict[str, Any]]:
     """Per department (front line first), the overdue clocks, most overdue first."""
     by_department: dict[str | None, list[dict[str, Any]]] = {}
-    for facts in clocks:
+    for stored in clocks:
+        facts = replace(stored, clock=clock_as_of(stored.clock, stored.history, as_of))
         if in_bulletin(facts, w, as_of, cal):
             by_department.setdefault(facts.department, []).append(
                 bulletin_item(facts, as_of, cal, level_names))

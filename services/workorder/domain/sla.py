@@ -15,7 +15,7 @@ a new policy version only changes what the remaining budget is, never the time a
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -296,6 +296,48 @@ def fire(clock: Clock, *, now: datetime, policy: SlaPolicy, cal: WorkCalendar
     threshold_at = at(first) if first is not None else None
     return after, Fired(urged and not clock.urged, tuple(levels), threshold_at,
                         urge_at if urged and not clock.urged else None, tuple(level_at))
+
+
+@dataclass(frozen=True)
+class ClockEvent:
+    """One line of a clock's history as stored: the event and the clock's figures after it."""
+
+    event: str  # started, paused, resumed, rebudgeted, urged, escalated, stopped
+    at: datetime
+    budget: float
+    elapsed: float
+    level: int
+
+
+def as_of(clock: Clock, history: Iterable[ClockEvent], when: datetime) -> Clock:
+    """The clock as it stood at ``when``, replayed from its history (events after ``when``
+    are ignored). Without history before ``when`` the clock as stored is the answer.
+
+    A history line's ``elapsed`` is the time banked when its segment began; only pause,
+    resume, rebudget and stop bank the running segment, so urges and escalations do not move
+    the segment's start."""
+    state: Clock | None = None
+    for line in sorted(history, key=lambda e: e.at):
+        if line.at > when:
+            break
+        if line.event == "started" or state is None:
+            state = replace(clock, state=ClockState.RUNNING, elapsed=line.elapsed,
+                            running_since=line.at, budget=line.budget, level=line.level,
+                            urged=False, next_fire_at=None)
+        elif line.event == "paused":
+            state = replace(state, state=ClockState.PAUSED, elapsed=line.elapsed,
+                            running_since=None)
+        elif line.event in ("resumed", "rebudgeted") and state.state is not ClockState.STOPPED:
+            running = line.event == "resumed" or state.state is ClockState.RUNNING
+            state = replace(state, state=ClockState.RUNNING if running else state.state,
+                            elapsed=line.elapsed, budget=line.budget,
+                            running_since=line.at if running else None)
+        elif line.event == "stopped":
+            state = replace(state, state=ClockState.STOPPED, elapsed=line.elapsed,
+                            running_since=None)
+        elif line.event in ("urged", "escalated"):
+            state = replace(state, urged=True, level=max(state.level, line.level))
+    return clock if state is None else state
 
 
 def remaining(clock: Clock, now: datetime, cal: WorkCalendar) -> float:
