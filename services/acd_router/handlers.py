@@ -236,6 +236,11 @@ class Acd:
             await self._save_agent(tx, agent, agent.call_ended(
                 now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
                 max_seconds=policy.max_seconds))
+            if agent.wrap_up_due(now):
+                # No wrap-up to wait for (none configured, or the agent already declined it):
+                # free the agent in this transaction, not at the next deadline pass, which
+                # would add a poll interval to every call's holding time.
+                await self._save_agent(tx, agent, agent.end_wrap_up(now))
         else:
             log.info("stale: release of a call already ended", call_id=call_id,
                      entry_state=entry.state.value)

@@ -217,9 +217,7 @@ async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None
         elif isinstance(data, CallQueued):
             await _queued(svc, tx, data)
         elif isinstance(data, CallRejected):
-            # A queue limit turned the call away; the announcement and callback offer are
-            # the IVR's to play, ACD only decides.
-            await _release(svc, tx, data.call_id, envelope.type, "acd_rejected")
+            await _rejected(svc, tx, data)
         elif isinstance(data, AgentReserved):
             await _reserved(svc, tx, data)
         elif isinstance(data, ReservationExpired):
@@ -261,6 +259,22 @@ async def _release(svc: CtiService, tx: Transaction, call_id: str, event_type: s
     if call is None:
         return
     effects = call.release(cause, tx.now)
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects)
+
+
+async def _rejected(svc: CtiService, tx: Transaction, data: CallRejected) -> None:
+    """A queue limit turned the call away: the caller hears the announcement (the switch
+    plays it before it acts on the BYE that follows), then the call ends. With outcome
+    ``callback`` the announcement tells the caller they will be called back; workorder owes
+    them the callback."""
+    call = await _live_call(tx, data.call_id, "acd.call.rejected")
+    if call is None:
+        return
+    effects = []
+    if data.announcement:
+        effects += call.announce(f"acd-{data.reason}", data.announcement)
+    effects += call.release("acd_rejected", tx.now)
     await db.save(tx.session, call)
     await carry_out(svc, tx, call, effects)
 
@@ -328,6 +342,9 @@ async def _callback(svc: CtiService, tx: Transaction, data: CallbackRequested) -
         return
     headers = {"X-Hotline-Request-Id": data.request_id, "X-Hotline-Order-Id": data.order_id,
                "X-Hotline-Callback-Id": data.callback_id, "X-Hotline-Attempt": str(data.attempt)}
+    if isinstance(context.get("reported_call_id"), str):
+        # The call the case came from: a customer who reported twice knows which is meant.
+        headers["X-Hotline-Reported-Call-Id"] = context["reported_call_id"]
     call, effects = Call.originate(
         f"OB-{uuid.uuid4().hex[:12]}", request_id=data.request_id,
         from_number=svc.cti.outbound_caller_id, to_number=data.to_number, context=context,

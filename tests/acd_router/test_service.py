@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from shared.auth import Auth
 from shared.settings import CommonSettings
 from tests.acd_router.harness import acd_running
-from tests.conftest import bearer
+from tests.conftest import bearer, eventually
 
 
 async def test_call_is_queued_reserved_connected_wrapped_up(common: CommonSettings,
@@ -90,6 +90,32 @@ async def test_wrap_up_ends_by_itself_and_pending_logout_applies(common: CommonS
         await acd.agent_becomes("A001", "ready")
         gone = await acd.agent_becomes("A002", "logged_out")
         assert gone["pending"] is None
+
+
+async def test_no_wrap_up_frees_the_agent_with_the_release(common: CommonSettings,
+                                                            auth: Auth) -> None:
+    """No wrap-up configured: the release itself makes the agent ready and routes the next
+    waiting call to them (not the next deadline pass, which would add to every call's
+    holding time)."""
+    async with acd_running(common, auth, wrapup_seconds=0) as acd:
+        await acd.login("A001")
+        await acd.route_call("C1")
+        first = await acd.wait_for("acd.agent.reserved", call_id="C1")
+        await acd.connected(first)
+        await acd.route_call("C2")
+        await acd.wait_for("acd.call.queued", call_id="C2")
+        await acd.released("C1", state="connected", agent_id="A001")
+        # publish returns once the event is handled: no time for a deadline pass to run.
+        assert (await acd.agent("A001"))["state"] == "reserved"
+        second = await acd.wait_for("acd.agent.reserved", call_id="C2")
+        assert second.data["agent_id"] == "A001"
+
+        def last_changes() -> list[tuple[str, str]]:
+            return [(e.data["previous"], e.data["state"])
+                    for e in acd.emitted("acd.agent.state_changed", agent_id="A001")][-3:]
+
+        await eventually(lambda: last_changes() == [("on_call", "wrap_up"),
+                                                    ("wrap_up", "ready"), ("ready", "reserved")])
 
 
 async def test_abandon_while_waiting(common: CommonSettings, auth: Auth) -> None:

@@ -38,6 +38,8 @@ LEGAL: dict[tuple[CallState, Action], CallState] = {
     (S.IN_IVR, A.CANCEL): S.RELEASED,
     (S.IN_IVR, A.RELEASE): S.RELEASED,
     (S.QUEUED, A.QUEUE): S.QUEUED,
+    (S.IN_IVR, A.ANNOUNCE): S.IN_IVR,
+    (S.QUEUED, A.ANNOUNCE): S.QUEUED,
     (S.QUEUED, A.RING): S.ALERTING,
     (S.QUEUED, A.RELEASE): S.RELEASED,
     (S.ALERTING, A.AGENT_RINGING): S.ALERTING,
@@ -136,6 +138,15 @@ def test_dtmf_and_play_only_in_ivr(state: CallState) -> None:
         call.receive_dtmf("1")
     with pytest.raises(IllegalTransition):
         call.play("p", "t", None)
+    assert call.state is state
+
+
+@pytest.mark.parametrize("state", [S.IN_IVR, S.QUEUED])
+def test_an_announcement_reaches_a_caller_in_the_ivr_or_waiting(state: CallState) -> None:
+    call = inbound(state)
+    [send] = call.announce("acd-closed", "We are closed.")
+    assert (send.method, send.leg, send.fields) == ("INFO", "caller", {"play": {
+        "prompt_id": "acd-closed", "text": "We are closed.", "collect": None}})
     assert call.state is state
 
 

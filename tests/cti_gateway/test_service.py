@@ -259,10 +259,20 @@ async def test_acd_rejected_call_is_released(gw: Gateway) -> None:
         await switch.invite("C7")
         await gw.publish("acd.call.rejected", {
             "call_id": "C7", "queue": "repair", "reason": "closed", "outcome": "release",
-            "announcement": "closed"}, call_id="C7")
+            "announcement": "We are closed; please call again from 8:00."}, call_id="C7")
+        # The caller hears the announcement, then the call ends.
+        play = await switch.expect_request("INFO", "caller")
+        assert play["play"] == {"prompt_id": "acd-closed", "collect": None,
+                                "text": "We are closed; please call again from 8:00."}
         await switch.expect_request("BYE", "caller")
         released = await gw.observer.wait("cti.call.released", "C7")
         assert released.data["cause"] == "acd_rejected"
+        # Without an announcement: released at once.
+        await switch.invite("C8")
+        await gw.publish("acd.call.rejected", {
+            "call_id": "C8", "queue": "repair", "reason": "max_length", "outcome": "release"},
+            call_id="C8")
+        await switch.expect_request("BYE", "caller")
 
 
 async def test_outbound_callback(gw: Gateway) -> None:

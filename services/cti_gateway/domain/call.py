@@ -47,6 +47,7 @@ class CallState(StrEnum):
 class Action(StrEnum):
     ANSWER = "answer"  # inbound: answered into the IVR
     PLAY = "play"
+    ANNOUNCE = "announce"  # a message without input (a queue limit's, before the release)
     DTMF = "dtmf"
     QUEUE = "queue"
     RING = "ring"  # INVITE the reserved agent's device
@@ -85,6 +86,8 @@ TRANSITIONS: dict[tuple[CallState, Action], CallState] = {
     (S.IN_IVR, A.CANCEL): S.RELEASED,
     (S.IN_IVR, A.RELEASE): S.RELEASED,
     (S.QUEUED, A.QUEUE): S.QUEUED,
+    (S.IN_IVR, A.ANNOUNCE): S.IN_IVR,
+    (S.QUEUED, A.ANNOUNCE): S.QUEUED,
     (S.QUEUED, A.RING): S.ALERTING,
     (S.QUEUED, A.RELEASE): S.RELEASED,
     (S.ALERTING, A.AGENT_RINGING): S.ALERTING,
@@ -221,6 +224,13 @@ class Call:
         self.last_prompt_id = prompt_id
         return [Send("INFO", self.party,
                      {"play": {"prompt_id": prompt_id, "text": text, "collect": collect}})]
+
+    def announce(self, prompt_id: str, text: str) -> list[Effect]:
+        """Tell the caller something, expecting no input; unlike an IVR prompt, also while
+        the call waits in a queue."""
+        self._go(Action.ANNOUNCE)
+        return [Send("INFO", self.party,
+                     {"play": {"prompt_id": prompt_id, "text": text, "collect": None}})]
 
     def enqueue(self, queue: str, position: int, estimated_wait_seconds: float | None
                 ) -> list[Effect]:
