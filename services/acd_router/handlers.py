@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -432,6 +432,11 @@ class Acd:
             self.engine.agent_logged_in(
                 AgentSpec(agent.agent_id, agent.skills, team=agent.team), ts(now),
                 calls_today=agent.calls_handled if agent.handled_day == today else 0)
+        if self.engine.history_days > 0:
+            # Whom each caller last spoke to, so their preferred agent survives a restart.
+            since = now - timedelta(days=self.engine.history_days)
+            for customer, agent_id, answered_at in await store.last_served(session, since):
+                self.engine.remember_served(customer, agent_id, ts(answered_at))
         entries = await store.live_entries(session)
         for entry in entries:
             if entry.state is EntryState.RESERVED and entry.agent_id:

@@ -282,3 +282,15 @@ async def audit_of(session: AsyncSession, agent_id: str) -> list[dict[str, Any]]
                                  .where(agent_state_audit.c.agent_id == agent_id)
                                  .order_by(agent_state_audit.c.id))
     return [dict(row._mapping) for row in rows]
+
+
+async def last_served(session: AsyncSession, since: datetime) -> list[tuple[str, str, datetime]]:
+    """(customer account, agent, answered at) of the latest answered call of each customer
+    since ``since``: the preferred-agent history a rebuilt engine starts from."""
+    account = queue_entries.c.customer["account"].astext
+    rows = await session.execute(
+        select(account, queue_entries.c.agent_id, queue_entries.c.answered_at)
+        .where(queue_entries.c.answered_at >= since, queue_entries.c.agent_id.is_not(None),
+               account.is_not(None))
+        .distinct(account).order_by(account, queue_entries.c.answered_at.desc()))
+    return [(row[0], row[1], row[2]) for row in rows]

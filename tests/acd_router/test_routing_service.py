@@ -136,3 +136,37 @@ async def test_config_file_at_startup(common: CommonSettings, auth: Auth,
         assert current["source"] == "file" and current["created_by"] == str(path)
         assert list(current["config"]["queues"]) == ["repair"]
         assert current["config"]["queues"]["repair"]["strategy"] == "fewest_calls"
+
+
+async def test_preferred_agent_is_remembered_across_a_restart(common: CommonSettings,
+                                                              auth: Auth) -> None:
+    """The history behind "the last agent who served this caller" is rebuilt from the
+    answered calls in PostgreSQL, so a restart or a failover does not forget it."""
+
+    async def route(acd: Harness, call_id: str) -> None:
+        await acd.publish("ivr.session.completed", {
+            "call_id": call_id, "session_id": f"S-{call_id}", "outcome": "routed",
+            "path": ["1"], "route": {"queue": "repair", "skills": ["repair"], "priority": 0,
+                                     "customer": {"account": "3100000042", "tier": "regular"},
+                                     "from_number": "+8613800000042"}})
+
+    async with acd_running(common, auth) as acd:
+        await put_config(acd, {"queues": {"repair": {
+            "skills": {"repair": 1}, "preferred_agent": {"enabled": True}}}})
+        await acd.login("A001")
+        acd.clock.advance(5)
+        await acd.login("A002")
+        await route(acd, "C1")
+        first = await acd.wait_for("acd.agent.reserved", call_id="C1")
+        assert first.data["agent_id"] == "A001"  # idle the longest
+        await acd.connected(first)
+        await acd.released("C1", state="connected", agent_id="A001")
+
+    async with acd_running(common, auth) as acd:
+        acd.clock.advance(120)
+        await acd.set_state("A001", "ready")  # ends A001's wrap-up: A002 has idled longer
+        await route(acd, "C2")
+        second = await acd.wait_for("acd.agent.reserved", call_id="C2")
+        assert second.data["agent_id"] == "A001"
+        decision = (await acd.get("/v1/calls/C2/routing"))["decisions"][0]
+        assert decision["explanation"]["rule"] == "preferred_agent", decision

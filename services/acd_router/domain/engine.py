@@ -255,6 +255,20 @@ class RoutingEngine:
 
     # -- agents -------------------------------------------------------------------------------
 
+    def remember_served(self, customer: str, agent_id: str, at: float) -> None:
+        """Seed the preferred-agent history (a rebuild after a restart or failover): the
+        latest of what is remembered and what is told wins."""
+        known = self._history.get(customer)
+        if known is None or known[1] < at:
+            self._history[customer] = (agent_id, at)
+
+    @property
+    def history_days(self) -> float:
+        """How far back the preferred-agent history matters: the longest window of any
+        queue that prefers agents."""
+        return max((q.preferred_agent.within_days for q in self.config.queues.values()
+                    if q.preferred_agent.enabled), default=0.0)
+
     def agent_logged_in(self, agent: AgentSpec, now: float, *, calls_today: int = 0,
                         talk_seconds: float = 0.0) -> None:
         """The agent is staffed (not yet ready). Logging in again updates skills and team.
