@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-import httpx
 import structlog
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from shared.bus import Bus
 from shared.clock import Clock
@@ -20,16 +17,12 @@ from shared.service import Service
 from .api import build_router
 from .db import SCHEMA, metadata
 from .handlers import CONSUMED, Acd
-from .lease import Leadership, NotActive, build_instance_router
+from .lease import Leadership, build_instance_router
 from .settings import AcdSettings
 
 log = structlog.get_logger(__name__)
 
 NAME = "acd_router"
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Set on a write a standby passes to the active instance, and on the answer it relays.
-FORWARDED_BY = "x-hotline-forwarded-by"
-FORWARDED_TO = "X-Hotline-Forwarded-To"
 
 
 def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
@@ -82,33 +75,4 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     )
     app.state.acd = acd
     app.state.leadership = leadership
-
-    @app.middleware("http")
-    async def forward_writes_to_the_active(request: Request, call_next: Any) -> Response:
-        """A standby hands a write to the active instance (as the lease names it) and returns
-        its answer, so clients may use either router. A request forwarded once is never
-        forwarded again; if the active cannot be reached, the standby's own 503 names it."""
-        seen = leadership.last_seen
-        if (request.method not in WRITE_METHODS or leadership.active or seen is None
-                or not seen.url or seen.holder == leadership.instance
-                or FORWARDED_BY in request.headers):
-            return await call_next(request)  # type: ignore[no-any-return]
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in ("host", "content-length")}
-        headers[FORWARDED_BY] = leadership.instance
-        try:
-            answer = await service.http.request(
-                request.method, seen.url + request.url.path, params=request.query_params,
-                content=await request.body(), headers=headers,
-                timeout=settings.forward_timeout_seconds)
-        except httpx.HTTPError as error:
-            log.warning("write not forwarded to the active router", url=seen.url,
-                        error=repr(error))
-            refusal = NotActive(leadership.instance, seen.holder, seen.url)
-            return JSONResponse(status_code=refusal.status_code,
-                                content={"detail": refusal.detail()})
-        return Response(answer.content, status_code=answer.status_code,
-                        media_type=answer.headers.get("content-type"),
-                        headers={FORWARDED_TO: seen.holder})
-
     return app

@@ -31,8 +31,6 @@ class AcdSettings(ServiceSettings):
     # scaled suite clock must not shorten it. Takeover after a crash takes about the lease
     # plus one standby poll (half the renew period).
     lease_seconds: float = Field(default=3.0, gt=0)
-    # Wall seconds a standby waits for the active instance's answer to a forwarded write.
-    forward_timeout_seconds: float = Field(default=5.0, gt=0)
     lease_renew_seconds: float = Field(default=1.0, gt=0)
     # Names this process in the lease, /ready and /v1/instance; default hostname-pid.
     instance_id: str | None = Field(default=None, min_length=1, max_length=128)

@@ -173,21 +173,14 @@ async def test_standby_takes_over_within_5s_and_nothing_is_stuck(
             await bus.subscribe("test.failover.observer", ["#"], peer.observe)
 
             async with httpx.AsyncClient(timeout=5.0) as client:
-                # The standby serves reads and hands writes to the active instance.
+                # The standby serves reads, refuses writes naming the active instance.
+                refused = await client.post(f"{second.url}/v1/agents/A1/login",
+                                            json={"skills": {"repair": 5}}, headers=headers)
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["detail"]["active_instance"] == "acd-a"
                 instance = (await client.get(f"{second.url}/v1/instance",
                                              headers=headers)).json()
                 assert instance["role"] == "standby" and instance["active_url"] == first.url
-                forwarded = await client.post(f"{second.url}/v1/agents/A9/login",
-                                              json={"skills": {"billing": 5}}, headers=headers)
-                assert forwarded.status_code == 200, forwarded.text
-                assert forwarded.headers["x-hotline-forwarded-to"] == "acd-a"
-                assert forwarded.json()["state"] == "not_ready"
-                bad = await client.post(f"{second.url}/v1/agents/A9/state",
-                                        json={"state": "dancing"}, headers=headers)
-                assert bad.status_code == 422  # the active's own answer, relayed
-                gone = await client.post(f"{second.url}/v1/agents/A9/state",
-                                         json={"state": "logged_out"}, headers=headers)
-                assert gone.status_code == 200 and gone.json()["state"] == "logged_out"
 
                 for agent in ("A1", "A2"):
                     for path, body in ((f"/v1/agents/{agent}/login", {"skills": {"repair": 5}}),
@@ -259,9 +252,7 @@ async def test_standby_takes_over_within_5s_and_nothing_is_stuck(
 
                 await eventually(settled, timeout=15)
                 agents = (await client.get(f"{second.url}/v1/agents", headers=headers)).json()
-                # Nobody stuck reserved (A9 came and went through the standby).
-                assert {a["state"] for a in agents} <= {"on_call", "wrap_up", "ready",
-                                                        "logged_out"}
+                assert {a["state"] for a in agents} <= {"on_call", "wrap_up", "ready"}
                 queues = (await client.get(f"{second.url}/v1/queues", headers=headers)).json()
                 assert all(q["waiting"] == 0 and q["reserved"] == 0 for q in queues)
                 decided = [e for e in peer.events if e.type == "acd.agent.reserved"
