@@ -218,13 +218,20 @@ async def _emit_ticket(tx: Transaction, event_type: str, data: dict[str, Any], *
     await tx.emit(event_type, data, subject=f"ticket/{order_id}", correlationid=call_id)
 
 
-async def _existing_order(session: AsyncSession, body: OrderIn) -> Row[Any] | None:
-    t = db.orders
+def _same_request(table: Any, body: OrderIn) -> list[Any]:
+    """What marks a row of ``table`` as made by this request: its idempotency key, or its
+    call and type."""
     matches = []
     if body.idempotency_key is not None:
-        matches.append(t.c.idempotency_key == body.idempotency_key)
+        matches.append(table.c.idempotency_key == body.idempotency_key)
     if body.call_id is not None:
-        matches.append(and_(t.c.call_id == body.call_id, t.c.type == body.type.value))
+        matches.append(and_(table.c.call_id == body.call_id, table.c.type == body.type.value))
+    return matches
+
+
+async def _existing_order(session: AsyncSession, body: OrderIn) -> Row[Any] | None:
+    t = db.orders
+    matches = _same_request(t, body)
     if not matches:
         return None
     rows = (await session.execute(select(t).where(or_(*matches)))).all()
@@ -238,11 +245,7 @@ async def _existing_order(session: AsyncSession, body: OrderIn) -> Row[Any] | No
 async def _existing_report(session: AsyncSession, body: OrderIn) -> dict[str, Any] | None:
     """The order a repeated request joined the first time, with its place on the list."""
     r = db.order_reporters
-    matches = []
-    if body.idempotency_key is not None:
-        matches.append(r.c.idempotency_key == body.idempotency_key)
-    if body.call_id is not None:
-        matches.append(and_(r.c.call_id == body.call_id, r.c.type == body.type.value))
+    matches = _same_request(r, body)
     if not matches:
         return None
     reporter = (await session.execute(select(r).where(or_(*matches)).limit(1))).first()
