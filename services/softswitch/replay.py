@@ -191,7 +191,9 @@ class Replay:
             self.warn(f"call {run.spec.id}: order {order_id} not resolved: {error}")
             return
         if resolved:
-            entry.resolved = True
+            # A new resolution owes new callbacks: read them again, even if the order had
+            # settled before (a report that joined a reopened order resolves it again).
+            entry.resolved, entry.callback = True, {}
         elif not entry.resolved:
             # 409 on an order this replay did not resolve: it is not in a resolvable state,
             # so no callback will follow from this call.
@@ -286,7 +288,7 @@ class Replay:
                 return
             entry = self.orders.get(str(restored.get("order_id")))
             if entry is not None:
-                entry.resolved = True
+                entry.resolved, entry.callback = True, {}
                 self.touch_order()
         finally:
             self.pending_restores -= restoring
