@@ -51,6 +51,11 @@ class OrderRun:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     survey_answers: list[str] = field(default_factory=list)
 
+    def mark_resolved(self) -> None:
+        """A (new) resolution owes new callbacks: forget the last reading, even a settled one
+        (a report that joins a reopened order resolves it again)."""
+        self.resolved, self.callback = True, {}
+
 
 class Replay:
     def __init__(self, board: Replayer, replay_id: str, name: str | None, speed: float,
@@ -191,9 +196,7 @@ class Replay:
             self.warn(f"call {run.spec.id}: order {order_id} not resolved: {error}")
             return
         if resolved:
-            # A new resolution owes new callbacks: read them again, even if the order had
-            # settled before (a report that joined a reopened order resolves it again).
-            entry.resolved, entry.callback = True, {}
+            entry.mark_resolved()
         elif not entry.resolved:
             # 409 on an order this replay did not resolve: it is not in a resolvable state,
             # so no callback will follow from this call.
@@ -267,7 +270,8 @@ class Replay:
         """Post the notice at its time; at ``restore_eta`` (if the trace gives one) report
         power back, which resolves the outage's order for everybody who reported it."""
         restoring = outage.restore_eta is not None
-        self.pending_restores += restoring
+        if restoring:
+            self.pending_restores += 1
         try:
             await self.clock.sleep_until(outage.at)
             start = self.suite_start + timedelta(seconds=outage.at)
@@ -288,10 +292,11 @@ class Replay:
                 return
             entry = self.orders.get(str(restored.get("order_id")))
             if entry is not None:
-                entry.resolved, entry.callback = True, {}
+                entry.mark_resolved()
                 self.touch_order()
         finally:
-            self.pending_restores -= restoring
+            if restoring:
+                self.pending_restores -= 1
 
     def _done(self) -> bool:
         if not self.placed_all or self.pending_restores:

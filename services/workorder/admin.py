@@ -16,6 +16,7 @@ from services.workorder.domain.calendar import parse_year
 from services.workorder.handlers import order_out
 from shared.errors import NotFound
 from shared.messaging import Transaction
+from shared.service import Service
 
 
 async def policies(session: AsyncSession, *, latest: bool) -> list[dict[str, Any]]:
@@ -41,6 +42,18 @@ async def new_policy(tx: Transaction, document: dict[str, Any], actor: str) -> i
     await tx.session.execute(t.insert().values(version=version, document=document,
                                                created_by=actor, created_at=tx.now))
     return version
+
+
+async def replan_open_cases(service: Service, rt: Runtime, actor: str, batch: int) -> int:
+    """Move every open case still on an older policy version, a batch per transaction;
+    returns how many moved."""
+    moved = 0
+    while True:
+        async with service.transaction() as tx:
+            count = await replan_batch(tx, rt, actor, batch)
+        if not count:
+            return moved
+        moved += count
 
 
 async def replan_batch(tx: Transaction, rt: Runtime, actor: str, limit: int) -> int:

@@ -141,9 +141,8 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
         """Open cases a crash left on an older SLA policy version move to the latest one."""
         while True:
             try:
-                async with service.transaction() as tx:
-                    if not await admin.replan_batch(tx, rt, "workorder", settings.replan_batch):
-                        return
+                await admin.replan_open_cases(service, rt, "workorder", settings.replan_batch)
+                return
             except Exception:
                 if _cancelling():
                     raise asyncio.CancelledError from None

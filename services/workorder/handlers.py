@@ -256,6 +256,12 @@ async def _existing_report(session: AsyncSession, body: OrderIn) -> dict[str, An
     return {**order_out(order), "linked": reporter._asdict()}
 
 
+def _reporters_of(order_id: str) -> Any:
+    """The callers whose reports joined the order, in the order they joined."""
+    r = db.order_reporters
+    return select(r).where(r.c.order_id == order_id).order_by(r.c.linked_at, r.c.reporter_id)
+
+
 async def _start_work_round(tx: Transaction, rt: Runtime, order_id: str, actor: str) -> None:
     """A new round of work (creation, reopen): the dispatch, arrival and resolution clocks."""
     row = (await tx.session.execute(select(db.orders)
@@ -293,11 +299,13 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
         # same fault cannot open two orders side by side.
         await tx.session.execute(select(func.pg_advisory_xact_lock(
             func.hashtext(f"workorder.link:{body.type.value}:{area}"))))
+        active_outages = await _active_outages(tx, area)
         joined = await _existing_report(tx.session, body) or await _link_report(
-            tx, body, area, actor)
+            tx, body, area, active_outages, actor)
         if joined is not None:
             return joined, False
-        outage_id = await _unclaimed_outage(tx, area)
+        # Nothing open to join: if the area has an active outage, this is its order now.
+        outage_id = active_outages[0] if active_outages else None
     ivr_path = body.ivr_path
     if ivr_path is None and body.call_id is not None:
         ivr_path = await _ivr_path(tx.session, body.call_id)
@@ -341,28 +349,25 @@ async def _ivr_path(session: AsyncSession, call_id: str) -> list[str] | None:
                                   .where(db.call_contexts.c.call_id == call_id))).scalar()
 
 
-async def _unclaimed_outage(tx: Transaction, area: str) -> str | None:
-    """An active outage in the area whose order, if it had one, is no longer open: the new
-    order becomes the outage's order."""
+async def _active_outages(tx: Transaction, area: str) -> list[str]:
+    """The area's active outages, oldest first, locked: a new order may become one's order."""
     t = db.outages
-    return (await tx.session.execute(
+    return list((await tx.session.execute(
         select(t.c.outage_id).where(t.c.area == area, _outage_active_clause(tx.now))
-        .order_by(t.c.start_at, t.c.outage_id).limit(1).with_for_update())).scalar()
+        .order_by(t.c.start_at, t.c.outage_id).with_for_update())).scalars())
 
 
-async def _link_report(tx: Transaction, body: OrderIn, area: str,
+async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages: list[str],
                        actor: str) -> dict[str, Any] | None:
     """Join the report to the open order for the same fault, if there is one."""
-    o, t = db.orders, db.outages
-    active = set((await tx.session.execute(
-        select(t.c.outage_id).where(t.c.area == area, _outage_active_clause(tx.now)))).scalars())
+    o = db.orders
     candidates = [od.LinkCandidate(row.order_id, OrderState(row.state), row.outage_id)
                   for row in (await tx.session.execute(
                       select(o.c.order_id, o.c.state, o.c.outage_id)
                       .where(o.c.area == area, o.c.type == body.type.value,
                              o.c.state.in_([s.value for s in od.LINKABLE_STATES]))
                       .order_by(o.c.created_at, o.c.order_id))).all()]
-    target = od.link_target(body.type, candidates, active)
+    target = od.link_target(body.type, candidates, active_outages)
     if target is None:
         return None
     candidate, reason = target
@@ -533,10 +538,8 @@ async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
     await _start_clocks(tx, rt, fresh, ("reply",), round_=order.resolution, actor=actor)
     # Everybody who reported the fault is owed the callback: the order's own caller and
     # every linked reporter, one task each.
-    reporters = (await tx.session.execute(
-        select(db.order_reporters.c.reporter_id).where(db.order_reporters.c.order_id == order_id)
-        .order_by(db.order_reporters.c.linked_at, db.order_reporters.c.reporter_id))).scalars()
-    for position, reporter_id in enumerate([None, *reporters]):
+    reporters = (await tx.session.execute(_reporters_of(order_id))).all()
+    for position, reporter_id in enumerate([None, *(r.reporter_id for r in reporters)]):
         callback = cbd.schedule(_new_id("CB"), order.order_id, order.resolution, now=now,
                                 policy=rt.callback_policy, position=position)
         # The order row lock serializes resolutions; the unique key is the backstop.
@@ -579,9 +582,7 @@ async def order_detail(session: AsyncSession, order_id: str, rt: Runtime | None 
         clock_log = [h._asdict() for h in (await session.execute(
             select(db.clock_history).where(db.clock_history.c.order_id == order_id)
             .order_by(db.clock_history.c.id))).all()]
-    reporters = (await session.execute(
-        select(db.order_reporters).where(db.order_reporters.c.order_id == order_id)
-        .order_by(db.order_reporters.c.linked_at, db.order_reporters.c.reporter_id))).all()
+    reporters = (await session.execute(_reporters_of(order_id))).all()
     return {**order_out(row), "history": [h._asdict() for h in history],
             "reporters": [r._asdict() for r in reporters],
             "callbacks": await list_callbacks(session, order_id=order_id, state=None),

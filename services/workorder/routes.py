@@ -279,11 +279,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         transaction; the timer workers finish any a crash leaves behind)."""
         async with svc.transaction() as tx:
             version = await admin.new_policy(tx, body, principal.subject)
-        while True:
-            async with svc.transaction() as tx:
-                if not await admin.replan_batch(tx, rt, principal.subject,
-                                                settings.replan_batch):
-                    break
+        await admin.replan_open_cases(svc, rt, principal.subject, settings.replan_batch)
         async with svc.sessions() as session:
             return next(p for p in await admin.policies(session, latest=False)
                         if p["version"] == version)

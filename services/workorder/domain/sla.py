@@ -327,10 +327,13 @@ def as_of(clock: Clock, history: Iterable[ClockEvent], when: datetime) -> Clock:
         elif line.event == "paused":
             state = replace(state, state=ClockState.PAUSED, elapsed=line.elapsed,
                             running_since=None)
-        elif line.event in ("resumed", "rebudgeted") and state.state is not ClockState.STOPPED:
-            running = line.event == "resumed" or state.state is ClockState.RUNNING
-            state = replace(state, state=ClockState.RUNNING if running else state.state,
-                            elapsed=line.elapsed, budget=line.budget,
+        elif line.event == "resumed":
+            state = replace(state, state=ClockState.RUNNING, elapsed=line.elapsed,
+                            running_since=line.at)
+        elif line.event == "rebudgeted":
+            # A running clock banks its segment; a paused one stays paused.
+            running = state.state is ClockState.RUNNING
+            state = replace(state, elapsed=line.elapsed, budget=line.budget,
                             running_since=line.at if running else None)
         elif line.event == "stopped":
             state = replace(state, state=ClockState.STOPPED, elapsed=line.elapsed,
