@@ -536,10 +536,18 @@ async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
             .values(restored_at=now, restored_by=actor))
     fresh = await _lock_order(tx, order_id)
     await _start_clocks(tx, rt, fresh, ("reply",), round_=order.resolution, actor=actor)
-    # Everybody who reported the fault is owed the callback: the order's own caller and
-    # every linked reporter, one task each.
+    # The callers who reported the fault are owed the callback, one task each: the order's
+    # own caller and every linked reporter (on a re-resolution, those not yet content).
     reporters = (await tx.session.execute(_reporters_of(order_id))).all()
-    for position, reporter_id in enumerate([None, *(r.reporter_id for r in reporters)]):
+    c = db.callbacks
+    latest_first = (await tx.session.execute(
+        select(c.c.reporter_id, c.c.outcome).where(c.c.order_id == order_id)
+        .order_by(c.c.resolution.desc()))).all()
+    last_outcome: dict[str | None, str | None] = {}
+    for earlier in latest_first:
+        last_outcome.setdefault(earlier.reporter_id, earlier.outcome)
+    owed = od.owed_callbacks([None, *(r.reporter_id for r in reporters)], last_outcome)
+    for position, reporter_id in enumerate(owed):
         callback = cbd.schedule(_new_id("CB"), order.order_id, order.resolution, now=now,
                                 policy=rt.callback_policy, position=position)
         # The order row lock serializes resolutions; the unique key is the backstop.

@@ -144,17 +144,22 @@ async def count_from_database(database_url: str, calls: list[dict[str, Any]],
         callback_duplicates = await conn.fetchval(
             "SELECT count(*) FROM (SELECT order_id, resolution, reporter_id "
             "FROM workorder.callbacks GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
-        # Every caller of a resolved order (its own and each linked reporter) is owed a
-        # settled callback for the latest resolution.
+        # Every caller of a resolved order (its own, and each reporter who joined before its
+        # latest resolution) has a settled callback, and no callback is left open. A
+        # re-resolution calls back only those not yet content, so any resolution's counts.
         unsettled = [(row["order_id"], row["reporter_id"]) for row in await conn.fetch(
             "SELECT o.order_id, p.reporter_id FROM workorder.orders o "
+            "CROSS JOIN LATERAL (SELECT max(h.at) AS at FROM workorder.order_history h "
+            "WHERE h.order_id = o.order_id AND h.action = 'resolve') resolved "
             "CROSS JOIN LATERAL (SELECT NULL::varchar AS reporter_id UNION ALL "
             "SELECT r.reporter_id FROM workorder.order_reporters r "
-            "WHERE r.order_id = o.order_id) p "
+            "WHERE r.order_id = o.order_id AND r.linked_at <= resolved.at) p "
             "WHERE o.resolution > 0 AND o.type <> 'callback_request' AND NOT EXISTS ("
             "SELECT 1 FROM workorder.callbacks c WHERE c.order_id = o.order_id "
-            "AND c.resolution = o.resolution AND c.reporter_id IS NOT DISTINCT FROM "
-            "p.reporter_id AND c.state IN ('completed', 'unreachable'))")]
+            "AND c.reporter_id IS NOT DISTINCT FROM p.reporter_id "
+            "AND c.state IN ('completed', 'unreachable')) "
+            "UNION ALL SELECT order_id, reporter_id FROM workorder.callbacks "
+            "WHERE state NOT IN ('completed', 'unreachable')")]
         requests = {row["abandoned_call_id"] for row in await conn.fetch(
             "SELECT abandoned_call_id FROM workorder.orders WHERE type = 'callback_request'")}
         clocks = await conn.fetch(

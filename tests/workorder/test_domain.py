@@ -341,3 +341,19 @@ def test_a_report_joins_only_while_work_is_to_come(state: OrderState) -> None:
 ])
 def test_the_worst_callback_decides_a_shared_order(outcomes: list[str], expected: str) -> None:
     assert od.combined_outcome(outcomes) == expected
+
+
+@pytest.mark.parametrize(("parties", "last_outcome", "owed"), [
+    # The first resolution: everyone on the order.
+    ([None, "R1", "R2"], {}, [None, "R1", "R2"]),
+    # A re-resolution: the unhappy, the unreachable, the unsettled and the newly joined.
+    ([None, "R1", "R2", "R3"],
+     {None: "satisfied", "R1": "dissatisfied", "R2": "neutral"}, ["R1", "R3"]),
+    ([None, "R1", "R2"], {None: "unreachable", "R1": None, "R2": "satisfied"}, [None, "R1"]),
+    # Everyone was content (a supervisor reopened a closed order): everyone hears again.
+    ([None, "R1"], {None: "satisfied", "R1": "neutral"}, [None, "R1"]),
+])
+def test_a_re_resolution_calls_back_only_those_not_yet_content(
+        parties: list[str | None], last_outcome: dict[str | None, str | None],
+        owed: list[str | None]) -> None:
+    assert od.owed_callbacks(parties, last_outcome) == owed

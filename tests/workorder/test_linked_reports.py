@@ -131,13 +131,23 @@ async def test_an_open_repair_order_collects_reports_until_it_is_resolved(
     await eventually(lambda: h.events("workorder.ticket.reopened"))
     detail = await h.order(first["order_id"])
     assert (detail["state"], detail["satisfaction"]) == ("reopened", "dissatisfied")
-    # Reopened work is open again: a new report joins it, and its next resolution calls
-    # back all three.
+    # Reopened work is open again: a new report joins it. Its next resolution calls back the
+    # unhappy reporter and the new one, not the caller who was satisfied with the first.
     third = await report(h, "C5", contact_number="+8613900000005", area="A-017")
     assert third["order_id"] == first["order_id"]
     assert (await h.resolve(first["order_id"])).status_code == 200
     detail = await h.order(first["order_id"])
-    assert sorted(c["resolution"] for c in detail["callbacks"]) == [1, 1, 2, 2, 2]
+    assert sorted(c["resolution"] for c in detail["callbacks"]) == [1, 1, 2, 2]
+    second_round = {c["reporter_id"] for c in detail["callbacks"] if c["resolution"] == 2}
+    assert second_round == {joined["linked"]["reporter_id"], third["linked"]["reporter_id"]}
+    h.clock.advance(40)
+    requests = await h.requests(4)
+    by_number = {r["to_number"]: r for r in requests[2:]}
+    assert set(by_number) == {"+8613800000009", "+8613900000005"}
+    for request in by_number.values():
+        await h.answer(request, "satisfied")
+    await eventually(lambda: h.events("workorder.ticket.closed"))
+    assert await h.order_state(first["order_id"]) == "closed"
 
 
 async def test_concurrent_reports_of_one_fault_open_one_order(harness: Harness) -> None:

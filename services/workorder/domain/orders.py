@@ -324,6 +324,24 @@ def combined_outcome(outcomes: Sequence[str]) -> Satisfaction | Literal["unreach
     return worst  # type: ignore[return-value]
 
 
+# A caller who gave one of these answers has heard the order's outcome and accepted it.
+CONTENT_OUTCOMES = frozenset({"satisfied", "neutral"})
+
+
+def owed_callbacks(parties: Sequence[str | None],
+                   last_outcome: Mapping[str | None, str | None]) -> list[str | None]:
+    """Whom a resolution calls back. A party is a linked reporter's id, or None for the order's
+    own caller; ``last_outcome`` holds each one's latest callback outcome (absent: never called).
+
+    The first resolution calls everyone on the order. A re-resolution (the order was reopened)
+    calls only those not content last time (dissatisfied, unreachable, unsettled) and those
+    who joined since: re-calling content callers on every re-resolution of a shared order
+    pushes their numbers past the daily cap. If all were content (a supervisor reopened a
+    closed order), the new resolution is news to all of them."""
+    owed = [party for party in parties if last_outcome.get(party) not in CONTENT_OUTCOMES]
+    return owed or list(parties)
+
+
 def is_repeat_complaint(order_type: OrderType, earlier_complaints: int) -> bool:
     """A complaint from a customer who complained within the window is flagged and escalated."""
     return order_type is OrderType.COMPLAINT and earlier_complaints > 0
