@@ -24,6 +24,8 @@ Level = Annotated[int, Field(ge=1, le=10)]
 
 WRITERS = Depends(require("agent", "supervisor"))
 SUPERVISORS = require("supervisor")
+# The caller's own channels (IVR, web, the switch's in-queue menu) act for them as services.
+WRITERS_AND_SERVICES = Depends(require("agent", "supervisor", "service"))
 READERS = Depends(require("agent", "supervisor", "service", "integrator"))
 
 
@@ -40,6 +42,19 @@ class LoginBody(Strict):
 class StateBody(Strict):
     state: Literal["ready", "not_ready", "logged_out"]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class VirtualHoldBody(Strict):
+    # Where to call back; default: the number the caller called from.
+    number: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{3,20}$")] | None = None
+
+
+class VirtualHoldView(BaseModel):
+    call_id: str
+    queue: str
+    number: str
+    position: int
+    estimated_wait_seconds: float | None
 
 
 REQUESTS = {"ready": Action.READY, "not_ready": Action.NOT_READY, "logged_out": Action.LOGOUT}
@@ -83,6 +98,9 @@ class EntryView(BaseModel):
     ended_at: datetime | None
     ring_failures: int
     outcome_reason: str | None = None
+    # Virtual hold: the number the call will be returned to, the current agent-first dial.
+    callback_number: str | None = None
+    callback_call_id: str | None = None
     # For waiting calls: place in the queue's routing order and the engine's wait estimate.
     position: int | None = None
     estimated_wait_seconds: float | None = None
@@ -186,6 +204,7 @@ def entry_view(entry: QueueEntry, now: datetime, acd: Acd | None = None) -> Entr
         reservation_id=entry.reservation_id,
         reservation_expires_at=entry.reservation_expires_at, answered_at=entry.answered_at,
         ended_at=entry.ended_at, ring_failures=entry.ring_failures,
+        callback_number=entry.callback_number, callback_call_id=entry.callback_call_id,
     )
 
 
@@ -282,6 +301,19 @@ def build_router() -> APIRouter:
             decisions = await store.decisions_of(session, call_id)
         return CallView(entry=entry_view(entry, svc.clock.now(), acd),
                         decisions=[DecisionView.model_validate(d) for d in decisions])
+
+    @router.post("/calls/{call_id}/virtual-hold", dependencies=[WRITERS_AND_SERVICES])
+    async def virtual_hold(call_id: Annotated[str, Path(max_length=64)],
+                           body: VirtualHoldBody | None = None,
+                           svc: Service = Depends(service_of),
+                           acd: Acd = Depends(acd_of)) -> VirtualHoldView:
+        """The waiting caller leaves a callback request and keeps their place; CTI plays the
+        queue's announcement and releases the call, and the agent who takes it is rung first,
+        then the customer is dialled. 409 if the call is not waiting, the queue does not
+        offer virtual hold, or the estimated wait is below its threshold."""
+        async with svc.transaction() as tx:
+            held = await acd.virtual_hold(tx, call_id, body.number if body else None)
+        return VirtualHoldView(**held)
 
     @router.get("/calls/{call_id}/routing", dependencies=[READERS])
     async def get_call_routing(call_id: Annotated[str, Path(max_length=64)],

@@ -70,6 +70,10 @@ queue_entries = Table(
     Column("outcome_reason", String(32)),
     # When the answering agent left wrap-up (talk + wrap-up = handle time).
     Column("wrapup_ended_at", DateTime(timezone=True)),
+    # Virtual hold: the number to call back, and the current agent-first dial's call id.
+    Column("callback_number", String(64)),
+    Column("callback_call_id", String(80), unique=True),
+    Column("callback_dials", Integer, nullable=False, server_default="0"),
     Index("ix_queue_entries_live", "queue", "state",
           postgresql_where=text("state IN ('waiting', 'reserved')")),
     Index("ix_queue_entries_expiry", "reservation_expires_at",

@@ -20,8 +20,14 @@ from sqlalchemy import exists, select, text
 
 from shared.db import advisory_key
 from shared.envelope import Envelope
-from shared.errors import NotFound
-from shared.events.cti import AgentAlerting, AgentRingFailed, CallConnected, CallReleased
+from shared.errors import Conflict, IllegalTransition, Invalid, NotFound
+from shared.events.cti import (
+    AgentAlerting,
+    AgentRingFailed,
+    CallConnected,
+    CallReleased,
+    DtmfReceived,
+)
 from shared.events.ivr import SessionCompleted
 from shared.messaging import Transaction
 
@@ -36,7 +42,7 @@ from .domain import (
     QueueEntry,
     StateChange,
 )
-from .domain.config import RoutingConfig, config_warnings, wrapup_of
+from .domain.config import RoutingConfig, VirtualHold, config_warnings, wrapup_of
 from .domain.engine import (
     OVERFLOWED,
     RESERVED,
@@ -53,7 +59,7 @@ log = structlog.get_logger(__name__)
 ROUTING_LOCK = advisory_key("acd:routing")
 DEFAULT_CONFIG_FILE = Path(__file__).parent / "config" / "default.yaml"
 CONSUMED = ("ivr.session.completed", "cti.call.connected", "cti.call.released",
-            "cti.agent.ring_failed", "cti.agent.alerting")
+            "cti.agent.ring_failed", "cti.agent.alerting", "cti.call.dtmf_received")
 
 
 def load_config_file(path: Path) -> RoutingConfig:
@@ -130,11 +136,70 @@ class Acd:
         await self._flush(tx)
         return agent
 
+    async def virtual_hold(self, tx: Transaction, call_id: str, number: str | None
+                           ) -> dict[str, Any]:
+        """The caller leaves a callback request and keeps their place (REST, or the queue's
+        digit pressed while waiting). Refused unless the call waits in a queue that offers
+        virtual hold and its estimated wait has reached the queue's threshold."""
+        await self._lock(tx)
+        session, now = tx.session, tx.now
+        entry = await store.load_entry(session, call_id)
+        if entry is None:
+            raise NotFound("call", call_id)
+        policy = self._virtual_hold_policy(entry.queue)
+        if not policy.enabled:
+            raise Conflict(f"queue {entry.queue} does not offer virtual hold")
+        number = number or entry.from_number
+        if not number:
+            raise Invalid("number", "the caller's number is unknown: give one to call back")
+        entry.hold_virtually(number)
+        estimate = self.engine.estimated_wait(call_id, ts(now))
+        if not self._long_wait(policy, estimate):
+            raise Conflict(f"estimated wait {estimate} s is below queue {entry.queue}'s "
+                           f"virtual hold threshold of {policy.min_estimated_wait_seconds} s")
+        await store.save_entry(session, entry)
+        held = {"call_id": call_id, "queue": entry.queue, "number": number,
+                "position": self.engine.position(call_id, ts(now)),
+                "estimated_wait_seconds": estimate}
+        await tx.emit("acd.call.virtual_hold_started", {
+            **held, "announcement": policy.announcement,
+        }, subject=f"call/{call_id}", correlationid=call_id)
+        await self._flush(tx)
+        return held
+
+    def _virtual_hold_policy(self, queue: str) -> VirtualHold:
+        found = self.engine.config.queue(queue)
+        return found.virtual_hold if found is not None else VirtualHold()
+
+    @staticmethod
+    def _long_wait(policy: VirtualHold, estimate: float | None) -> bool:
+        """Whether the wait is long enough to offer virtual hold (unknown counts as long:
+        nobody is staffed)."""
+        return estimate is None or estimate >= policy.min_estimated_wait_seconds
+
+    async def _dtmf(self, tx: Transaction, event: DtmfReceived) -> None:
+        """A key pressed while waiting in a queue may be the virtual-hold digit. Digits in
+        the IVR are the IVR's: cheap unlocked check first, the routing lock only for ours."""
+        entry = await store.load_entry(tx.session, event.call_id)
+        if entry is None or entry.state is not EntryState.WAITING or entry.on_virtual_hold:
+            return
+        policy = self._virtual_hold_policy(entry.queue)
+        if not policy.enabled or event.digits != policy.digit:
+            return
+        try:
+            await self.virtual_hold(tx, event.call_id, None)
+        except (Conflict, IllegalTransition, Invalid) as refused:
+            # The caller pressed too late (an agent is ringing) or the wait got short.
+            log.info("virtual hold by key refused", call_id=event.call_id, reason=str(refused))
+
     # -- events --------------------------------------------------------------------------------
 
     async def handle(self, tx: Transaction, envelope: Envelope) -> None:
         """Dispatch one consumed event. Events that no longer apply are logged and dropped:
         raising would only redeliver them to the dead-letter queue."""
+        if envelope.type == "cti.call.dtmf_received":
+            await self._dtmf(tx, DtmfReceived.model_validate(envelope.data))
+            return
         await self._lock(tx)
         data = envelope.data
         match envelope.type:
@@ -182,17 +247,22 @@ class Acd:
             return  # turned away: acd.call.rejected says so, there is no place to announce
         queue = next((d.target_queue for d in reversed(decisions)
                       if d.kind == OVERFLOWED and d.target_queue), entry.queue)
+        estimate = self.engine.estimated_wait(call_id, ts(now))
+        policy = self._virtual_hold_policy(queue)
+        offered = (policy.enabled and entry.from_number is not None
+                   and not any(d.kind == RESERVED for d in decisions)
+                   and self._long_wait(policy, estimate))
         await tx.emit("acd.call.queued", {
             "call_id": call_id, "queue": queue, "priority": entry.priority,
             "position": max(1, self.engine.position(call_id, ts(now))),
-            "estimated_wait_seconds": self.engine.estimated_wait(call_id, ts(now)),
-            "customer": entry.customer,
+            "estimated_wait_seconds": estimate, "customer": entry.customer,
+            "virtual_hold_digit": policy.digit if offered else None,
         }, subject=f"call/{call_id}", correlationid=call_id)
         self._decisions.extend(decisions)
 
     async def _connected(self, tx: Transaction, event: CallConnected) -> None:
         session, now = tx.session, tx.now
-        entry = await store.load_entry(session, event.call_id)
+        entry = await store.entry_for_call(session, event.call_id)
         if entry is None:
             return  # not a call ACD routed (an outbound callback, a direct transfer)
         if not entry.holds(event.reservation_id, event.agent_id):
@@ -209,14 +279,26 @@ class Acd:
             await self._save_agent(tx, agent, agent.connect(now, self.today(now)))
 
     async def _released(self, tx: Transaction, event: CallReleased) -> None:
-        session, now, call_id = tx.session, tx.now, event.call_id
-        entry = await store.load_entry(session, call_id)
+        session, now = tx.session, tx.now
+        entry = await store.entry_for_call(session, event.call_id)
         if entry is None:
-            await store.remember_released(session, call_id, now)
+            await store.remember_released(session, event.call_id, now)
+            return
+        call_id = entry.call_id
+        if event.call_id != entry.live_call_id:
+            # Virtual hold: the caller hanging up after leaving the request (the entry keeps
+            # its place), or the end of an earlier dial.
+            log.info("release of a call the entry no longer waits on", call_id=call_id,
+                     released=event.call_id)
             return
         if entry.state is EntryState.WAITING:
+            if entry.on_virtual_hold:
+                return  # the dial's agent did not answer; the caller is back at their place
             await self._abandon(tx, entry)
         elif entry.state is EntryState.RESERVED:
+            # The caller hung up while an agent rang, or (virtual hold) the customer did not
+            # answer the dial: abandoned either way, and workorder owes an identified
+            # customer the callback.
             agent = await self._reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
             await self._abandon(tx, entry)
@@ -247,7 +329,7 @@ class Acd:
 
     async def _ring_failed(self, tx: Transaction, event: AgentRingFailed) -> None:
         session, now = tx.session, tx.now
-        entry = await store.load_entry(session, event.call_id)
+        entry = await store.entry_for_call(session, event.call_id)
         if entry is None or not entry.holds(event.reservation_id):
             log.info("stale: ring failure for a reservation no longer held",
                      call_id=event.call_id, reservation_id=event.reservation_id)
@@ -270,7 +352,7 @@ class Acd:
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
 
     async def _alerting(self, tx: Transaction, event: AgentAlerting) -> None:
-        entry = await store.load_entry(tx.session, event.call_id)
+        entry = await store.entry_for_call(tx.session, event.call_id)
         if entry is None or not entry.holds(event.reservation_id):
             log.info("stale: alerting for a reservation no longer held", call_id=event.call_id)
             return
@@ -300,12 +382,14 @@ class Acd:
             agent = await self._reserved_agent(tx, entry)
             reservation_id, agent_id = entry.reservation_id, entry.agent_id
             assert reservation_id is not None and agent_id is not None
+            dial_call_id = entry.live_call_id if entry.on_virtual_hold else None
             entry.requeue()
             await store.save_entry(session, entry)
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
             await store.close_decision(session, reservation_id, "expired", now)
             await tx.emit("acd.reservation.expired", {
                 "call_id": entry.call_id, "agent_id": agent_id, "reservation_id": reservation_id,
+                "dial_call_id": dial_call_id,
             }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             if agent is not None:
                 await self._save_agent(tx, agent, agent.expire(now))
@@ -348,8 +432,14 @@ class Acd:
                 self._stale = True
                 return
             reservation_id = str(uuid.uuid4())
+            timeout, dial = self.settings.reservation_timeout_seconds, None
+            if entry.on_virtual_hold:
+                # Agent first: ring the agent on a new outbound call, then dial the customer;
+                # the reservation also covers the customer's ringing.
+                dial = {"call_id": entry.next_dial(), "number": entry.callback_number}
+                timeout += self.settings.virtual_hold_dial_seconds
             entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
-                          timeout_seconds=self.settings.reservation_timeout_seconds)
+                          timeout_seconds=timeout)
             change = agent.reserve(now, call_id=entry.call_id, reservation_id=reservation_id)
             await store.save_entry(session, entry)
             await store.record_decision(session, entry, decision.explanation.rule, now,
@@ -357,7 +447,7 @@ class Acd:
             await tx.emit("acd.agent.reserved", {
                 "call_id": entry.call_id, "agent_id": agent.agent_id, "device": agent.device,
                 "queue": entry.queue, "reservation_id": reservation_id,
-                "expires_at": entry.reservation_expires_at,
+                "expires_at": entry.reservation_expires_at, "dial": dial,
             }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             await self._emit_decided(tx, decision, explanation, reservation_id)
             await self._save_agent(tx, agent, change)

@@ -286,7 +286,8 @@ class Leadership:
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 
     async def cti_verdict(self, entry: QueueEntry) -> str:
-        url = f"{self.settings.common.cti_url}/v1/calls/{entry.call_id}"
+        # On virtual hold the reservation rings on the agent-first dial, not the caller's call.
+        url = f"{self.settings.common.cti_url}/v1/calls/{entry.live_call_id}"
         try:
             response = await self.service.http.get(url, timeout=1.0)
         except httpx.HTTPError as error:
@@ -300,7 +301,7 @@ class Leadership:
         call = response.json()
         if call.get("state") == "released":
             return GONE
-        if (call.get("state") in ("alerting", "connected")
+        if (call.get("state") in ("alerting", "dialing", "connected")
                 and call.get("reservation_id") == entry.reservation_id):
             return ALIVE
         return UNKNOWN

@@ -16,6 +16,9 @@ class AcdSettings(ServiceSettings):
     port: int = DEFAULT_PORTS["acd_router"]
     # How long a reserved agent's phone may ring before the reservation is withdrawn.
     reservation_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Virtual hold: how much longer an agent-first dial's reservation lasts, for the
+    # customer's phone to ring and be answered after the agent has picked up.
+    virtual_hold_dial_seconds: float = Field(default=60.0, gt=0)
     # Longest wrap-up before the agent is made ready automatically.
     wrapup_seconds: float = Field(default=60.0, ge=0)
     # Average handle time assumed by the queued-call wait estimate.

@@ -102,13 +102,23 @@ def _entry(row: Any) -> QueueEntry:
         customer=row.customer, from_number=row.from_number, agent_id=row.agent_id,
         reservation_id=row.reservation_id, reservation_expires_at=row.reservation_expires_at,
         answered_at=row.answered_at, ended_at=row.ended_at, ring_failures=row.ring_failures,
-        outcome_reason=row.outcome_reason,
+        outcome_reason=row.outcome_reason, callback_number=row.callback_number,
+        callback_call_id=row.callback_call_id, callback_dials=row.callback_dials,
     )
 
 
 async def load_entry(session: AsyncSession, call_id: str) -> QueueEntry | None:
     row = (await session.execute(select(queue_entries)
                                  .where(queue_entries.c.call_id == call_id))).first()
+    return _entry(row) if row else None
+
+
+async def entry_for_call(session: AsyncSession, call_id: str) -> QueueEntry | None:
+    """The entry a CTI event is about: the routed call itself, or (virtual hold) the
+    agent-first dial that calls its customer back."""
+    entries = queue_entries.c
+    row = (await session.execute(select(queue_entries).where(
+        (entries.call_id == call_id) | (entries.callback_call_id == call_id)))).first()
     return _entry(row) if row else None
 
 
@@ -140,6 +150,8 @@ async def save_entry(session: AsyncSession, entry: QueueEntry) -> None:
         "reservation_expires_at": entry.reservation_expires_at,
         "answered_at": entry.answered_at, "ended_at": entry.ended_at,
         "ring_failures": entry.ring_failures, "outcome_reason": entry.outcome_reason,
+        "callback_number": entry.callback_number, "callback_call_id": entry.callback_call_id,
+        "callback_dials": entry.callback_dials,
     }
     await session.execute(insert(queue_entries).values(call_id=entry.call_id, **values)
                           .on_conflict_do_update(index_elements=["call_id"], set_=values))

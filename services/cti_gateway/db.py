@@ -115,7 +115,7 @@ async def due_ring_deadlines(session: AsyncSession, now: datetime, limit: int = 
                              ) -> list[str]:
     query = (select(calls.c.call_id)
              .where(calls.c.ring_deadline.is_not(None), calls.c.ring_deadline <= now,
-                    calls.c.state == CallState.ALERTING.value)
+                    calls.c.state.in_([CallState.ALERTING.value, CallState.DIALING.value]))
              .order_by(calls.c.ring_deadline).limit(limit))
     return list((await session.execute(query)).scalars())
 

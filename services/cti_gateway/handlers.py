@@ -24,7 +24,13 @@ from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.errors import Conflict, IllegalTransition, NotFound
 from shared.events import model_for
-from shared.events.acd import AgentReserved, CallQueued, CallRejected, ReservationExpired
+from shared.events.acd import (
+    AgentReserved,
+    CallQueued,
+    CallRejected,
+    ReservationExpired,
+    VirtualHoldStarted,
+)
 from shared.events.cti import AgentRingFailed, OriginationFailed
 from shared.events.ivr import PromptRequested, ReleaseRequested
 from shared.events.workorder import CallbackRequested
@@ -34,7 +40,7 @@ from shared.service import Service
 log = structlog.get_logger(__name__)
 
 CONSUMED = ("ivr.prompt.requested", "ivr.release.requested", "acd.call.queued",
-            "acd.call.rejected",
+            "acd.call.rejected", "acd.call.virtual_hold_started",
             "acd.agent.reserved", "acd.reservation.expired", "workorder.callback.requested")
 
 
@@ -170,7 +176,9 @@ async def on_response(svc: CtiService, link: SwitchConnection, response: frames.
             raise UnknownCall(response.call_id)
         effects: list[Effect] = []
         if response.method == "INVITE" and response.leg == "agent":
-            effects = call.on_agent_response(response.cseq, response.status, tx.now)
+            effects = call.on_agent_response(
+                response.cseq, response.status, tx.now, next_cseq=link.next_cseq,
+                dial_timeout=svc.cti.customer_ring_timeout_seconds)
         elif response.method == "INVITE" and response.leg == "customer":
             effects = call.on_customer_response(response.cseq, response.status, tx.now)
         elif response.status >= 300:
@@ -218,6 +226,8 @@ async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None
             await _queued(svc, tx, data)
         elif isinstance(data, CallRejected):
             await _rejected(svc, tx, data)
+        elif isinstance(data, VirtualHoldStarted):
+            await _virtual_hold(svc, tx, data)
         elif isinstance(data, AgentReserved):
             await _reserved(svc, tx, data)
         elif isinstance(data, ReservationExpired):
@@ -279,16 +289,34 @@ async def _rejected(svc: CtiService, tx: Transaction, data: CallRejected) -> Non
     await carry_out(svc, tx, call, effects)
 
 
+async def _virtual_hold(svc: CtiService, tx: Transaction, data: VirtualHoldStarted) -> None:
+    """The caller left a callback request that keeps their place: confirm it, then hang up.
+    ACD calls them back (agent first) when the call reaches an agent."""
+    call = await _live_call(tx, data.call_id, "acd.call.virtual_hold_started")
+    if call is None:
+        return
+    effects = []
+    if data.announcement:
+        effects += call.announce("acd-virtual-hold", data.announcement)
+    effects += call.release("virtual_hold", tx.now)
+    await db.save(tx.session, call)
+    await carry_out(svc, tx, call, effects)
+
+
 async def _queued(svc: CtiService, tx: Transaction, data: CallQueued) -> None:
     call = await _live_call(tx, data.call_id, "acd.call.queued")
     if call is None:
         return
-    effects = call.enqueue(data.queue, data.position, data.estimated_wait_seconds)
+    effects = call.enqueue(data.queue, data.position, data.estimated_wait_seconds,
+                           data.virtual_hold_digit)
     await db.save(tx.session, call)
     await carry_out(svc, tx, call, effects)
 
 
 async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> None:
+    if data.dial is not None:
+        await _dial_agent_first(svc, tx, data, data.dial.call_id, data.dial.number)
+        return
     call = await db.load(tx.session, data.call_id)
     if call is None or not call.live:
         # ACD holds an agent for a call that is gone: give the agent back at once.
@@ -312,12 +340,38 @@ async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> No
     await carry_out(svc, tx, call, effects, connection=link)
 
 
+async def _dial_agent_first(svc: CtiService, tx: Transaction, data: AgentReserved,
+                            call_id: str, number: str) -> None:
+    """A caller on virtual hold reached an agent: ring the agent on a new outbound call;
+    the customer is dialled once the agent answers."""
+    if await db.load(tx.session, call_id) is not None:
+        return  # the same reservation again (a re-emitted event): already dialling
+    # The switch that carried the caller's call, if it is still here: the same trunk.
+    held = await db.load(tx.session, data.call_id, lock=False)
+    link = svc.switchboard.get(held.switch_id) if held is not None else None
+    link = link or svc.switchboard.pick()
+    if link is None:
+        await tx.emit("cti.agent.ring_failed", AgentRingFailed(
+            call_id=call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
+            reason="unreachable"), subject=subject(call_id), correlationid=data.call_id)
+        log.warning("cannot dial a virtual-hold callback: no switch connected",
+                    call_id=data.call_id)
+        return
+    call, effects = Call.dial_agent_first(
+        call_id, held_call_id=data.call_id, agent_id=data.agent_id, device=data.device,
+        reservation_id=data.reservation_id, queue=data.queue,
+        from_number=svc.cti.outbound_caller_id, to_number=number, switch_id=link.id,
+        invite_cseq=link.next_cseq(), now=tx.now, ring_timeout=svc.cti.ring_timeout_seconds)
+    await db.insert(tx.session, call)
+    await carry_out(svc, tx, call, effects, connection=link)
+
+
 async def _reservation_expired(svc: CtiService, tx: Transaction, data: ReservationExpired
                                ) -> None:
-    call = await _live_call(tx, data.call_id, "acd.reservation.expired")
+    call = await _live_call(tx, data.dial_call_id or data.call_id, "acd.reservation.expired")
     if call is None:
         return
-    effects = call.withdraw_ring(data.reservation_id)
+    effects = call.withdraw_ring(data.reservation_id, tx.now)
     if effects:
         await db.save(tx.session, call)
         await carry_out(svc, tx, call, effects)

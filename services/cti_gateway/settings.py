@@ -14,6 +14,8 @@ class CtiSettings(ServiceSettings):
     port: int = DEFAULT_PORTS["cti_gateway"]
     # Suite seconds an agent phone may ring before CTI gives up (ring no answer).
     ring_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Suite seconds a customer's phone may ring on an agent-first (virtual hold) dial.
+    customer_ring_timeout_seconds: float = Field(default=40.0, gt=0)
     # Wall seconds between scans for due ring deadlines.
     timer_poll_seconds: float = Field(default=0.25, gt=0)
     # Calling number presented on outbound (callback) calls.

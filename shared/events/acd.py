@@ -17,6 +17,17 @@ class CallQueued(EventData):
     position: int
     estimated_wait_seconds: float | None = None
     customer: dict[str, Any] | None = None
+    # The queue offers virtual hold to this caller (the wait is long): pressing this digit
+    # leaves a callback request that keeps the call's place. None: not offered.
+    virtual_hold_digit: str | None = None
+
+
+class AgentFirstDial(EventData):
+    """A reservation for a caller on virtual hold: ring the agent on a new outbound call
+    ``call_id``, then dial the customer at ``number`` and connect them."""
+
+    call_id: str
+    number: str
 
 
 @event("acd.agent.reserved")
@@ -27,6 +38,7 @@ class AgentReserved(EventData):
     queue: str
     reservation_id: str
     expires_at: datetime
+    dial: AgentFirstDial | None = None
 
 
 @event("acd.reservation.expired")
@@ -34,6 +46,22 @@ class ReservationExpired(EventData):
     call_id: str
     agent_id: str
     reservation_id: str
+    # A virtual-hold reservation: the outbound call that rings the agent (see AgentFirstDial).
+    dial_call_id: str | None = None
+
+
+@event("acd.call.virtual_hold_started")
+class VirtualHoldStarted(EventData):
+    """The caller left a callback request that keeps their place in the queue: CTI plays
+    ``announcement`` and releases the inbound call; when the call reaches an agent, ACD
+    reserves the agent with an agent-first dial to ``number``."""
+
+    call_id: str
+    queue: str
+    number: str
+    position: int
+    estimated_wait_seconds: float | None = None
+    announcement: str | None = None
 
 
 @event("acd.agent.state_changed")

@@ -38,6 +38,7 @@ LEGAL: dict[tuple[CallState, Action], CallState] = {
     (S.IN_IVR, A.CANCEL): S.RELEASED,
     (S.IN_IVR, A.RELEASE): S.RELEASED,
     (S.QUEUED, A.QUEUE): S.QUEUED,
+    (S.QUEUED, A.DTMF): S.QUEUED,
     (S.IN_IVR, A.ANNOUNCE): S.IN_IVR,
     (S.QUEUED, A.ANNOUNCE): S.QUEUED,
     (S.QUEUED, A.RING): S.ALERTING,
@@ -48,6 +49,8 @@ LEGAL: dict[tuple[CallState, Action], CallState] = {
     (S.ALERTING, A.CONNECT): S.CONNECTED,
     (S.ALERTING, A.RELEASE): S.RELEASED,
     (S.CONNECTED, A.RELEASE): S.RELEASED,
+    (S.ALERTING, A.AGENT_ANSWERED): S.DIALING,
+    (S.DIALING, A.CONNECT): S.CONNECTED,
     (S.DIALING, A.CUSTOMER_ANSWERED): S.IN_IVR,
     (S.DIALING, A.RELEASE): S.RELEASED,
 }
@@ -134,8 +137,12 @@ def test_play_then_dtmf_carries_the_prompt() -> None:
 @pytest.mark.parametrize("state", [S.QUEUED, S.ALERTING, S.CONNECTED, S.RELEASED])
 def test_dtmf_and_play_only_in_ivr(state: CallState) -> None:
     call = inbound(state)
-    with pytest.raises(IllegalTransition):
-        call.receive_dtmf("1")
+    if state is S.QUEUED:
+        # A waiting caller's key goes to ACD (the virtual-hold digit); prompts do not.
+        assert emitted(call.receive_dtmf("1"))[0][0] == "cti.call.dtmf_received"
+    else:
+        with pytest.raises(IllegalTransition):
+            call.receive_dtmf("1")
     with pytest.raises(IllegalTransition):
         call.play("p", "t", None)
     assert call.state is state
@@ -241,8 +248,8 @@ def test_ring_timeout_only_when_due() -> None:
 
 def test_reservation_expiry_cancels_only_its_own_ring() -> None:
     call = inbound(S.ALERTING)
-    assert call.withdraw_ring("R-other") == []
-    effects = call.withdraw_ring("R1")
+    assert call.withdraw_ring("R-other", NOW) == []
+    effects = call.withdraw_ring("R1", NOW)
     assert call.state is S.QUEUED
     assert sent(effects) == [("CANCEL", "agent")] and emitted(effects) == []
 
@@ -390,3 +397,91 @@ def test_domain_is_sans_io() -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not {n.split(".")[0] for n in names} & forbidden, (path.name, names)
+
+
+# -- agent-first dial (virtual hold) -----------------------------------------------------
+
+
+def agent_first() -> tuple[Call, list[Effect]]:
+    return Call.dial_agent_first(
+        "C9.vh1", held_call_id="C9", agent_id="A001", device="agent:A001",
+        reservation_id="R9", queue="repair", from_number="95598", to_number="+8613800000009",
+        switch_id="sw-1", invite_cseq=21, now=NOW, ring_timeout=20)
+
+
+def test_agent_first_rings_the_agent_then_dials_the_customer_then_connects() -> None:
+    call, effects = agent_first()
+    assert (call.state, call.direction, call.agent_first) == (S.ALERTING, "outbound", True)
+    [invite] = [e for e in effects if isinstance(e, Send)]
+    assert (invite.method, invite.leg, invite.cseq) == ("INVITE", "agent", 21)
+    assert invite.fields["from"] == "+8613800000009"  # the agent sees whom they will call
+    assert emitted(effects)[0][0] == "cti.call.originated"
+    assert emitted(call.on_agent_response(21, 180, NOW))[0][0] == "cti.agent.alerting"
+    # The agent picks up: ACK, and the customer's phone rings (CSeq from the link).
+    picked_up = NOW + timedelta(seconds=3)
+    effects = call.on_agent_response(21, 200, picked_up, next_cseq=lambda: 22,
+                                     dial_timeout=40)
+    assert call.state is S.DIALING and call.agent_leg is LegState.UP
+    assert sent(effects) == [("ACK", "agent"), ("INVITE", "customer")]
+    assert effects[1].fields["to"] == "+8613800000009"  # type: ignore[union-attr]
+    assert emitted(effects) == []
+    assert call.ring_deadline == picked_up + timedelta(seconds=40)
+    effects = call.on_customer_response(22, 200, NOW + timedelta(seconds=9))
+    assert call.state is S.CONNECTED and call.ring_deadline is None
+    assert sent(effects) == [("ACK", "customer")]
+    [(kind, data)] = emitted(effects)
+    assert kind == "cti.call.connected"
+    assert (data["call_id"], data["agent_id"], data["reservation_id"]) == ("C9.vh1", "A001",
+                                                                           "R9")
+    # Either side may hang up; the other gets the BYE.
+    effects = hangup(call, "customer", NOW + timedelta(seconds=70))
+    assert sent(effects) == [("BYE", "agent")]
+    assert emitted(effects)[0][1]["cause"] == "customer_hangup"
+
+
+def test_agent_first_dial_ends_when_the_agent_does_not_answer() -> None:
+    call, _ = agent_first()
+    effects = call.on_agent_response(21, 486, NOW)
+    assert call.state is S.RELEASED
+    assert sent(effects) == []  # the agent's INVITE is over and nobody else was called
+    assert [kind for kind, _ in emitted(effects)] == ["cti.agent.ring_failed",
+                                                      "cti.call.released"]
+    timed_out, _ = agent_first()
+    effects = timed_out.check_ring_timeout(NOW + timedelta(seconds=20))
+    assert timed_out.state is S.RELEASED and sent(effects) == [("CANCEL", "agent")]
+    assert emitted(effects)[0][1]["reason"] == "no_answer"
+
+
+@pytest.mark.parametrize(("status", "cause"), [(486, "busy"), (480, "no_answer"),
+                                               (603, "rejected")])
+def test_agent_first_dial_ends_when_the_customer_does_not_answer(status: int,
+                                                                 cause: str) -> None:
+    call, _ = agent_first()
+    call.on_agent_response(21, 200, NOW, next_cseq=lambda: 22, dial_timeout=40)
+    effects = call.on_customer_response(22, status, NOW + timedelta(seconds=5))
+    assert call.state is S.RELEASED and sent(effects) == [("BYE", "agent")]
+    [(kind, data)] = emitted(effects)
+    assert (kind, data["cause"], data["state"]) == ("cti.call.released", cause, "dialing")
+    unanswered, _ = agent_first()
+    unanswered.on_agent_response(21, 200, NOW, next_cseq=lambda: 22, dial_timeout=40)
+    assert unanswered.check_ring_timeout(NOW + timedelta(seconds=39)) == []
+    effects = unanswered.check_ring_timeout(NOW + timedelta(seconds=40))
+    assert sent(effects) == [("CANCEL", "customer"), ("BYE", "agent")]
+
+
+def test_an_expired_reservation_ends_the_agent_first_dial() -> None:
+    call, _ = agent_first()
+    call.on_agent_response(21, 200, NOW, next_cseq=lambda: 22, dial_timeout=40)
+    assert call.withdraw_ring("R-other", NOW) == []
+    effects = call.withdraw_ring("R9", NOW)
+    assert call.state is S.RELEASED
+    assert sent(effects) == [("CANCEL", "customer"), ("BYE", "agent")]
+    assert emitted(effects)[0][1]["cause"] == "reservation_expired"
+
+
+def test_a_queued_notice_offers_virtual_hold_when_asked() -> None:
+    call = inbound()
+    [send] = call.enqueue("repair", 9, 600.0, "1")
+    assert isinstance(send, Send) and send.fields["notify"]["virtual_hold"] == {"digit": "1"}
+    [plain] = call.enqueue("repair", 8, 500.0)
+    assert isinstance(plain, Send) and "virtual_hold" not in plain.fields["notify"]

@@ -150,10 +150,10 @@ async def test_bad_frames_get_errors_and_change_nothing(gw: Gateway) -> None:
         await gw.publish("acd.call.queued", {"call_id": "C2", "queue": "billing",
                                              "priority": 0, "position": 1}, call_id="C2")
         await switch.expect_request("INFO", "caller")
-        # Digits are for the IVR: once queued they are refused.
-        await switch.request("INFO", "C2", "caller", dtmf="5")
+        # Digits come from the call's own party (a waiting caller's go to ACD).
+        await switch.request("INFO", "C2", "customer", dtmf="5")
         error = await switch.expect_error("illegal_state")
-        assert "queued" in error["message"]
+        assert "customer leg" in error["message"]
 
         call = await gw.call("C2")
         assert (call["state"], call["last_prompt_id"]) == ("queued", None)
@@ -273,6 +273,78 @@ async def test_acd_rejected_call_is_released(gw: Gateway) -> None:
             "call_id": "C8", "queue": "repair", "reason": "max_length", "outcome": "release"},
             call_id="C8")
         await switch.expect_request("BYE", "caller")
+
+
+async def test_virtual_hold_releases_the_caller_and_dials_agent_first(gw: Gateway) -> None:
+    seen = gw.observer
+    async with gw.switch() as switch:
+        await switch.invite("C5")
+        await gw.publish("acd.call.queued", {
+            "call_id": "C5", "queue": "repair", "priority": 0, "position": 9,
+            "estimated_wait_seconds": 600, "virtual_hold_digit": "1"}, call_id="C5")
+        notify = await switch.expect_request("INFO", "caller")
+        assert notify["notify"]["virtual_hold"] == {"digit": "1"}
+        # The waiting caller presses the digit: ACD hears it.
+        cseq = await switch.request("INFO", "C5", "caller", dtmf="1")
+        await switch.expect_response(cseq, 200)
+        assert (await seen.wait("cti.call.dtmf_received", "C5")).data["digits"] == "1"
+        # ACD keeps the place: the caller hears the confirmation and the call ends.
+        await gw.publish("acd.call.virtual_hold_started", {
+            "call_id": "C5", "queue": "repair", "number": "+8613800000005", "position": 9,
+            "estimated_wait_seconds": 600, "announcement": "We will call you back."},
+            call_id="C5")
+        play = await switch.expect_request("INFO", "caller")
+        assert play["play"]["text"] == "We will call you back."
+        await switch.expect_request("BYE", "caller")
+        released = await seen.wait("cti.call.released", "C5")
+        assert (released.data["cause"], released.data["state"]) == ("virtual_hold", "queued")
+
+        # At the head of the queue: the agent's phone rings first, on a new call.
+        reservation = {"call_id": "C5", "agent_id": "A001", "device": "agent:A001",
+                       "queue": "repair", "reservation_id": "R5",
+                       "expires_at": (gw.clock.now() + timedelta(seconds=90)).isoformat(),
+                       "dial": {"call_id": "C5.vh1", "number": "+8613800000005"}}
+        await gw.publish("acd.agent.reserved", reservation, call_id="C5")
+        ring = await switch.expect_request("INVITE", "agent")
+        assert (ring["call_id"], ring["to"], ring["from"]) == ("C5.vh1", "agent:A001",
+                                                               "+8613800000005")
+        await gw.publish("acd.agent.reserved", reservation, call_id="C5")  # re-emitted
+        await switch.respond(ring, 180)
+        await seen.wait("cti.agent.alerting", "C5.vh1")
+        await switch.respond(ring, 200)
+        await switch.expect_request("ACK", "agent")
+        dial = await switch.expect_request("INVITE", "customer")
+        assert (dial["call_id"], dial["to"], dial["from"]) == ("C5.vh1", "+8613800000005",
+                                                               "95598")
+        assert dial["headers"] == {"X-Hotline-Virtual-Hold-For": "C5"}
+        assert await gw.state("C5.vh1") == "dialing"
+        await switch.respond(dial, 200)
+        await switch.expect_request("ACK", "customer")
+        connected = await seen.wait("cti.call.connected", "C5.vh1")
+        assert (connected.data["reservation_id"], connected.data["agent_id"]) == ("R5", "A001")
+        gw.clock.advance(60)
+        cseq = await switch.request("BYE", "C5.vh1", "agent")
+        await switch.expect_response(cseq)
+        await switch.expect_request("BYE", "customer")
+        ended = await seen.wait("cti.call.released", "C5.vh1")
+        assert (ended.data["cause"], ended.data["talk_seconds"]) == ("agent_hangup", 60.0)
+        assert ended.data["context"] == {"virtual_hold_for": "C5"}
+
+        # A customer who does not answer: the agent is hung up, ACD hears the release.
+        await gw.publish("acd.agent.reserved", {
+            **reservation, "reservation_id": "R6",
+            "dial": {"call_id": "C5.vh2", "number": "+8613800000005"}}, call_id="C5")
+        ring = await switch.expect_request("INVITE", "agent")
+        await switch.respond(ring, 200)
+        await switch.expect_request("ACK", "agent")
+        dial = await switch.expect_request("INVITE", "customer")
+        await switch.respond(dial, 486, "Busy Here")
+        await switch.expect_request("BYE", "agent")
+        busy = await seen.wait("cti.call.released", "C5.vh2")
+        assert (busy.data["cause"], busy.data["state"]) == ("busy", "dialing")
+        await switch.silent()
+    assert isinstance(gw.bus, MemoryBus)
+    assert not gw.bus.queues["cti_gateway.events"].dead_letters
 
 
 async def test_outbound_callback(gw: Gateway) -> None:

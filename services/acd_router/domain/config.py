@@ -64,6 +64,19 @@ class PreferredAgent(_Model):
     within_days: Annotated[float, Field(gt=0)] = 7.0
 
 
+class VirtualHold(_Model):
+    """Offer callers a callback that keeps their place once the estimated wait reaches
+    ``min_estimated_wait_seconds``: the caller presses ``digit`` (or an integrator calls
+    ``POST /calls/{id}/virtual-hold``), hears ``announcement`` and hangs up; when the call
+    reaches an agent, the agent is rung first and then the customer is dialled."""
+
+    enabled: bool = False
+    min_estimated_wait_seconds: Seconds = 120.0
+    digit: Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")] = "1"
+    announcement: str | None = ("You keep your place in the queue; we will call you back "
+                                "when an agent is free.")
+
+
 class Step(_Model):
     """One widening step, reached once the call has waited ``after_seconds``. Steps are
     cumulative: each applies on top of the previous ones."""
@@ -195,6 +208,7 @@ class QueueConfig(_Model):
     # Weight of a second waited in the score; higher lets waiting time catch up with credits.
     wait_weight: Annotated[float, Field(gt=0)] = 1.0
     preferred_agent: PreferredAgent = PreferredAgent()
+    virtual_hold: VirtualHold = VirtualHold()
     steps: list[Step] = []
     limits: Limits = Limits()
     hours: Hours | None = None

@@ -78,6 +78,37 @@ class QueueEntry:
     ended_at: datetime | None = None
     ring_failures: int = 0
     outcome_reason: str | None = None
+    # Virtual hold: the number to call back (the caller has hung up; the entry keeps its
+    # place), and the outbound call of the current agent-first dial.
+    callback_number: str | None = None
+    callback_call_id: str | None = None
+    callback_dials: int = 0
+
+    @property
+    def on_virtual_hold(self) -> bool:
+        return self.callback_number is not None
+
+    def hold_virtually(self, number: str) -> None:
+        """The caller leaves a callback request and keeps their place: only while waiting,
+        and only once."""
+        if self.state is not EntryState.WAITING or self.on_virtual_hold:
+            raise IllegalTransition(f"call {self.call_id}", self.state.value,
+                                    "be put on virtual hold" + (" again" if self.on_virtual_hold
+                                                                 else ""),
+                                    allowed_entry_actions(self.state))
+        self.callback_number = number
+
+    def next_dial(self) -> str:
+        """The id of the outbound call for the next agent-first dial of a held caller."""
+        self.callback_dials += 1
+        self.callback_call_id = f"{self.call_id}.vh{self.callback_dials}"
+        return self.callback_call_id
+
+    @property
+    def live_call_id(self) -> str | None:
+        """The call this entry is about now: the inbound call, or on virtual hold the current
+        agent-first dial (None before the first; the inbound caller has gone)."""
+        return self.callback_call_id if self.on_virtual_hold else self.call_id
 
     def routing_order(self) -> tuple[int, datetime, str]:
         """VIP (higher priority) first, then first come first served."""

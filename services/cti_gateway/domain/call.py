@@ -11,6 +11,7 @@ they are normal on an asynchronous wire.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -55,6 +56,7 @@ class Action(StrEnum):
     REQUEST_ANSWER = "request_answer"  # desktop answer: INFO control=answer
     RING_FAILED = "ring_failed"
     CONNECT = "connect"
+    AGENT_ANSWERED = "agent_answered"  # agent-first dial: the agent is up, dial the customer
     CUSTOMER_ANSWERED = "customer_answered"
     CANCEL = "cancel"  # the caller gave up before the call was answered
     RELEASE = "release"
@@ -86,6 +88,8 @@ TRANSITIONS: dict[tuple[CallState, Action], CallState] = {
     (S.IN_IVR, A.CANCEL): S.RELEASED,
     (S.IN_IVR, A.RELEASE): S.RELEASED,
     (S.QUEUED, A.QUEUE): S.QUEUED,
+    # A key pressed while waiting: ACD's virtual-hold digit.
+    (S.QUEUED, A.DTMF): S.QUEUED,
     (S.IN_IVR, A.ANNOUNCE): S.IN_IVR,
     (S.QUEUED, A.ANNOUNCE): S.QUEUED,
     (S.QUEUED, A.RING): S.ALERTING,
@@ -96,6 +100,9 @@ TRANSITIONS: dict[tuple[CallState, Action], CallState] = {
     (S.ALERTING, A.CONNECT): S.CONNECTED,
     (S.ALERTING, A.RELEASE): S.RELEASED,
     (S.CONNECTED, A.RELEASE): S.RELEASED,
+    # An agent-first dial (virtual hold) starts ringing the agent, then dials the customer.
+    (S.ALERTING, A.AGENT_ANSWERED): S.DIALING,
+    (S.DIALING, A.CONNECT): S.CONNECTED,
     (S.DIALING, A.CUSTOMER_ANSWERED): S.IN_IVR,
     (S.DIALING, A.RELEASE): S.RELEASED,
 }
@@ -184,6 +191,11 @@ class Call:
     def live(self) -> bool:
         return self.state is not CallState.RELEASED
 
+    @property
+    def agent_first(self) -> bool:
+        """A virtual-hold dial: the agent is rung first, then the customer is dialled."""
+        return "virtual_hold_for" in self.context
+
     def allowed(self) -> list[str]:
         return allowed_actions(self.state)
 
@@ -232,13 +244,17 @@ class Call:
         return [Send("INFO", self.party,
                      {"play": {"prompt_id": prompt_id, "text": text, "collect": None}})]
 
-    def enqueue(self, queue: str, position: int, estimated_wait_seconds: float | None
-                ) -> list[Effect]:
+    def enqueue(self, queue: str, position: int, estimated_wait_seconds: float | None,
+                virtual_hold_digit: str | None = None) -> list[Effect]:
+        """The switch tells the caller their place and wait; with ``virtual_hold_digit`` it
+        also offers a callback that keeps the place (the caller presses that key)."""
         self._go(Action.QUEUE)
         self.queue = queue
-        return [Send("INFO", self.party, {"notify": {
-            "event": "queued", "queue": queue, "position": position,
-            "estimated_wait_seconds": estimated_wait_seconds}})]
+        notify: dict[str, Any] = {"event": "queued", "queue": queue, "position": position,
+                                  "estimated_wait_seconds": estimated_wait_seconds}
+        if virtual_hold_digit is not None:
+            notify["virtual_hold"] = {"digit": virtual_hold_digit}
+        return [Send("INFO", self.party, {"notify": notify})]
 
     def ring_agent(self, agent_id: str, device: str, reservation_id: str, queue: str | None,
                    now: datetime, *, ring_timeout: float, invite_cseq: int) -> list[Effect]:
@@ -265,9 +281,12 @@ class Call:
                 self.allowed())
         return [Send("INFO", "agent", {"control": "answer"})]
 
-    def on_agent_response(self, cseq: int, status: int, now: datetime) -> list[Effect]:
+    def on_agent_response(self, cseq: int, status: int, now: datetime, *,
+                          next_cseq: Callable[[], int] | None = None,
+                          dial_timeout: float = 0.0) -> list[Effect]:
         """The switch's response to our agent INVITE. Responses to an earlier ring (one we
-        already cancelled or gave up on) are ignored."""
+        already cancelled or gave up on) are ignored. An agent-first dial goes on to INVITE
+        the customer (``next_cseq`` numbers it; ``dial_timeout`` bounds its ringing)."""
         if self.state is not CallState.ALERTING or cseq != self.agent_invite_cseq:
             retransmitted = cseq == self.agent_invite_cseq and self.connected_at is not None
             if 200 <= status < 300 and not retransmitted:
@@ -283,10 +302,29 @@ class Call:
             return [Emit(AgentAlerting(call_id=self.call_id, agent_id=self.agent_id or "",
                                        reservation_id=self.reservation_id or ""))]
         if 200 <= status < 300:
+            if self.agent_first:
+                if next_cseq is None:
+                    raise ValueError("an agent-first dial needs a CSeq for the customer INVITE")
+                return self._dial_customer(now, next_cseq(), dial_timeout)
             return self._connect(now)
         if status < 300 or status == REQUEST_TERMINATED:
             return []
-        return self._ring_failed(AGENT_FAILURES.get(status, "unreachable"), cancel=False)
+        self.agent_leg = LegState.GONE
+        return self._ring_failed(AGENT_FAILURES.get(status, "unreachable"), now, cancel=False)
+
+    def _dial_customer(self, now: datetime, invite_cseq: int, dial_timeout: float
+                       ) -> list[Effect]:
+        """The agent of an agent-first dial picked up: they hear the customer's phone ring."""
+        self._go(Action.AGENT_ANSWERED)
+        self.agent_leg = LegState.UP
+        self.party_leg = LegState.INVITED
+        self.party_invite_cseq = invite_cseq
+        self.ring_deadline = now + timedelta(seconds=dial_timeout)
+        return [Send("ACK", "agent"),
+                Send("INVITE", "customer", {"from": self.from_number, "to": self.to_number,
+                                            "headers": {"X-Hotline-Virtual-Hold-For":
+                                                        self.context["virtual_hold_for"]}},
+                     cseq=invite_cseq)]
 
     def _connect(self, now: datetime) -> list[Effect]:
         self._go(Action.CONNECT)
@@ -302,28 +340,41 @@ class Call:
         ]
 
     def check_ring_timeout(self, now: datetime) -> list[Effect]:
-        """Called by the timer: the agent did not answer in time."""
-        if (self.state is not CallState.ALERTING or self.ring_deadline is None
-                or self.ring_deadline > now):
+        """Called by the timer: the agent (or an agent-first dial's customer) did not answer
+        in time."""
+        if self.ring_deadline is None or self.ring_deadline > now:
             return []
-        return self._ring_failed("no_answer", cancel=True)
+        if self.state is CallState.ALERTING:
+            return self._ring_failed("no_answer", now, cancel=True)
+        if self.state is CallState.DIALING and self.agent_first:
+            return self.release("no_answer", now)
+        return []
 
-    def withdraw_ring(self, reservation_id: str) -> list[Effect]:
-        """ACD expired the reservation: stop ringing. ACD knows already, so no event."""
-        if self.state is not CallState.ALERTING or reservation_id != self.reservation_id:
+    def withdraw_ring(self, reservation_id: str, now: datetime) -> list[Effect]:
+        """ACD expired the reservation: stop ringing. ACD knows already, so no ring-failed
+        event; an agent-first dial has nobody else on it and ends."""
+        if reservation_id != self.reservation_id:
+            return []
+        if self.agent_first and self.state in (CallState.ALERTING, CallState.DIALING):
+            return self.release("reservation_expired", now)
+        if self.state is not CallState.ALERTING:
             return []
         self._go(Action.RING_FAILED)
         self._clear_agent()
         return [Send("CANCEL", "agent")]
 
-    def _ring_failed(self, reason: str, *, cancel: bool) -> list[Effect]:
+    def _ring_failed(self, reason: str, now: datetime, *, cancel: bool) -> list[Effect]:
+        event = Emit(AgentRingFailed(call_id=self.call_id, agent_id=self.agent_id or "",
+                                     reservation_id=self.reservation_id or "",
+                                     reason=reason))  # type: ignore[arg-type]
+        if self.agent_first:
+            # Nobody else is on an agent-first dial: it ends with the ring (CANCELling the
+            # agent's phone if it still rings).
+            return [event, *self.release(f"agent_{reason}", now)]
         self._go(Action.RING_FAILED)
-        event = AgentRingFailed(call_id=self.call_id, agent_id=self.agent_id or "",
-                                reservation_id=self.reservation_id or "",
-                                reason=reason)  # type: ignore[arg-type]
         self._clear_agent()
         effects: list[Effect] = [Send("CANCEL", "agent")] if cancel else []
-        return [*effects, Emit(event)]
+        return [*effects, event]
 
     def _clear_agent(self) -> None:
         """The call waits again; the next reservation starts from a clean agent leg."""
@@ -340,6 +391,28 @@ class Call:
                                      reservation_id=reservation_id, reason="caller_gone"))]
 
     # -- outbound --------------------------------------------------------------------------
+
+    @classmethod
+    def dial_agent_first(cls, call_id: str, *, held_call_id: str, agent_id: str, device: str,
+                         reservation_id: str, queue: str, from_number: str, to_number: str,
+                         switch_id: str, invite_cseq: int, now: datetime,
+                         ring_timeout: float) -> tuple[Call, list[Effect]]:
+        """A caller on virtual hold reached an agent: ring the agent on a new outbound call
+        (showing the customer's number); the customer is dialled once the agent picks up."""
+        call = cls(call_id=call_id, direction="outbound", state=CallState.ALERTING,
+                   from_number=from_number, to_number=to_number, offered_at=now,
+                   switch_id=switch_id, context={"virtual_hold_for": held_call_id},
+                   request_id=reservation_id, agent_id=agent_id, agent_device=device,
+                   reservation_id=reservation_id, queue=queue, agent_leg=LegState.INVITED,
+                   agent_invite_cseq=invite_cseq,
+                   ring_deadline=now + timedelta(seconds=ring_timeout))
+        return call, [
+            Send("INVITE", "agent", {"agent_id": agent_id, "to": device, "from": to_number,
+                                     "reservation_id": reservation_id}, cseq=invite_cseq),
+            Emit(CallOriginated(call_id=call_id, request_id=reservation_id,
+                                from_number=from_number, to_number=to_number,
+                                context=call.context)),
+        ]
 
     @classmethod
     def originate(cls, call_id: str, *, request_id: str, from_number: str, to_number: str,
@@ -366,6 +439,16 @@ class Call:
             if status in (180, 183):
                 self.party_leg = LegState.RINGING
             return []
+        if status < 300 and self.agent_first:
+            self.party_leg = LegState.UP
+            self.answered_at = now
+            self._go(Action.CONNECT)
+            self.connected_at = now
+            self.ring_deadline = None
+            return [Send("ACK", "customer"), Emit(CallConnected(
+                call_id=self.call_id, direction=self.direction, agent_id=self.agent_id or "",
+                queue=self.queue, reservation_id=self.reservation_id,
+                from_number=self.from_number, to_number=self.to_number, connected_at=now))]
         if status < 300:
             self._go(Action.CUSTOMER_ANSWERED)
             self.party_leg = LegState.UP
@@ -374,7 +457,9 @@ class Call:
         if status == REQUEST_TERMINATED:
             return []  # our CANCEL went through; the release was recorded then
         self.party_leg = LegState.GONE
-        return self.release(CUSTOMER_FAILURES.get(status, "error"), now, notify_switch=False)
+        # The customer's INVITE is over; an agent-first dial's agent is still on the line.
+        return self.release(CUSTOMER_FAILURES.get(status, "error"), now,
+                            notify_switch=self.agent_first)
 
     # -- the end ---------------------------------------------------------------------------
 
