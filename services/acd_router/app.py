@@ -32,7 +32,7 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     service = Service(NAME, SCHEMA, settings, metadata=metadata,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
                       defer_consumers=True)
-    acd = Acd(settings)
+    acd = Acd(settings, time_scale=service.clock.scale)
     leadership = Leadership(service, acd, settings)
     acd.fence = leadership.fence
     service.ready_info = lambda: {"role": leadership.role, "instance": leadership.instance}

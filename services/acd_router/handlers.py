@@ -96,8 +96,10 @@ class Acd:
     adopted only after the commit.
     """
 
-    def __init__(self, settings: AcdSettings) -> None:
+    def __init__(self, settings: AcdSettings, *, time_scale: float = 1.0) -> None:
         self.settings = settings
+        # Suite seconds a reservation lasts at least (its wall-time floor, scaled).
+        self.reservation_floor = settings.reservation_min_wall_seconds * time_scale
         self.zone = ZoneInfo(settings.timezone)
         self.engine = RoutingEngine(RoutingConfig())
         self.config_version = 0
@@ -432,7 +434,8 @@ class Acd:
                 self._stale = True
                 return
             reservation_id = str(uuid.uuid4())
-            timeout, dial = self.settings.reservation_timeout_seconds, None
+            timeout = max(self.settings.reservation_timeout_seconds, self.reservation_floor)
+            dial = None
             if entry.on_virtual_hold:
                 # Agent first: ring the agent on a new outbound call, then dial the customer;
                 # the reservation also covers the customer's ringing.

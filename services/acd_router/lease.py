@@ -281,7 +281,7 @@ class Leadership:
                 await acd._save_agent(tx, agent, agent.cancel(now))
         elif verdict == ALIVE:
             entry.reservation_expires_at = now + timedelta(
-                seconds=self.settings.reservation_timeout_seconds)
+                seconds=max(self.settings.reservation_timeout_seconds, self.acd.reservation_floor))
             await store.save_entry(tx.session, entry)
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 

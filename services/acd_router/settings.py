@@ -16,6 +16,11 @@ class AcdSettings(ServiceSettings):
     port: int = DEFAULT_PORTS["acd_router"]
     # How long a reserved agent's phone may ring before the reservation is withdrawn.
     reservation_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A reservation never expires sooner than this many wall seconds after it was made: its
+    # expiry guards against a lost CTI, and under a high HOTLINE_TIME_SCALE 30 suite seconds
+    # can be shorter than the connect event's way back through the bus. No effect at real
+    # time.
+    reservation_min_wall_seconds: float = Field(default=5.0, ge=0)
     # Virtual hold: how much longer an agent-first dial's reservation lasts, for the
     # customer's phone to ring and be answered after the agent has picked up.
     virtual_hold_dial_seconds: float = Field(default=60.0, gt=0)

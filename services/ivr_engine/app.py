@@ -94,7 +94,9 @@ class IvrEngine:
         self.settings = settings
         self.catalog = catalog
         tz = _zone(settings.spoken_timezone)
-        self.interpreters = {menu.name: Interpreter(menu, tz=tz) for menu in catalog}
+        floor = settings.no_input_min_wall_seconds * service.clock.scale
+        self.interpreters = {menu.name: Interpreter(menu, tz=tz, min_timeout_seconds=floor)
+                             for menu in catalog}
         self._workorder: WorkorderClient | None = None
 
     @property

@@ -26,6 +26,11 @@ class IvrSettings(ServiceSettings):
     # Workorder lookups run while the caller waits: a slow peer must not hold the call
     # (wall seconds).
     lookup_timeout_seconds: float = Field(default=1.0, gt=0)
+    # A no-input timeout never fires sooner than this many wall seconds after the prompt:
+    # under a high HOTLINE_TIME_SCALE a menu's few suite seconds would otherwise be shorter
+    # than the prompt's and the digits' round trip through the bus, and answering callers
+    # would be timed out. No effect at real time.
+    no_input_min_wall_seconds: float = Field(default=1.5, ge=0)
     # How often due no-input timeouts are looked for (wall seconds).
     timeout_poll_seconds: float = Field(default=0.1, gt=0)
     # Restore times are spoken in the callers' local time.

@@ -158,7 +158,8 @@ async def test_standby_takes_over_within_5s_and_nothing_is_stuck(
         env = {**os.environ, "DATABASE_URL": database_url, "AMQP_URL": amqp_url,
                "HOTLINE_JWT_SECRET": TEST_SECRET, "HOTLINE_CTI_URL": cti_url,
                "HOTLINE_TIME_ORIGIN": repr(time.time()), "HOTLINE_LOG_JSON": "false",
-               "ACD_RESERVATION_TIMEOUT_SECONDS": "2.5", "ACD_WRAPUP_SECONDS": "0.5"}
+               "ACD_RESERVATION_TIMEOUT_SECONDS": "2.5", "ACD_RESERVATION_MIN_WALL_SECONDS": "0",
+               "ACD_WRAPUP_SECONDS": "0.5"}
         bus = RabbitBus(amqp_url, connection_name="test-failover-peer")
         peer = Peer(bus)
         routers: list[Router] = []
@@ -188,10 +189,14 @@ async def test_standby_takes_over_within_5s_and_nothing_is_stuck(
                         response = await client.post(first.url + path, json=body,
                                                      headers=headers)
                         assert response.status_code == 200, response.text
-                for call in ("C1", "C2", "C3", "C4", "C5"):
+                # Different calls are consumed concurrently: C1 and C2 (which take the two
+                # agents) must be routed before the three that wait.
+                for call in ("C1", "C2"):
                     await peer.queue_call(call)
                 await eventually(lambda: peer.reservations("C1") and peer.reservations("C2"),
                                  timeout=15)
+                for call in ("C3", "C4", "C5"):
+                    await peer.queue_call(call)
                 c1 = peer.reservations("C1")[0].data
                 c2 = peer.reservations("C2")[0].data
                 await peer.connect("C1", c1["agent_id"], c1["reservation_id"])

@@ -207,6 +207,19 @@ def test_timeout_not_yet_due_changes_nothing() -> None:
     assert step.ignored and state.attempts == 0
 
 
+def test_the_no_input_deadline_respects_the_edges_floor() -> None:
+    # The menu's own timeout when it is the longer; the floor (a wall-time floor scaled to
+    # suite seconds by the edge) when the menu's would pass before digits could come back.
+    plain = Interpreter(MENU)
+    state, _ = plain.start(session_id="S", call_id="C", now=T0)
+    menu_timeout = (state.deadline - T0).total_seconds()  # type: ignore[operator]
+    floored = Interpreter(MENU, min_timeout_seconds=menu_timeout + 24)
+    state, _ = floored.start(session_id="S", call_id="C", now=T0)
+    assert state.deadline == T0 + timedelta(seconds=menu_timeout + 24)
+    assert floored.timeout(state, T0 + timedelta(seconds=menu_timeout)).ignored
+    assert not floored.timeout(state, T0 + timedelta(seconds=menu_timeout + 24)).ignored
+
+
 def test_hangup_ends_a_running_session_and_later_input_is_illegal() -> None:
     interpreter = Interpreter(MENU)
     state, _ = interpreter.start(session_id="S", call_id="C", now=T0)

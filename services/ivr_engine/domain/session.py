@@ -180,9 +180,12 @@ def prompt_seq_of(prompt_id: str | None) -> int | None:
 
 
 class Interpreter:
-    def __init__(self, menu: Menu, *, tz: tzinfo = UTC) -> None:
+    def __init__(self, menu: Menu, *, tz: tzinfo = UTC, min_timeout_seconds: float = 0.0
+                 ) -> None:
         self.menu = menu
         self.tz = tz
+        # The no-input deadline is at least this far off (the edge's wall-time floor).
+        self.min_timeout_seconds = min_timeout_seconds
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -359,7 +362,7 @@ class Interpreter:
         prompt = self._prompt(state, state.node or "", text,
                               Collect(max_digits=node.max_digits, timeout_seconds=timeout), step)
         state.collect_seq = prompt_seq_of(prompt.prompt_id) or state.prompt_seq
-        state.deadline = now + timedelta(seconds=timeout)
+        state.deadline = now + timedelta(seconds=max(timeout, self.min_timeout_seconds))
 
     def _prompt(self, state: SessionState, label: str, text: str, collect: Collect | None,
                 step: Step) -> Prompt:
