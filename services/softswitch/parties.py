@@ -48,6 +48,8 @@ class CallRun:
     order_pending: bool = False
     caller_up: bool = False
     caller_gone: bool = False
+    # The caller took a virtual-hold offer: hung up, waiting for the agent-first callback.
+    on_hold: bool = False
     dtmf_next: int = 0
     notes: list[str] = field(default_factory=list)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -121,6 +123,8 @@ class Caller:
         elif method in ("BYE", "CANCEL"):
             run.caller_up = False
             run.caller_gone = True
+            if run.on_hold:
+                return  # the place is kept; the callback decides the outcome
             if run.connected_at is not None:
                 # The agent side ended the call; this is CTI tidying the caller leg after it.
                 self.end("answered")
@@ -152,14 +156,27 @@ class Caller:
             return
         run.queued_at = self.replay.clock.now()
         self.replay.touch(run)
+        offer = notify.get("virtual_hold")
+        if run.spec.virtual_hold and isinstance(offer, dict) and offer.get("digit"):
+            self.replay.spawn(self._hold(str(offer["digit"]), run.queued_at + run.spec.think),
+                              owner=run)
         if run.spec.patience is not None:
             self.replay.spawn(self._lose_patience(run.queued_at + run.spec.patience), owner=run)
+
+    async def _hold(self, digit: str, instant: float) -> None:
+        """Take the virtual-hold offer: from the key press the caller no longer abandons."""
+        async with self.replay.busy():
+            await self.replay.clock.sleep_until(instant)
+        run = self.run
+        if run.caller_up and run.ended_at is None and run.ringing_at is None:
+            run.on_hold = True
+            await self.link.request("INFO", run.call_id, "caller", dtmf=digit)
 
     async def _lose_patience(self, instant: float) -> None:
         # Not a busy() timer: the caller is waiting on the queue, i.e. on the peers.
         await self.replay.clock.sleep_until(instant)
         run = self.run
-        if run.agent_answered or run.ended_at is not None or not run.caller_up:
+        if run.agent_answered or run.on_hold or run.ended_at is not None or not run.caller_up:
             return
         run.caller_up = False
         run.caller_gone = True
@@ -234,7 +251,8 @@ class AgentSim:
     async def on_invite(self, frame: Frame) -> None:
         replay = self.replay
         call_id = str(frame.get("call_id"))
-        run = replay.by_call_id.get(call_id)
+        # An agent-first callback rings on a call of its own, for the held caller's call.
+        run = replay.by_call_id.get(str(frame.get("virtual_hold_for") or call_id))
         leg = AgentLeg(call_id, frame, run)
         self.legs[call_id] = leg
         await replay.link.respond(frame, 180)
@@ -391,6 +409,40 @@ class AgentSim:
                 self.legs.pop(call_id, None)
             elif leg.state in ("answered", "connected"):
                 await self._hang_up(leg, replay.clock.now(), send_bye=False)
+
+
+class HeldCaller:
+    """A caller on virtual hold answering the agent-first callback (leg ``customer``). The
+    agent already waits on the line; the agent's side ends the call."""
+
+    def __init__(self, replay: Replay, run: CallRun, frame: Frame) -> None:
+        self.replay: Replay | None = replay
+        self.run = run
+        self.invite = frame
+        self.call_id = str(frame.get("call_id"))
+        # ringing -> up -> ended
+        self.state = "ringing"
+
+    async def ring(self) -> None:
+        replay = self.replay
+        assert replay is not None
+        await replay.link.respond(self.invite, 180)
+        async with replay.busy():
+            await replay.clock.sleep(self.run.spec.think)
+        if self.state == "ringing":
+            self.state = "up"
+            await replay.link.respond(self.invite, 200)
+
+    async def on_request(self, frame: Frame) -> None:
+        replay = self.replay
+        assert replay is not None
+        if frame.get("method") == "ACK":
+            return
+        await replay.link.respond(frame, 200)
+        if frame.get("method") == "CANCEL" and self.state == "ringing":
+            await replay.link.respond(self.invite, 487)
+        if frame.get("method") in ("BYE", "CANCEL"):
+            self.state = "ended"
 
 
 class CustomerSim:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.softswitch.db import line_errors, replay_calls, replays
 from services.softswitch.media import MediaFork
-from services.softswitch.parties import AgentSim, Caller, CallRun, CustomerSim
+from services.softswitch.parties import AgentSim, Caller, CallRun, CustomerSim, HeldCaller
 from services.softswitch.peers import PeerError, Peers, callback_status, order_id_of
 from services.softswitch.replay_clock import ReplayClock
 from services.softswitch.report import CallOutcome, OrderOutcome, compute_report
@@ -431,7 +431,7 @@ class Replayer:
         self.active: dict[str, Replay] = {}
         self.orders: dict[str, tuple[Replay, OrderRun]] = {}
         self.agent_calls: dict[str, AgentSim] = {}
-        self.customer_calls: dict[str, CustomerSim] = {}
+        self.customer_calls: dict[str, CustomerSim | HeldCaller] = {}
         self._switch_token: str | None = None
         self._link: SwitchLink | None = None
         self._peers: Peers | None = None
@@ -577,6 +577,14 @@ class Replayer:
 
     async def _callback_invite(self, frame: Frame) -> None:
         headers = frame.get("headers") or {}
+        held_for = headers.get("X-Hotline-Virtual-Hold-For") if isinstance(headers, dict) else None
+        held_replay = self._replay_of(str(held_for)) if held_for else None
+        if held_replay is not None:
+            # A caller of this replay who took virtual hold: the agent-first callback.
+            held = HeldCaller(held_replay, held_replay.by_call_id[str(held_for)], frame)
+            self.customer_calls[held.call_id] = held
+            held_replay.spawn(held.ring())
+            return
         order_id = headers.get("X-Hotline-Order-Id") if isinstance(headers, dict) else None
         owner = self.orders.get(str(order_id)) if order_id else None
         if owner is None:

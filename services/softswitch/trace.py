@@ -104,6 +104,9 @@ class Call(_Line):
     # Seconds in queue before the caller hangs up; null: waits forever.
     patience: Seconds | None = Field(default=None, ge=0)
     talk: Seconds = Field(default=60.0, ge=0)
+    # Takes a virtual-hold offer if the queue makes one: presses its digit (after ``think``),
+    # hangs up, and answers the agent-first callback after ``think`` seconds of ringing.
+    virtual_hold: bool = False
     disposition: Disposition | None = None
 
 

@@ -426,6 +426,8 @@ def test_agent_first_rings_the_agent_then_dials_the_customer_then_connects() -> 
     assert effects[1].fields["to"] == "+8613800000009"  # type: ignore[union-attr]
     assert emitted(effects) == []
     assert call.ring_deadline == picked_up + timedelta(seconds=40)
+    # The agent phone's 200 again (a retransmission) does not hang the agent up.
+    assert call.on_agent_response(21, 200, picked_up, next_cseq=lambda: 23) == []
     effects = call.on_customer_response(22, 200, NOW + timedelta(seconds=9))
     assert call.state is S.CONNECTED and call.ring_deadline is None
     assert sent(effects) == [("ACK", "customer")]

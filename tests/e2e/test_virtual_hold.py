@@ -5,6 +5,7 @@ call, then the customer is dialled and the two are connected."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +18,14 @@ from websockets.asyncio.client import connect
 from shared.auth import Auth
 from tests.conftest import TEST_SECRET, eventually
 from tests.cti_gateway.harness import Switch
-from tests.e2e.harness import admin_headers, all_in_one_suite, base_environment
+from tests.e2e.harness import (
+    admin_headers,
+    all_in_one_suite,
+    base_environment,
+    replay_progress,
+    start_replay_cli,
+    wait_cli,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -136,3 +144,54 @@ async def _held(entry: Any) -> bool:
 
 async def _is(read: Any, state: str) -> bool:
     return bool(await read() == state)
+
+
+TRACE = [
+    {"kind": "header", "format": "hotline-trace/1", "name": "virtual-hold",
+     "start": "2026-07-15T10:00:00+08:00"},
+    {"kind": "agent", "id": "A001", "skills": {"repair": 8}, "login": 0, "answer_after": 1,
+     "wrapup": 2},
+    # C1 takes the only agent; C2 waits (it would be offered virtual hold, and does not take
+    # it); C3 takes it, hangs up, and is called back after C2 has been served.
+    {"kind": "call", "id": "C1", "at": 5, "from": "+8613800000071", "dtmf": ["1"], "think": 1,
+     "talk": 60},
+    {"kind": "call", "id": "C2", "at": 10, "from": "+8613800000072", "dtmf": ["1"],
+     "think": 1, "talk": 30},
+    {"kind": "call", "id": "C3", "at": 15, "from": "+8613800000073", "dtmf": ["1"],
+     "think": 2, "talk": 40, "virtual_hold": True},
+]
+
+
+async def test_a_replayed_caller_takes_virtual_hold_and_is_served_in_turn(
+        database_url: str, amqp_url: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix="hotline-e2e-"))
+    (work / "acd.yaml").write_text(CONFIG)
+    trace = work / "virtual-hold.jsonl"
+    trace.write_text("".join(json.dumps(line) + "\n" for line in TRACE))
+    speed = 5.0
+    env = base_environment(database_url, work, speed, amqp_url=amqp_url,
+                           start=TRACE[0]["start"])  # type: ignore[arg-type]
+    env["ACD_CONFIG_FILE"] = str(work / "acd.yaml")
+    try:
+        with all_in_one_suite(env, work / "logs") as suite:
+            cli = start_replay_cli(suite, trace, speed, work / "report.json")
+            report = await wait_cli(cli, work / "report.json", 300)
+            replay = await replay_progress(suite)
+            assert replay is not None
+            async with httpx.AsyncClient(headers=admin_headers(), timeout=10) as http:
+                calls = {c["trace_call_id"]: c for c in (await http.get(
+                    f"{suite.url('softswitch')}/v1/replays/{replay['replay_id']}/calls")).json()}
+                entries = {name: (await http.get(
+                    f"{suite.url('acd_router')}/v1/calls/{call['call_id']}")).json()["entry"]
+                    for name, call in calls.items()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert report["answered"] == 3, report
+    assert {name: call["outcome"] for name, call in calls.items()} == {
+        "C1": "answered", "C2": "answered", "C3": "answered"}
+    assert entries["C3"]["callback_number"] == "+8613800000073"
+    assert entries["C3"]["callback_call_id"] == f"{calls['C3']['call_id']}.vh1"
+    assert entries["C2"]["callback_number"] is None
+    # C3 kept its place behind C2: answered after it, by the agent-first callback.
+    answered = sorted(entries, key=lambda name: entries[name]["answered_at"])
+    assert answered == ["C1", "C2", "C3"]

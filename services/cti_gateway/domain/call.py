@@ -288,7 +288,10 @@ class Call:
         already cancelled or gave up on) are ignored. An agent-first dial goes on to INVITE
         the customer (``next_cseq`` numbers it; ``dial_timeout`` bounds its ringing)."""
         if self.state is not CallState.ALERTING or cseq != self.agent_invite_cseq:
-            retransmitted = cseq == self.agent_invite_cseq and self.connected_at is not None
+            # A repeated 200 for the phone already answered (connected, or on an agent-first
+            # dial waiting for the customer) is not a late answer to hang up.
+            retransmitted = cseq == self.agent_invite_cseq and (
+                self.connected_at is not None or self.agent_leg is LegState.UP)
             if 200 <= status < 300 and not retransmitted:
                 # The phone picked up an INVITE we had already given up on (the 200 crossed
                 # our CANCEL): take the answer and hang up, or the phone stays off-hook.
@@ -326,13 +329,18 @@ class Call:
                                                         self.context["virtual_hold_for"]}},
                      cseq=invite_cseq)]
 
-    def _connect(self, now: datetime) -> list[Effect]:
+    def _connect(self, now: datetime, answered: Leg = "agent") -> list[Effect]:
+        """The last leg answered (the agent; on an agent-first dial, the customer)."""
         self._go(Action.CONNECT)
-        self.agent_leg = LegState.UP
+        if answered == "agent":
+            self.agent_leg = LegState.UP
+        else:
+            self.party_leg = LegState.UP
+            self.answered_at = now
         self.connected_at = now
         self.ring_deadline = None
         return [
-            Send("ACK", "agent"),
+            Send("ACK", answered),
             Emit(CallConnected(
                 call_id=self.call_id, direction=self.direction, agent_id=self.agent_id or "",
                 queue=self.queue, reservation_id=self.reservation_id,
@@ -408,7 +416,8 @@ class Call:
                    ring_deadline=now + timedelta(seconds=ring_timeout))
         return call, [
             Send("INVITE", "agent", {"agent_id": agent_id, "to": device, "from": to_number,
-                                     "reservation_id": reservation_id}, cseq=invite_cseq),
+                                     "reservation_id": reservation_id,
+                                     "virtual_hold_for": held_call_id}, cseq=invite_cseq),
             Emit(CallOriginated(call_id=call_id, request_id=reservation_id,
                                 from_number=from_number, to_number=to_number,
                                 context=call.context)),
@@ -440,15 +449,7 @@ class Call:
                 self.party_leg = LegState.RINGING
             return []
         if status < 300 and self.agent_first:
-            self.party_leg = LegState.UP
-            self.answered_at = now
-            self._go(Action.CONNECT)
-            self.connected_at = now
-            self.ring_deadline = None
-            return [Send("ACK", "customer"), Emit(CallConnected(
-                call_id=self.call_id, direction=self.direction, agent_id=self.agent_id or "",
-                queue=self.queue, reservation_id=self.reservation_id,
-                from_number=self.from_number, to_number=self.to_number, connected_at=now))]
+            return self._connect(now, answered="customer")
         if status < 300:
             self._go(Action.CUSTOMER_ANSWERED)
             self.party_leg = LegState.UP
