@@ -183,12 +183,13 @@ class Replay:
         entry.calls.append(run.spec.id)
         # Known before resolving, so the callback's INVITE finds its customer.
         self.board.orders[order_id] = (self, entry)
-        linked = order.get("linked") or {}
-        if linked.get("reason") == "outage" or (not linked and order.get("outage_id")):
-            # A report of an outage still on: its restoration resolves the order, not this
-            # call. (An outage order reopened after the restoration is ordinary work again.)
+        if order.get("linked") or order.get("outage_id"):
+            # A duplicate report of work already under way (an outage, whose restoration
+            # resolves it; or an order reopened for rework): the caller joins its callback
+            # list and whoever works the order resolves it, not this call. Resolving it here
+            # would call back its unhappy callers again on every duplicate report.
             return
-        # Our own order, or one this report joined: resolved at first contact.
+        # Our own order: resolved at first contact.
         reply = wo.reply or f"Handled on call {run.spec.id}: {wo.type} resolved."
         try:
             resolved = await self.peers.resolve_order(agent_id, order_id, reply)

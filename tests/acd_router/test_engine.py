@@ -162,6 +162,24 @@ def test_preferred_agent_then_fallback() -> None:
     assert decisions[0].explanation.rule == "preferred_agent"
 
 
+def test_a_restored_call_keeps_what_was_left_of_its_preferred_agent_wait() -> None:
+    config = {"repair": {"skills": {"repair": 1},
+                         "preferred_agent": {"enabled": True, "timeout_seconds": 20}}}
+    # Rebuilt 15 s after the call arrived: the pin ends at 20, not 35.
+    eng = engine(config)
+    login(eng, "owner", {"repair": 5}, now=15, ready=False)
+    login(eng, "other", {"repair": 5}, now=15)
+    restored = CallSpec("C1", "repair", preferred_agents=("owner",), arrived_at=0)
+    assert eng.call_arrived(restored, 15) == []
+    assert eng.tick(19) == []
+    assert pairs(eng.tick(20)) == [("C1", "other")]
+    # Rebuilt after the wait ran out: routed at once to whoever the strategy picks.
+    eng = engine(config)
+    login(eng, "owner", {"repair": 5}, now=25, ready=False)
+    login(eng, "other", {"repair": 5}, now=25)
+    assert pairs(eng.call_arrived(restored, 25)) == [("C1", "other")]
+
+
 def test_preferred_agent_from_history() -> None:
     eng = engine({"repair": {"skills": {"repair": 1},
                              "preferred_agent": {"enabled": True, "within_days": 1}}})

@@ -601,7 +601,10 @@ class RoutingEngine:
         insort(self._waiting.setdefault(call.queue, []), (call.key, call.spec.id))
         queue = self._queue(call.queue)
         note = ""
-        if pin and queue.preferred_agent.enabled:
+        # The preferred-agent wait runs from the call's arrival: a call restored after a
+        # restart keeps what was left of it, not a fresh one.
+        pin_until = call.arrived + queue.preferred_agent.timeout_seconds
+        if pin and queue.preferred_agent.enabled and pin_until > now:
             preferred = self._preferred(call, now)
             ready = [a for a in preferred if a in self._agents and self._agents[a].ready]
             if ready:
@@ -611,7 +614,7 @@ class RoutingEngine:
             if staffed:
                 # Wait for a preferred agent (only) for a while; the others may serve it later.
                 call.pinned_to = tuple(staffed)
-                call.pin_until = now + queue.preferred_agent.timeout_seconds
+                call.pin_until = pin_until
                 for agent_id in staffed:
                     insort(self._pinned.setdefault(agent_id, []), (call.key, call.spec.id))
                 self._push_timer(call.pin_until, call, "pin")
