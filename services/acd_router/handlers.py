@@ -98,8 +98,10 @@ class Acd:
 
     def __init__(self, settings: AcdSettings, *, time_scale: float = 1.0) -> None:
         self.settings = settings
-        # Suite seconds a reservation lasts at least (its wall-time floor, scaled).
-        self.reservation_floor = settings.reservation_min_wall_seconds * time_scale
+        # Suite seconds a reservation rings for: the setting, but at least its wall-time
+        # floor (scaled), so a fast suite clock cannot outrun the connect event.
+        self.reservation_seconds = max(settings.reservation_timeout_seconds,
+                                       settings.reservation_min_wall_seconds * time_scale)
         self.zone = ZoneInfo(settings.timezone)
         self.engine = RoutingEngine(RoutingConfig())
         self.config_version = 0
@@ -384,7 +386,7 @@ class Acd:
             agent = await self._reserved_agent(tx, entry)
             reservation_id, agent_id = entry.reservation_id, entry.agent_id
             assert reservation_id is not None and agent_id is not None
-            dial_call_id = entry.live_call_id if entry.on_virtual_hold else None
+            dial_call_id = entry.callback_call_id  # set only for a held caller's dial
             entry.requeue()
             await store.save_entry(session, entry)
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
@@ -434,8 +436,7 @@ class Acd:
                 self._stale = True
                 return
             reservation_id = str(uuid.uuid4())
-            timeout = max(self.settings.reservation_timeout_seconds, self.reservation_floor)
-            dial = None
+            timeout, dial = self.reservation_seconds, None
             if entry.on_virtual_hold:
                 # Agent first: ring the agent on a new outbound call, then dial the customer;
                 # the reservation also covers the customer's ringing.

@@ -280,8 +280,7 @@ class Leadership:
             if agent is not None:
                 await acd._save_agent(tx, agent, agent.cancel(now))
         elif verdict == ALIVE:
-            entry.reservation_expires_at = now + timedelta(
-                seconds=max(self.settings.reservation_timeout_seconds, self.acd.reservation_floor))
+            entry.reservation_expires_at = now + timedelta(seconds=self.acd.reservation_seconds)
             await store.save_entry(tx.session, entry)
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 

@@ -52,8 +52,7 @@ class OrderRun:
     survey_answers: list[str] = field(default_factory=list)
 
     def mark_resolved(self) -> None:
-        """A (new) resolution owes new callbacks: forget the last reading, even a settled one
-        (a report that joins a reopened order resolves it again)."""
+        """A resolution owes new callbacks: forget any earlier reading of them."""
         self.resolved, self.callback = True, {}
 
 
