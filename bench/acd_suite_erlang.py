@@ -233,8 +233,8 @@ async def run_suite(trace: str, work: Path, database_url: str, amqp_url: str,
         busy, wrapups = await _agent_busy(database_url)
         hops = await _holding_hops(database_url)
     return {"view": view, "rows": rows, "acd": acd, "busy": busy, "wrapups": wrapups,
-            "hops": hops,
-            "startup": startup, "speed": speed, "acd_default_wrapup": acd_default_wrapup, "replay_seconds": replay_seconds,
+            "hops": hops, "startup": startup, "speed": speed,
+            "acd_default_wrapup": acd_default_wrapup, "replay_seconds": replay_seconds,
             "total_seconds": time.monotonic() - started}
 
 
@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--load", type=Path,
                         help="report from a --save file instead of running the suite")
     parser.add_argument("--acd-default-wrapup", action="store_true",
-                        help="leave ACD_WRAPUP_SECONDS at its default (60 s) to show the "
-                             "lost-ready defect (WRAPUP_NOTE)")
+                        help="leave ACD_WRAPUP_SECONDS at its default (60 s), ended by "
+                             "the desktops' ready (WRAPUP_NOTE)")
     args = parser.parse_args(argv)
     if not 0 < args.speed <= 10:
         parser.error("--speed must be in (0, 10]")
