@@ -63,7 +63,7 @@ WRAPUP_NOTE = (
 
 @dataclass
 class CallTimes:
-    """One answered call, times in trace seconds (suite seconds at scale 10)."""
+    """One answered call, times in trace seconds (suite seconds at the replay's scale)."""
 
     trace_id: str
     at: float
@@ -73,7 +73,6 @@ class CallTimes:
     talk: float
     # ACD (the router's side), relative to its own enqueued_at.
     reserved: float | None  # last reservation decided
-    acd_answered: float | None  # ACD saw the call connected
     # The router's own record: the reservation was decided when the call arrived (an agent
     # was free), not later when an agent became ready for it.
     served_on_arrival: bool | None = None
@@ -115,71 +114,59 @@ async def _acd_calls(client: httpx.AsyncClient, acd_url: str, call_ids: Sequence
     return out
 
 
-async def _agent_busy(database_url: str) -> tuple[list[float], list[float]]:
-    """From ACD's own ``acd.agent.state_changed`` events: each reservation's span from
-    ``reserved`` until the agent is ``ready`` again, and each wrap-up's length (suite s)."""
+async def _agent_spans(database_url: str) -> dict[str, Any]:
+    """Agent holding time from the event times in the ACD's and CTI's outboxes (suite s):
+
+    - ``busy``: each reservation's span from ``reserved`` until the agent is ``ready`` again;
+    - ``wrapups``: each wrap-up's length;
+    - ``hops``: where the holding time beyond talk goes, per call: the ACD's reservation →
+      CTI's ``cti.call.connected`` (``answer``), and CTI's ``cti.call.released`` → the
+      agent's ``ready`` (``release``)."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT envelope FROM acd.outbox WHERE type = 'acd.agent.state_changed' ORDER BY id")
+            "SELECT * FROM (SELECT type, envelope->>'time' AS at,"
+            " envelope->'data'->>'call_id' AS call_id, envelope->'data'->>'agent_id' AS agent_id,"
+            " envelope->'data'->>'state' AS state FROM acd.outbox"
+            " WHERE type IN ('acd.agent.reserved', 'acd.agent.state_changed')"
+            " UNION ALL SELECT type, envelope->>'time', envelope->'data'->>'call_id', NULL, NULL"
+            " FROM cti.outbox WHERE type IN ('cti.call.connected', 'cti.call.released')"
+            ") AS events ORDER BY at::timestamptz")
     finally:
         await conn.close()
     busy: list[float] = []
     wrapups: list[float] = []
     since: dict[str, float] = {}
     wrap_since: dict[str, float] = {}
+    # (call, what happened) -> when: the first of each, but the last ready.
+    moments: dict[tuple[str, str], float] = {}
     for row in rows:
-        envelope = row["envelope"]
-        if isinstance(envelope, str):
-            envelope = json.loads(envelope)
-        data = envelope.get("data") or {}
-        at = _ts(envelope.get("time"))
-        agent, state = data.get("agent_id"), data.get("state")
-        if at is None or agent is None:
+        at = _ts(row["at"])
+        if at is None:
             continue
-        if state == "reserved":
+        kind = row["state"] if row["type"] == "acd.agent.state_changed" else row["type"]
+        if row["call_id"] is not None and (kind == "ready"
+                                           or (row["call_id"], kind) not in moments):
+            moments[(row["call_id"], kind)] = at
+        agent = row["agent_id"]
+        if row["type"] != "acd.agent.state_changed" or agent is None:
+            continue
+        if kind == "reserved":
             since[agent] = at
-        elif state == "wrap_up":
+        elif kind == "wrap_up":
             wrap_since[agent] = at
-        elif state == "ready":
+        elif kind == "ready":
             if agent in since:
                 busy.append(at - since.pop(agent))
             if agent in wrap_since:
                 wrapups.append(at - wrap_since.pop(agent))
-    return busy, wrapups
-
-
-async def _holding_hops(database_url: str) -> dict[str, list[float]]:
-    """Where an agent's holding time beyond talk goes, per call (suite s), from the event
-    times in the services' outboxes: the ACD's reservation → CTI's ``cti.call.connected``
-    (the answer chain), and CTI's ``cti.call.released`` → the ACD's ``ready`` for that agent
-    (the release chain)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT type, envelope->'data'->>'call_id' AS call_id,"
-            " envelope->'data'->>'state' AS state, envelope->>'time' AS at FROM acd.outbox"
-            " WHERE type IN ('acd.agent.reserved', 'acd.agent.state_changed')"
-            " UNION ALL SELECT type, envelope->'data'->>'call_id', NULL, envelope->>'time'"
-            " FROM cti.outbox WHERE type IN ('cti.call.connected', 'cti.call.released')")
-    finally:
-        await conn.close()
-    times: dict[tuple[str, str], float] = {}
-    for row in rows:
-        at = _ts(row["at"])
-        if row["call_id"] is None or at is None:
-            continue
-        kind = row["type"] if row["type"] != "acd.agent.state_changed" else row["state"]
-        # The first reservation and the last ready of a call are the ones that count.
-        if kind == "ready" or (row["call_id"], kind) not in times:
-            times[(row["call_id"], kind)] = at
     answer, release = [], []
-    for (call_id, kind), at in times.items():
-        if kind == "acd.agent.reserved" and (call_id, "cti.call.connected") in times:
-            answer.append(times[(call_id, "cti.call.connected")] - at)
-        elif kind == "cti.call.released" and (call_id, "ready") in times:
-            release.append(times[(call_id, "ready")] - at)
-    return {"answer": answer, "release": release}
+    for (call_id, kind), at in moments.items():
+        if kind == "acd.agent.reserved" and (call_id, "cti.call.connected") in moments:
+            answer.append(moments[(call_id, "cti.call.connected")] - at)
+        elif kind == "cti.call.released" and (call_id, "ready") in moments:
+            release.append(moments[(call_id, "ready")] - at)
+    return {"busy": busy, "wrapups": wrapups, "hops": {"answer": answer, "release": release}}
 
 
 async def run_suite(trace: str, work: Path, database_url: str, amqp_url: str,
@@ -230,10 +217,8 @@ async def run_suite(trace: str, work: Path, database_url: str, amqp_url: str,
                 rows = rows.get("calls", [])
             acd = await _acd_calls(client, suite.url("acd_router"),
                                    [r["call_id"] for r in rows if r.get("outcome") == "answered"])
-        busy, wrapups = await _agent_busy(database_url)
-        hops = await _holding_hops(database_url)
-    return {"view": view, "rows": rows, "acd": acd, "busy": busy, "wrapups": wrapups,
-            "hops": hops, "startup": startup, "speed": speed,
+        spans = await _agent_spans(database_url)
+    return {"view": view, "rows": rows, "acd": acd, **spans, "startup": startup, "speed": speed,
             "acd_default_wrapup": acd_default_wrapup, "replay_seconds": replay_seconds,
             "total_seconds": time.monotonic() - started}
 
@@ -245,8 +230,7 @@ def call_times(rows: Sequence[dict[str, Any]], acd: dict[str, dict[str, Any]]
         if row.get("outcome") != "answered" or row.get("queued_at") is None \
                 or row.get("connected_at") is None:
             continue
-        reserved = acd_answered = None
-        on_arrival = None
+        reserved = on_arrival = None
         view = acd.get(row["call_id"])
         if view is not None:
             enqueued = _ts(view["entry"]["enqueued_at"])
@@ -255,11 +239,9 @@ def call_times(rows: Sequence[dict[str, Any]], acd: dict[str, dict[str, Any]]
                 last = max(decisions, key=lambda d: d["decided_at"])
                 reserved = (_ts(last["decided_at"]) or enqueued) - enqueued
                 on_arrival = (last.get("explanation") or {}).get("trigger") == "call_arrived"
-                answered = _ts(view["entry"].get("answered_at"))
-                acd_answered = None if answered is None else answered - enqueued
         out.append(CallTimes(row["trace_call_id"], float(row["at"]), float(row["queued_at"]),
                              float(row["connected_at"]), float(row.get("talk") or 0.0),
-                             reserved, acd_answered, on_arrival))
+                             reserved, on_arrival))
     return sorted(out, key=lambda c: c.at)
 
 

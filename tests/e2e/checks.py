@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from services.softswitch.trace import parse_trace
+from services.workorder.domain.orders import LINKABLE_STATES, OrderState
 
 
 @dataclass
@@ -95,14 +97,12 @@ async def check_replay(urls: dict[str, str], headers: dict[str, str], trace_path
     return found
 
 
-OPEN_STATES = ("created", "dispatched", "accepted", "on_site", "reopened")
-
-
 def joined_since_resolution(order: dict[str, Any], reporter: dict[str, Any]) -> bool:
     """Whether the reporter joined an order that is open and not resolved since they joined."""
-    resolved = [step["at"] for step in order.get("history", []) if step["action"] == "resolve"]
-    return order["state"] in OPEN_STATES and (
-        not resolved or str(reporter["linked_at"]) > str(max(resolved)))
+    resolved = [datetime.fromisoformat(step["at"]) for step in order.get("history", [])
+                if step["action"] == "resolve"]
+    return OrderState(order["state"]) in LINKABLE_STATES and (
+        not resolved or datetime.fromisoformat(reporter["linked_at"]) > max(resolved))
 
 
 def check_callback(found: Findings, call_id: str, spec: Any, order: dict[str, Any]) -> None:
