@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, text
+from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -20,11 +20,40 @@ def async_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url!r}")
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> AsyncEngine:
+def driver_url(engine: AsyncEngine) -> str:
+    """The engine's URL as asyncpg itself takes it (for connections outside the pool)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class DbStats:
+    """Statements and commits this process sent, for ``/metrics`` and the load bench."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.commits = 0
+
+    def statement(self, count: int = 1) -> None:
+        self.statements += count
+
+    def commit(self) -> None:
+        self.commits += 1
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5,
+                stats: DbStats | None = None) -> AsyncEngine:
     """A bounded pool: six services on one PostgreSQL (100 connections by default) must not be
-    able to exhaust it between them; a burst waits for a connection instead."""
-    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
-                               pool_pre_ping=True, pool_timeout=60)
+    able to exhaust it between them; a burst waits for a connection instead.
+
+    No pre-ping: it costs a BEGIN, a round trip and a ROLLBACK on every checkout, and a
+    connection the server dropped fails its first statement anyway, which is retried like
+    any other failed unit of work (SQLAlchemy then discards the connection)."""
+    engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
+                                 pool_pre_ping=False, pool_timeout=60)
+    if stats is not None:
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def count(*_: object) -> None:
+            stats.statement()
+    return engine
 
 
 def advisory_key(name: str) -> int:

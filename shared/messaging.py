@@ -1,21 +1,37 @@
-"""Transactional outbox and inbox.
+"""Transactional outbox and inbox on a batching single writer (DESIGN §5, "Runtime").
 
-A handler changes state and records the events it emits in one database transaction
-(:meth:`Messaging.transaction`); a relay publishes recorded events in order and marks them
-sent only once the bus has them. Consumers record each processed event id in the same
-transaction as their state change, so a redelivered event is skipped.
+Every event a service handles goes through one writer task per process. The writer takes
+whatever deliveries (and submitted commands) are queued as one batch and runs them in one
+database transaction, each item in a savepoint of its own so that a failing item costs only
+itself. The batch's inbox ids, per-subject sequences and outbox rows are then written with
+one statement each (prepared, on the asyncpg connection under SQLAlchemy's pool) and the
+transaction commits once. Only after the commit are the deliveries acked, the commands'
+callers answered, after-commit actions run (commands to the switch) and the events handed to
+the :class:`Publisher`, which publishes them in commit order with pipelined confirms and then
+marks them sent. A crash between the commit and the publish loses nothing: unsent rows are
+published when the service starts again, or by any replica's recovery scan.
+
+The batch grows with the load (whatever arrived while the previous batch was being written),
+so the commits and round trips per event fall as the rate rises: group commit.
+
+Request handlers that need their answer now (REST) use :meth:`Messaging.transaction`: the
+same unit of work, committed on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import structlog
 from sqlalchemy import (
     BigInteger,
@@ -26,17 +42,14 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    select,
-    text,
-    update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from shared.bus import Bus
+from shared.bus import Bus, Delivery
 from shared.clock import Clock
-from shared.db import advisory_key
-from shared.envelope import Envelope, routing_key
+from shared.db import DbStats, advisory_key, driver_url
+from shared.envelope import Envelope
 from shared.events import EventData, validate_data
 
 log = structlog.get_logger(__name__)
@@ -117,52 +130,163 @@ def create_messaging_tables(op: Any, schema: str) -> None:
     )
 
 
-class Transaction:
-    """One unit of work: a session plus the events to publish if (and only if) it commits."""
+class _Statements:
+    """The messaging SQL of one schema, written once (asyncpg prepares and caches each per
+    connection, so no statement is built or compiled per event)."""
 
-    def __init__(self, session: AsyncSession, messaging: Messaging,
-                 cause: Envelope | None = None) -> None:
-        self.session = session
-        self._messaging = messaging
+    def __init__(self, schema: str) -> None:
+        s = f'"{schema}"'
+        # Per-subject sequences and the outbox rows of a whole batch in one round trip. The
+        # sequence upsert's row lock orders concurrent emitters of one subject; ``ord`` keeps
+        # the batch's emit order in the outbox ids.
+        self.write_events = f"""
+            WITH seq AS (
+                INSERT INTO {s}.event_sequences AS s (subject, last)
+                SELECT subject, n FROM unnest($1::text[], $2::int[]) AS u(subject, n)
+                ON CONFLICT (subject) DO UPDATE SET last = s.last + EXCLUDED.last
+                RETURNING s.subject, s.last
+            ), ev AS (
+                SELECT * FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::int[],
+                                     $8::text[])
+                    AS e(ord, event_id, type, subject, back, body)
+            )
+            INSERT INTO {s}.outbox (event_id, type, subject, sequence, envelope)
+            SELECT ev.event_id, ev.type, ev.subject, seq.last - ev.back,
+                   jsonb_set(ev.body::jsonb, '{{sequence}}', to_jsonb(seq.last - ev.back))
+            FROM ev JOIN seq USING (subject) ORDER BY ev.ord
+            RETURNING id, event_id, sequence"""
+        self.seen = (f"SELECT consumer, event_id FROM {s}.inbox WHERE (consumer, event_id) IN"
+                     " (SELECT * FROM unnest($1::text[], $2::text[]))")
+        self.record_inbox = (
+            f"INSERT INTO {s}.inbox (consumer, event_id, event_type)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+            " ON CONFLICT DO NOTHING RETURNING event_id")
+        self.mark_published = (f"UPDATE {s}.outbox SET published_at = now()"
+                               " WHERE id = ANY($1::bigint[])")
+        self.unpublished = (f"SELECT id, envelope FROM {s}.outbox WHERE published_at IS NULL"
+                            " AND id > $1 AND created_at < now() - make_interval(secs => $2)"
+                            " ORDER BY id LIMIT $3")
+        self.pending = f"SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL"
+
+
+class StagedEvent:
+    """What :meth:`Transaction.emit` returns: the event as it will be published. Its sequence
+    (and so its envelope) is known once the transaction has committed."""
+
+    __slots__ = ("body", "envelope", "event_id", "event_type", "subject")
+
+    def __init__(self, event_id: str, event_type: str, subject: str, body: dict[str, Any]
+                 ) -> None:
+        self.event_id = event_id
+        self.event_type = event_type
+        self.subject = subject
+        self.body = body
+        self.envelope: Envelope | None = None
+
+    @property
+    def sequence(self) -> int:
+        if self.envelope is None:
+            raise RuntimeError("the event's sequence is known once its transaction commits")
+        return self.envelope.sequence
+
+
+class Transaction:
+    """One unit of work as a handler sees it: the database (``session`` for SQLAlchemy Core,
+    ``conn`` for prepared SQL on the same transaction), ``now``, the event that caused it,
+    and what to emit or do once it commits. Inside a batch each handler gets its own."""
+
+    def __init__(self, unit: _Unit, cause: Envelope | None) -> None:
+        self._unit = unit
         self.cause = cause
-        self.emitted: list[Envelope] = []
+        self.now: datetime = unit.messaging.clock.now()
+        self.staged: list[StagedEvent] = []
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+        self.changed = False
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        """State shared by every handler in one database transaction (a lock a batch's first
+        handler took, say)."""
+        return self._unit.shared
+
+    @property
+    def session(self) -> AsyncSession:
+        """SQLAlchemy Core on this transaction (statements built per call: keep them off the
+        hot path, where :attr:`conn` with SQL written once is several times cheaper)."""
+        self.changed = True
+        return self._unit.session()
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        """The asyncpg connection this transaction runs on."""
+        self.changed = True
+        return self._unit.conn
+
+    @property
+    def emitted(self) -> list[Envelope]:
+        """The committed envelopes (empty until the commit)."""
+        return [e.envelope for e in self.staged if e.envelope is not None]
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        self._unit.messaging.stats.statement()
+        return str(await self.conn.execute(sql, *args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self._unit.messaging.stats.statement()
+        return list(await self.conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self._unit.messaging.stats.statement()
+        return await self.conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self._unit.messaging.stats.statement()
+        return await self.conn.fetchval(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._unit.messaging.stats.statement()
+            await self.conn.executemany(sql, rows)
 
     def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` once this transaction has committed (e.g. send a command to the
-        switch about state that is now durable). Not run if the transaction rolls back."""
+        switch about state that is now durable). Not run if it rolls back."""
         self._after_commit.append(action)
 
-    @property
-    def now(self) -> datetime:
-        return self._messaging.clock.now()
+    def on_rollback(self, action: Callable[[], None]) -> None:
+        """Run ``action`` if this unit of work is undone (so an in-memory mirror of the
+        tables can mark itself stale)."""
+        self._on_rollback.append(action)
 
-    async def emit(self, event_type: str, data: EventData | dict[str, Any], *, subject: str,
-                   correlationid: str | None = None, version: int = 1) -> Envelope:
-        """Record an event in the outbox. Its sequence is the next for (this service, subject);
-        the row lock taken here orders concurrent emitters of one subject."""
+    async def emit(self, event_type: str | EventData, data: EventData | dict[str, Any] | None = None,
+                   *, subject: str, correlationid: str | None = None,
+                   version: int | None = None) -> StagedEvent:
+        """Record an event for the outbox. ``emit(model, subject=...)`` takes the type and
+        version from the catalog model; ``emit(type, data, ...)`` validates ``data``. Its
+        sequence is the next for (this service, subject), assigned when the batch is written."""
+        if isinstance(event_type, EventData):
+            data, model = event_type, event_type
+            event_type = str(model.event_type)  # type: ignore[attr-defined]
+            version = int(model.event_version)  # type: ignore[attr-defined]
+        assert data is not None
+        version = version or 1
         payload = validate_data(event_type, version, data)
-        tables = self._messaging.tables
-        sequence = (await self.session.execute(
-            insert(tables.sequences).values(subject=subject, last=1)
-            .on_conflict_do_update(index_elements=["subject"],
-                                   set_={"last": tables.sequences.c["last"] + 1})
-            .returning(tables.sequences.c["last"])
-        )).scalar_one()
         if correlationid is None and self.cause is not None:
             correlationid = self.cause.correlationid
-        envelope = Envelope(
-            id=str(uuid.uuid4()), source=f"/hotline/{self._messaging.service}", type=event_type,
-            time=self._messaging.clock.now(), subject=subject, dataversion=version,
-            sequence=sequence, correlationid=correlationid,
-            causationid=self.cause.id if self.cause else None, data=payload,
-        )
-        await self.session.execute(tables.outbox.insert().values(
-            event_id=envelope.id, type=event_type, subject=subject, sequence=sequence,
-            envelope=envelope.model_dump(mode="json"),
-        ))
-        self.emitted.append(envelope)
-        return envelope
+        messaging = self._unit.messaging
+        event_id = str(uuid.uuid4())
+        body = {
+            "specversion": "1.0", "id": event_id, "source": messaging.source,
+            "type": event_type, "time": self.now.isoformat(), "subject": subject,
+            "datacontenttype": "application/json", "dataversion": version, "sequence": 0,
+            "correlationid": correlationid,
+            "causationid": self.cause.id if self.cause else None, "data": payload,
+        }
+        staged = StagedEvent(event_id, event_type, subject, body)
+        self.staged.append(staged)
+        self.changed = True
+        return staged
 
 
 ConsumerHandler = Callable[[Transaction, Envelope], Awaitable[None]]
@@ -175,6 +299,145 @@ def raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
+class _Unit:
+    """One database transaction (a batch of work items, or one standalone unit): the
+    SQLAlchemy connection, the asyncpg connection under it, and what it will write."""
+
+    def __init__(self, messaging: Messaging) -> None:
+        self.messaging = messaging
+        self._sa: AsyncConnection | None = None
+        self._session: AsyncSession | None = None
+        self.conn: asyncpg.Connection
+        self.shared: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        sa = await self.messaging.engine.connect()
+        try:
+            await sa.begin()
+            fairy = await sa.get_raw_connection()
+            # BEGIN now (SQLAlchemy's asyncpg adapter would only begin at its own first
+            # statement), so prepared statements on the driver connection join the same
+            # transaction as SQLAlchemy's.
+            await fairy.dbapi_connection._start_transaction()  # type: ignore[union-attr]
+            self.conn = fairy.driver_connection  # type: ignore[assignment]
+        except BaseException:
+            # Most likely a connection the server dropped: never hand it out again.
+            with contextlib.suppress(Exception):
+                await sa.invalidate()
+            await sa.close()
+            raise
+        self._sa = sa
+
+    @classmethod
+    def over(cls, messaging: Messaging, session: AsyncSession) -> _Unit:
+        """A unit on a session someone else opened and will end (a read-only view)."""
+        unit = cls(messaging)
+        unit._session = session
+        return unit
+
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            assert self._sa is not None, "the unit of work is not open"
+            self._session = AsyncSession(bind=self._sa, expire_on_commit=False)
+        return self._session
+
+    async def savepoint(self, name: str) -> None:
+        self.messaging.stats.statement()
+        await self.conn.execute(f"SAVEPOINT {name}")
+
+    async def release(self, name: str) -> None:
+        self.messaging.stats.statement()
+        await self.conn.execute(f"RELEASE SAVEPOINT {name}")
+
+    async def rollback_to(self, name: str) -> None:
+        self.messaging.stats.statement()
+        await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+
+    async def write(self, txs: Sequence[Transaction], inbox: Sequence[tuple[str, Envelope]]
+                    ) -> list[tuple[int, Envelope]]:
+        """Write the inbox ids and the events of ``txs``; return (outbox id, envelope) in
+        emit order."""
+        m = self.messaging
+        if inbox:
+            m.stats.statement()
+            recorded = await self.conn.fetch(
+                m.sql.record_inbox, [q for q, _ in inbox], [e.id for _, e in inbox],
+                [e.type for _, e in inbox])
+            if len(recorded) != len(inbox):
+                raise DuplicateDelivery("an event of this batch was handled meanwhile")
+        staged = [event for tx in txs for event in tx.staged]
+        if not staged:
+            return []
+        counts: dict[str, int] = {}
+        for event in staged:
+            counts[event.subject] = counts.get(event.subject, 0) + 1
+        seen: dict[str, int] = {}
+        back: list[int] = []
+        for event in staged:
+            seen[event.subject] = seen.get(event.subject, 0) + 1
+            back.append(counts[event.subject] - seen[event.subject])
+        m.stats.statement()
+        rows = await self.conn.fetch(
+            m.sql.write_events, list(counts), list(counts.values()),
+            list(range(len(staged))), [e.event_id for e in staged],
+            [e.event_type for e in staged], [e.subject for e in staged], back,
+            [json.dumps(e.body, ensure_ascii=False, default=str) for e in staged])
+        by_id = {row["event_id"]: row for row in rows}
+        out: list[tuple[int, Envelope]] = []
+        for event in staged:
+            row = by_id[event.event_id]
+            event.body["sequence"] = row["sequence"]
+            event.envelope = Envelope.model_construct(**{
+                **event.body, "time": datetime.fromisoformat(event.body["time"])})
+            out.append((int(row["id"]), event.envelope))
+        return out
+
+    async def commit(self) -> None:
+        assert self._sa is not None
+        try:
+            await self._sa.commit()
+            self.messaging.stats.commit()
+        finally:
+            await self.close()
+
+    async def rollback(self) -> None:
+        if self._sa is None:
+            return
+        try:
+            await self._sa.rollback()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        sa, self._sa = self._sa, None
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await self._session.close()
+            self._session = None
+        if sa is not None:
+            await sa.close()
+
+
+class DuplicateDelivery(RuntimeError):
+    """A concurrent consumer handled an event of this batch first: redo without it."""
+
+
+@dataclass
+class _Item:
+    """One piece of work for the writer: a delivery from the bus, or a submitted command."""
+
+    work: Callable[[Transaction], Awaitable[Any]]
+    cause: Envelope | None = None
+    queue: str | None = None
+    delivery: Delivery | None = None
+    future: asyncio.Future[Any] | None = None
+    tx: Transaction | None = None
+    result: Any = None
+    error: BaseException | None = None
+    duplicate: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+
+
 @dataclass
 class _Consumer:
     queue: str
@@ -183,41 +446,75 @@ class _Consumer:
 
 
 class Messaging:
+    """The service's unit-of-work runtime: the batching writer, standalone transactions,
+    consumers and the publisher."""
+
     def __init__(self, service: str, engine: AsyncEngine, tables: MessagingTables, bus: Bus,
-                 clock: Clock, *, poll_interval: float = 0.5, batch: int = 200,
+                 clock: Clock, *, batch: int = 256, stats: DbStats | None = None,
                  on_published: Callable[[Envelope], None] | None = None,
-                 on_consumed: Callable[[str, Envelope, str], None] | None = None) -> None:
+                 on_consumed: Callable[[str, Envelope, str], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.service = service
+        self.source = f"/hotline/{service}"
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.tables = tables
+        self.sql = _Statements(tables.outbox.schema or "public")
         self.bus = bus
         self.clock = clock
-        self.poll_interval = poll_interval
-        self.batch = batch
+        self.max_batch = batch
+        self.stats = stats or DbStats()
+        self._on_consumed = on_consumed
+        self._on_batch = on_batch
+        self.publisher = Publisher(self, on_published=on_published)
         self._consumers: list[_Consumer] = []
         self._consuming = False
+        self._queue: deque[_Item] = deque()
         self._wake = asyncio.Event()
-        self._relay: asyncio.Task[None] | None = None
-        self._on_published = on_published
-        self._on_consumed = on_consumed
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- units of work -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def transaction(self, cause: Envelope | None = None) -> AsyncIterator[Transaction]:
-        async with self.sessions() as session, session.begin():
-            tx = Transaction(session, self, cause)
+        """A unit of work committed on its own (REST requests that answer with its result)."""
+        unit = _Unit(self)
+        await unit.open()
+        tx = Transaction(unit, cause)
+        try:
             yield tx
-        if tx.emitted:
-            self._wake.set()
-        for action in tx._after_commit:
-            try:
-                await action()
-            except Exception:
-                log.exception("after-commit action failed", service=self.service)
+            published = await unit.write([tx], [])
+            await unit.commit()
+        except BaseException:
+            for undo in tx._on_rollback:
+                undo()
+            await unit.rollback()
+            raise
+        self.publisher.submit(published)
+        await _run_after_commit(self.service, tx)
+
+    def view(self, session: AsyncSession) -> Transaction:
+        """A transaction object over a session the caller manages (reads that share handler
+        code, e.g. a standby's read model rebuilt in a transaction it rolls back)."""
+        return Transaction(_Unit.over(self, session), None)
+
+    async def run(self, work: Callable[[Transaction], Awaitable[Any]], *,
+                  cause: Envelope | None = None) -> Any:
+        """Run ``work(tx)`` in the writer's next batch; return its result once committed."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Item(work, cause=cause, future=future))
+        return await future
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._wake.set()
+
+    # -- consumers ---------------------------------------------------------------------------
 
     def consumer(self, purpose: str, *event_types: str | tuple[str, int]
                  ) -> Callable[[ConsumerHandler], ConsumerHandler]:
         """Register ``handler(tx, envelope)`` on queue ``<service>.<purpose>``."""
+        from shared.envelope import routing_key
+
         keys = [routing_key(t, 1) if isinstance(t, str) else routing_key(*t) for t in event_types]
 
         def register(handler: ConsumerHandler) -> ConsumerHandler:
@@ -226,119 +523,309 @@ class Messaging:
 
         return register
 
-    async def start(self, *, consumers: bool = True) -> None:
-        """Start the outbox relay and (unless ``consumers`` is false) the consumers."""
-        if consumers:
-            await self.start_consumers()
-        self._relay = asyncio.create_task(self._run_relay(), name=f"outbox:{self.service}")
-
     @property
     def consuming(self) -> bool:
         return self._consuming
 
+    async def start(self, *, consumers: bool = True) -> None:
+        """Publish what a previous run left unsent, then start the writer, the publisher and
+        (unless ``consumers`` is false) the consumers."""
+        await self.publisher.recover()
+        self._tasks = [
+            asyncio.create_task(self._run_writer(), name=f"writer:{self.service}"),
+            asyncio.create_task(self.publisher.run(), name=f"publisher:{self.service}"),
+        ]
+        if consumers:
+            await self.start_consumers()
+
     async def start_consumers(self) -> None:
         """Subscribe every registered consumer (once; later calls do nothing). A service whose
-        standby must not consume (acd_router) starts the relay first and this on promotion."""
+        standby must not consume (acd_router) starts the writer first and this on promotion."""
         if self._consuming:
             return
         self._consuming = True
         for consumer in self._consumers:
-            await self.bus.subscribe(consumer.queue, consumer.binding_keys,
-                                     self._deduplicating(consumer))
+            await self.bus.consume(consumer.queue, consumer.binding_keys,
+                                   self._delivered(consumer))
+
+    def _delivered(self, consumer: _Consumer) -> Callable[[Delivery], None]:
+        def take(delivery: Delivery) -> None:
+            envelope = delivery.envelope
+
+            async def work(tx: Transaction) -> None:
+                await consumer.handler(tx, envelope)
+
+            self._enqueue(_Item(work, cause=envelope, queue=consumer.queue, delivery=delivery))
+
+        return take
 
     async def stop(self) -> None:
-        if self._relay is not None:
-            self._relay.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._relay
-            self._relay = None
+                await task
+        self._tasks = []
+        await self.publisher.close()
 
-    def _deduplicating(self, consumer: _Consumer) -> Callable[[Envelope], Awaitable[None]]:
-        inbox = self.tables.inbox
+    async def pending_count(self) -> int:
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            return int(await raw.driver_connection.fetchval(self.sql.pending))  # type: ignore[union-attr]
 
-        async def handle(envelope: Envelope) -> None:
-            with structlog.contextvars.bound_contextvars(
-                call_id=envelope.correlationid, event_type=envelope.type, event_id=envelope.id
-            ):
-                async with self.transaction(cause=envelope) as tx:
-                    first_time = (await tx.session.execute(
-                        insert(inbox).values(consumer=consumer.queue, event_id=envelope.id,
-                                             event_type=envelope.type)
-                        .on_conflict_do_nothing().returning(inbox.c.event_id)
-                    )).first()
-                    if first_time is None:
-                        outcome = "duplicate"
-                    else:
-                        await consumer.handler(tx, envelope)
-                        outcome = "handled"
-                if self._on_consumed:
-                    self._on_consumed(consumer.queue, envelope, outcome)
+    # -- the writer --------------------------------------------------------------------------
 
-        return handle
-
-    async def _run_relay(self) -> None:
-        backoff = self.poll_interval
+    async def _run_writer(self) -> None:
         while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            items = [self._queue.popleft()
+                     for _ in range(min(self.max_batch, len(self._queue)))]
+            started = time.perf_counter()
+            await self._run_batch(items)
+            if self._on_batch is not None:
+                self._on_batch(len(items), time.perf_counter() - started)
+
+    async def _run_batch(self, items: list[_Item]) -> None:
+        """Run ``items`` in one transaction; if the transaction itself fails, run them one by
+        one so that only the item that cannot commit fails."""
+        try:
+            await self._attempt(items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise_if_cancelling()
+            if len(items) == 1 and not isinstance(error, DuplicateDelivery):
+                self._settle_failed(items[0], error)
+                return
+            if len(items) > 1:
+                log.warning("batch failed; running its items one by one",
+                            service=self.service, items=len(items), error=repr(error))
+            for item in items:
+                self._reset(item)
+                try:
+                    await self._attempt([item])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as single:
+                    raise_if_cancelling()
+                    self._settle_failed(item, single)
+                    continue
+                await self._settle([item])
+            return
+        await self._settle(items)
+
+    @staticmethod
+    def _reset(item: _Item) -> None:
+        item.tx, item.result, item.error, item.duplicate = None, None, None, False
+
+    async def _attempt(self, items: list[_Item]) -> None:
+        unit = _Unit(self)
+        await unit.open()
+        try:
+            await self._mark_duplicates(unit, items)
+            for index, item in enumerate(items):
+                if item.duplicate:
+                    continue
+                await self._run_item(unit, item, f"item{index}")
+            done = [item for item in items if item.tx is not None and item.error is None]
+            inbox = [(item.queue, item.cause) for item in done
+                     if item.queue is not None and item.cause is not None
+                     and item.tx is not None and item.tx.changed]
+            published = await unit.write([item.tx for item in done if item.tx is not None],
+                                         inbox)  # type: ignore[arg-type]
+            await unit.commit()
+        except BaseException:
+            for item in items:
+                if item.tx is not None:
+                    for undo in item.tx._on_rollback:
+                        undo()
+            await unit.rollback()
+            raise
+        self.publisher.submit(published)
+
+    async def _mark_duplicates(self, unit: _Unit, items: list[_Item]) -> None:
+        keyed = [(item.queue, item.cause.id) for item in items
+                 if item.queue is not None and item.cause is not None]
+        if not keyed:
+            return
+        self.stats.statement()
+        rows = await unit.conn.fetch(self.sql.seen, [q for q, _ in keyed],
+                                     [i for _, i in keyed])
+        seen = {(row["consumer"], row["event_id"]) for row in rows}
+        for item in items:
+            if item.cause is not None and (item.queue, item.cause.id) in seen:
+                item.duplicate = True
+
+    async def _run_item(self, unit: _Unit, item: _Item, savepoint: str) -> None:
+        tx = item.tx = Transaction(unit, item.cause)
+        bound = {"event_type": item.cause.type, "event_id": item.cause.id,
+                 "call_id": item.cause.correlationid} if item.cause else {}
+        await unit.savepoint(savepoint)
+        try:
+            with structlog.contextvars.bound_contextvars(**bound):
+                item.result = await item.work(tx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise_if_cancelling()
+            item.error = error
+            for undo in tx._on_rollback:
+                undo()
+            tx._on_rollback.clear()
+            tx.staged.clear()
+            await unit.rollback_to(savepoint)
+            return
+        await unit.release(savepoint)
+
+    async def _settle(self, items: list[_Item]) -> None:
+        """After the commit: answer, ack or nack each item in order, then run its actions."""
+        for item in items:
+            if item.error is not None:
+                self._settle_failed(item, item.error)
+                continue
+            if item.delivery is not None:
+                outcome = "duplicate" if item.duplicate else "handled"
+                item.delivery.ack()
+                if self._on_consumed and item.queue and item.cause:
+                    self._on_consumed(item.queue, item.cause, outcome)
+            elif item.future is not None and not item.future.done():
+                item.future.set_result(item.result)
+            if item.tx is not None:
+                await _run_after_commit(self.service, item.tx)
+
+    def _settle_failed(self, item: _Item, error: BaseException) -> None:
+        if item.delivery is not None:
+            cause = item.cause
+            log.warning("delivery failed", service=self.service, queue=item.queue,
+                        event_type=cause.type if cause else None,
+                        event_id=cause.id if cause else None, error=repr(error),
+                        exc_info=error)
+            item.delivery.nack()
+        elif item.future is not None and not item.future.done():
+            item.future.set_exception(error)
+
+
+async def _run_after_commit(service: str, tx: Transaction) -> None:
+    for action in tx._after_commit:
+        try:
+            await action()
+        except Exception:
+            log.exception("after-commit action failed", service=service)
+
+
+class Publisher:
+    """Publishes committed events in commit order, many in flight at once (pipelined
+    confirms), and marks their outbox rows sent in one statement per round. Rows that a
+    crash left unsent are published at start-up (:meth:`recover`) and by a periodic scan for
+    rows older than ``orphan_seconds`` (a replica that died after its commit)."""
+
+    def __init__(self, messaging: Messaging, *, round_size: int = 500,
+                 orphan_seconds: float = 30.0,
+                 on_published: Callable[[Envelope], None] | None = None) -> None:
+        self.messaging = messaging
+        self.round_size = round_size
+        self.orphan_seconds = orphan_seconds
+        self._on_published = on_published
+        self._queue: deque[tuple[int, Envelope]] = deque()
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._lock_key = advisory_key(f"relay:{messaging.service}")
+
+    def submit(self, rows: Sequence[tuple[int, Envelope]]) -> None:
+        if rows:
+            self._queue.extend(rows)
+            self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(driver_url(self.messaging.engine))
+            # Marking a row sent twice is harmless and losing the mark only republishes
+            # (consumers deduplicate), so these commits need not wait for the disk.
+            await self._conn.execute("SET synchronous_commit = off")
+        return self._conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        next_scan = time.monotonic() + self.orphan_seconds
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                wait = max(0.0, next_scan - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
             try:
-                sent = await self.relay_once()
-                backoff = self.poll_interval
+                if self._queue:
+                    await self._round()
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + self.orphan_seconds
+                    await self.recover(older_than=self.orphan_seconds)
+                backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                # A query interrupted by cancellation can surface as another error; stop anyway.
                 raise_if_cancelling()
-                log.warning("outbox relay failed; retrying", service=self.service, error=str(error))
-                sent = 0
+                log.warning("publishing failed; retrying", service=self.messaging.service,
+                            error=repr(error), backlog=len(self._queue))
+                await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-            if sent:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
 
-    async def relay_once(self) -> int:
-        """Publish a batch of unsent events in outbox order; return how many were sent.
+    async def _round(self) -> None:
+        batch = [self._queue[i] for i in range(min(self.round_size, len(self._queue)))]
+        confirmed = await self.messaging.bus.publish_many([envelope for _, envelope in batch])
+        sent = [row for row, ok in zip(batch, confirmed, strict=True) if ok]
+        # Keep the unconfirmed ones, in order, at the head of the queue for the next round.
+        for _ in batch:
+            self._queue.popleft()
+        self._queue.extendleft(reversed([row for row, ok in zip(batch, confirmed, strict=True)
+                                         if not ok]))
+        if sent:
+            await self._mark([row_id for row_id, _ in sent])
+            if self._on_published:
+                for _, envelope in sent:
+                    self._on_published(envelope)
+        if len(sent) < len(batch):
+            raise ConnectionError(f"{len(batch) - len(sent)} events not confirmed")
 
-        One relay per service publishes at a time (an advisory lock), so replicas cannot
-        reorder a subject's events. Rows are marked sent as they are confirmed; a failure
-        keeps the rest for the next round."""
-        outbox = self.tables.outbox
-        sent_ids: list[int] = []
-        async with self.engine.connect() as conn:
-            locked = (await conn.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                         {"key": advisory_key(f"relay:{self.service}")})).scalar()
-            if not locked:
-                await conn.rollback()
-                return 0
-            try:
-                rows = (await conn.execute(
-                    select(outbox.c.id, outbox.c.envelope)
-                    .where(outbox.c.published_at.is_(None)).order_by(outbox.c.id).limit(self.batch)
-                )).all()
-                await conn.commit()
-                try:
-                    for row in rows:
-                        envelope = Envelope.model_validate(row.envelope)
-                        await self.bus.publish(envelope)
-                        sent_ids.append(row.id)
-                        if self._on_published:
-                            self._on_published(envelope)
-                finally:
-                    if sent_ids:
-                        await conn.execute(update(outbox).where(outbox.c.id.in_(sent_ids))
-                                           .values(published_at=func.now()))
-                        await conn.commit()
-            finally:
-                # If this fails the connection is discarded, which releases the lock too.
-                with contextlib.suppress(Exception):
-                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                       {"key": advisory_key(f"relay:{self.service}")})
-                    await conn.commit()
-        return len(sent_ids)
+    async def _mark(self, ids: list[int]) -> None:
+        conn = await self._connection()
+        self.messaging.stats.statement()
+        await conn.execute(self.messaging.sql.mark_published, ids)
 
-    async def pending_count(self) -> int:
-        outbox = self.tables.outbox
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(
-                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-            )).scalar_one())
+    async def recover(self, *, older_than: float = 0.0) -> int:
+        """Publish unsent rows (oldest first) left by a crash; one process of the service at
+        a time (an advisory lock), so replicas do not interleave the same rows."""
+        conn = await self._connection()
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+            return 0
+        sent = 0
+        try:
+            after = 0
+            while True:
+                rows = await conn.fetch(self.messaging.sql.unpublished, after, older_than, 500)
+                if not rows:
+                    return sent
+                # jsonb arrives as its text on this connection (no codec set): parse it once.
+                envelopes = [Envelope.model_validate_json(row["envelope"]) for row in rows]
+                confirmed = await self.messaging.bus.publish_many(envelopes)
+                ids = [int(row["id"]) for row, ok in zip(rows, confirmed, strict=True) if ok]
+                if ids:
+                    await self._mark(ids)
+                sent += len(ids)
+                if len(ids) < len(rows):
+                    raise ConnectionError("recovery publish not confirmed")
+                after = int(rows[-1]["id"])
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.fetchval("SELECT pg_advisory_unlock($1)", self._lock_key)

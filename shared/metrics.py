@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import DbStats
 from shared.envelope import Envelope
 
 
+class _DbCollector(Collector):
+    def __init__(self, stats: DbStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("hotline_db_statements", "SQL statements sent",
+                                  value=self.stats.statements)
+        yield CounterMetricFamily("hotline_db_commits", "Transactions committed",
+                                  value=self.stats.commits)
+
+
 class Metrics:
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, db_stats: DbStats | None = None) -> None:
         self.registry = CollectorRegistry()
+        if db_stats is not None:
+            self.registry.register(_DbCollector(db_stats))
+        # Work items per writer batch, and how long a batch took (its transaction included).
+        self._batch_items = Histogram(
+            "hotline_writer_batch_items", "Work items per writer batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
+        self._batch_seconds = Histogram(
+            "hotline_writer_batch_seconds", "Wall time of one writer batch",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
+            registry=self.registry)
         labels = {"service": service}
         self.http_requests = Counter(
             "hotline_http_requests", "HTTP requests handled", ["method", "route", "status"],
@@ -29,6 +54,10 @@ class Metrics:
         self.info = Gauge("hotline_service_info", "Service identity", list(labels),
                           registry=self.registry)
         self.info.labels(**labels).set(1)
+
+    def batch(self, items: int, seconds: float) -> None:
+        self._batch_items.observe(items)
+        self._batch_seconds.observe(seconds)
 
     def published(self, envelope: Envelope) -> None:
         self._published.labels(envelope.type).inc()

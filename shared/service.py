@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.auth import Auth, signing_secret
 from shared.bus import Bus, make_bus
 from shared.clock import Clock
-from shared.db import make_engine, run_migrations
+from shared.db import DbStats, make_engine, run_migrations
 from shared.envelope import Envelope
 from shared.errors import DomainError
 from shared.logging import configure_logging
@@ -63,7 +63,8 @@ class Service:
         self.metadata = metadata
         self.tables = messaging_tables(metadata)
         self.migrations_dir = migrations_dir
-        self.metrics = Metrics(name)
+        self.db_stats = DbStats()
+        self.metrics = Metrics(name, self.db_stats)
         self._given_bus = bus
         self._consumers: list[tuple[str, tuple[Any, ...], ConsumerHandler]] = []
         self._startup: list[Hook] = []
@@ -108,7 +109,14 @@ class Service:
 
     def transaction(self, cause: Envelope | None = None
                     ) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """A unit of work committed on its own (a REST request that answers with it)."""
         return self.messaging.transaction(cause)
+
+    async def run(self, work: Callable[[Transaction], Awaitable[Any]], *,
+                  cause: Envelope | None = None) -> Any:
+        """Run ``work(tx)`` in the service's writer (batched with the deliveries); its result
+        once committed."""
+        return await self.messaging.run(work, cause=cause)
 
     def now(self) -> Any:
         return self.clock.now()
@@ -137,7 +145,7 @@ class Service:
         self.auth = Auth(signing_secret(common))
         app.state.auth = self.auth
         self.engine = make_engine(common.database_url, pool_size=common.db_pool_size,
-                                  max_overflow=common.db_max_overflow)
+                                  max_overflow=common.db_max_overflow, stats=self.db_stats)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         own_bus = self._given_bus is None
         try:
@@ -148,8 +156,9 @@ class Service:
             if own_bus:
                 await self.bus.start()
             self.messaging = Messaging(self.name, self.engine, self.tables, self.bus, self.clock,
-                                       on_published=self.metrics.published,
-                                       on_consumed=self.metrics.consumed)
+                                       stats=self.db_stats, on_published=self.metrics.published,
+                                       on_consumed=self.metrics.consumed,
+                                       on_batch=self.metrics.batch)
             for purpose, types, handler in self._consumers:
                 self.messaging.consumer(purpose, *types)(handler)
             token = self.auth.mint(self.name, ["service"], ttl_seconds=SERVICE_TOKEN_TTL)

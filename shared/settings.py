@@ -55,8 +55,10 @@ class CommonSettings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0)
     # RabbitMQ: how many times a message is delivered before it is dead-lettered.
     delivery_limit: int = Field(default=5, ge=1)
-    # Keep events nobody is bound to in a bounded queue instead of failing the publish.
-    keep_unrouted: bool = True
+    # Keep events no consumer is bound to in a bounded quorum queue (``hotline.unrouted``) to
+    # inspect them. Off by default: that is a durable, replicated write per event nobody reads
+    # (the broker drops them for free; integrators bind queues of their own).
+    keep_unrouted: bool = False
 
     def make_clock(self) -> ScaledClock:
         return ScaledClock(self.time_scale, self.time_origin, self.time_start)

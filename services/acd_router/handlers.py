@@ -557,22 +557,37 @@ class Acd:
     # -- helpers -------------------------------------------------------------------------------
 
     async def _lock(self, tx: Transaction) -> None:
-        await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                 {"key": ROUTING_LOCK})
-        if self.fence is not None:
-            await self.fence(tx)
-        before, after = await store.bump_generation(tx.session)
+        """Take the routing lock, fence and bump the generation once per database
+        transaction (a batch's later handlers find them held), and rebuild the engine first
+        if the tables moved on without it."""
         self._decisions.clear()
-        if self._stale or self.generation != before:
+        if "acd.locked_by" not in tx.shared:
+            await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": ROUTING_LOCK})
+            if self.fence is not None:
+                await self.fence(tx)
+            before, after = await store.bump_generation(tx.session)
+            tx.shared["acd.locked_by"], tx.shared["acd.generation"] = tx, after
+            if self.generation != before:
+                self._stale = True
+            # Until this commits, the engine is ahead of the tables: a rollback must rebuild.
+            self.generation = None
+        if self._stale:
             self._stale = False
             await self._rebuild(tx)
-        # Until this commits, the engine is ahead of the tables: a rollback must rebuild.
-        self.generation = None
+
+        def undone() -> None:
+            # This handler's changes are gone (and with them the lock and the bump, if it
+            # took them): the engine has to be rebuilt from the tables.
+            self._stale = True
+            if tx.shared.get("acd.locked_by") is tx:
+                del tx.shared["acd.locked_by"]
 
         async def adopt() -> None:
             if not self._stale:
-                self.generation = after
+                self.generation = tx.shared["acd.generation"]
 
+        tx.on_rollback(undone)
         tx.after_commit(adopt)
 
     async def _reserved_agent(self, tx: Transaction, entry: QueueEntry) -> Agent | None:

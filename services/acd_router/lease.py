@@ -329,7 +329,7 @@ class Leadership:
                 return
             checked, acd._file_checked = acd._file_checked, True
             try:
-                await acd._rebuild(Transaction(session, self.service.messaging))
+                await acd._rebuild(self.service.messaging.view(session))
             finally:
                 acd._file_checked = checked
                 acd._decisions.clear()

@@ -8,13 +8,21 @@ a failed handler is redelivered up to the delivery limit, then dead-lettered; pu
 event whose type is not in the catalog raises before anything is sent.
 """
 
-from shared.bus.base import Bus, Handler, Unroutable, check_publishable, topic_matches
+from shared.bus.base import (
+    Bus,
+    Delivery,
+    Handler,
+    OnDelivery,
+    check_publishable,
+    topic_matches,
+)
 
-__all__ = ["Bus", "Handler", "Unroutable", "check_publishable", "make_bus", "topic_matches"]
+__all__ = ["Bus", "Delivery", "Handler", "OnDelivery", "check_publishable", "make_bus",
+           "topic_matches"]
 
 
 def make_bus(amqp_url: str | None, *, connection_name: str, delivery_limit: int = 5,
-             keep_unrouted: bool = True) -> Bus:
+             keep_unrouted: bool = False) -> Bus:
     if amqp_url:
         from shared.bus.rabbit import RabbitBus
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Protocol
 
@@ -10,8 +10,23 @@ from shared.events import validate_data
 Handler = Callable[[Envelope], Awaitable[None]]
 
 
-class Unroutable(RuntimeError):
-    """No queue is bound for the event's routing key (and unrouted events are not kept)."""
+class Delivery(Protocol):
+    """One event taken from a consumer queue, settled later by whoever handles it (the
+    writer acks only after its batch has committed)."""
+
+    envelope: Envelope
+    # True when the broker delivers it again (after a nack or a lost connection): the
+    # consumer then checks its inbox before handling it.
+    redelivered: bool
+
+    def ack(self) -> None: ...
+
+    def nack(self) -> None:
+        """Handling failed: deliver it again later (dead-lettered past the delivery limit)."""
+        ...
+
+
+OnDelivery = Callable[[Delivery], None]
 
 
 class Bus(Protocol):
@@ -24,9 +39,21 @@ class Bus(Protocol):
         handled by every subscriber. Raise on failure: the caller keeps the event and retries."""
         ...
 
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> list[bool]:
+        """Publish in order with many in flight; return which were confirmed (the caller
+        publishes the others again)."""
+        ...
+
     async def subscribe(self, queue: str, binding_keys: list[str], handler: Handler) -> None:
-        """Consume ``queue`` (declared durable, bound to the keys). ``handler`` raising means
-        the delivery failed and will be retried, then dead-lettered."""
+        """Consume ``queue`` (declared durable, bound to the keys) one event at a time:
+        ``handler`` raising means the delivery failed and will be retried, then
+        dead-lettered."""
+        ...
+
+    async def consume(self, queue: str, binding_keys: list[str], on_delivery: OnDelivery
+                      ) -> None:
+        """Consume ``queue`` by handing each delivery, in queue order, to ``on_delivery``
+        (which must not block); the receiver acks or nacks it when done."""
         ...
 
     async def healthy(self) -> bool: ...

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from shared.bus import Unroutable
 from shared.bus.rabbit import RabbitBus
 from shared.envelope import Envelope
 from tests.conftest import close_broker_connections, eventually, rabbitmqctl
@@ -72,27 +71,90 @@ async def test_failing_handler_is_redelivered_then_dead_lettered(amqp_url: str) 
         await bus.close()
 
 
-async def test_unroutable_publish_raises_when_unrouted_events_are_not_kept(amqp_url: str) -> None:
-    bus = RabbitBus(amqp_url, connection_name="test-unroutable", keep_unrouted=False)
-    await bus.start()
+async def test_unrouted_events_are_dropped_by_default(amqp_url: str) -> None:
+    dropping = RabbitBus(amqp_url, connection_name="test-dropped")
+    await dropping.start()
     try:
-        with pytest.raises(Unroutable):
-            await bus.publish(offered("C1"))
+        await dropping.publish(offered("nobody-listens"))
+        assert await dropping.publish_many([offered("nor-here")]) == [True]
+        listing = rabbitmqctl("list_queues", "-p", vhost_of(amqp_url), "name")
+        assert "hotline.unrouted" not in listing
     finally:
-        await bus.close()
+        await dropping.close()
 
 
-async def test_unrouted_events_are_kept_by_default(amqp_url: str) -> None:
-    bus = RabbitBus(amqp_url, connection_name="test-kept")
-    await bus.start()
+async def test_unrouted_events_are_kept_when_asked(amqp_url: str) -> None:
+    # On a vhost where the exchange is new: its arguments are fixed when first declared.
+    keeping = RabbitBus(amqp_url, connection_name="test-kept", keep_unrouted=True)
+    await keeping.start()
     try:
-        await bus.publish(offered("C1"))
+        await keeping.publish(offered("C1"))
 
         def kept() -> bool:
             listing = rabbitmqctl("list_queues", "-p", vhost_of(amqp_url), "name", "messages")
             return "hotline.unrouted\t1" in listing
 
         await eventually(kept, timeout=10, interval=0.3)
+    finally:
+        await keeping.close()
+
+
+async def test_batched_consumer_gets_queue_order_and_settles_with_few_frames(amqp_url: str
+                                                                            ) -> None:
+    """publish_many pipelines a batch; consume hands deliveries over in order; acks are
+    coalesced, a nack is redelivered (marked as such), and nothing is left unacked."""
+    from shared.bus import Delivery
+
+    bus = RabbitBus(amqp_url, connection_name="test-batch", delivery_limit=3)
+    await bus.start()
+    try:
+        got: list[Delivery] = []
+        await bus.consume("test.batch", ["cti.call.offered.v1"], got.append)
+        confirmed = await bus.publish_many([offered(f"C{index}") for index in range(200)])
+        assert confirmed == [True] * 200
+        await eventually(lambda: len(got) == 200)
+        assert [d.envelope.data["call_id"] for d in got] == [f"C{i}" for i in range(200)]
+        assert not any(d.redelivered for d in got)
+        for delivery in got[:150]:
+            delivery.ack()
+        got[150].nack()
+        for delivery in got[151:]:
+            delivery.ack()
+        await eventually(lambda: len(got) == 201, timeout=10)
+        again = got[200]
+        assert again.envelope.data["call_id"] == "C150" and again.redelivered
+        again.ack()
+
+        def settled() -> bool:
+            listing = rabbitmqctl("list_queues", "-p", vhost_of(amqp_url), "name",
+                                  "messages_unacknowledged", "messages_ready")
+            return "test.batch\t0\t0" in listing
+
+        await eventually(settled, timeout=10, interval=0.3)
+    finally:
+        await bus.close()
+
+
+async def test_batched_consumer_dead_letters_past_the_delivery_limit(amqp_url: str) -> None:
+    bus = RabbitBus(amqp_url, connection_name="test-batch-dlq", delivery_limit=2)
+    await bus.start()
+    try:
+        attempts: list[str] = []
+
+        def refuse(delivery: object) -> None:
+            attempts.append(delivery.envelope.id)  # type: ignore[attr-defined]
+            delivery.nack()  # type: ignore[attr-defined]
+
+        await bus.consume("test.bdlq", ["cti.call.offered.v1"], refuse)
+        await bus.publish_many([offered("C1")])
+
+        def dead_lettered() -> bool:
+            listing = rabbitmqctl("list_queues", "-p", vhost_of(amqp_url), "name", "messages")
+            counts = dict(row.split("\t") for row in listing.splitlines() if "\t" in row)
+            return counts.get("test.bdlq.dlq") == "1"
+
+        await eventually(dead_lettered, timeout=20, interval=0.5)
+        assert len(attempts) == 3
     finally:
         await bus.close()
 
