@@ -198,6 +198,9 @@ async def snapshot(suite: Any, database_url: str, client: httpx.AsyncClient) -> 
     rss["postgres"] = postgres_rss()
     statements = {name: await _metric(client, suite.url(name), "hotline_db_statements_total")
                   for name in procs}
+    statements |= {f"commits:{name}": await _metric(client, suite.url(name),
+                                                    "hotline_db_commits_total")
+                   for name in procs}
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -284,6 +287,7 @@ class Step:
     marginal_ms: dict[str, float] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
     per_call: dict[str, float] = field(default_factory=dict)
+    per_service: dict[str, float] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -351,10 +355,16 @@ async def run_step(client: httpx.AsyncClient, suite: Any, database_url: str, *, 
     step.rss = after.rss
     events = sum(_delta(after.outbox, before.outbox).values())  # type: ignore[arg-type]
     deliveries = sum(_delta(after.inbox, before.inbox).values())  # type: ignore[arg-type]
-    statements = sum(_delta(after.statements, before.statements).values())
+    sent = _delta(after.statements, before.statements)
+    statements = sum(v for k, v in sent.items() if not k.startswith("commits:"))
     step.per_call = {"events": events / calls, "deliveries": deliveries / calls,
                      "commits": (after.commits - before.commits) / calls,
                      "statements": statements / calls}
+    step.per_service = {k: v / calls for k, v in sent.items()}
+    step.per_service |= {f"events:{k}": v / calls
+                         for k, v in _delta(after.outbox, before.outbox).items()}  # type: ignore[arg-type]
+    step.per_service |= {f"deliveries:{k}": v / calls
+                         for k, v in _delta(after.inbox, before.inbox).items()}  # type: ignore[arg-type]
     step.hops = await hops(database_url, replay_id, speed)
     log(f"  done in {wall:.1f} s ({view['state']}), lost {step.lost}, "
         f"cpu {sum(v for k, v in step.marginal_ms.items() if k != 'softswitch'):.1f} ms/call "
