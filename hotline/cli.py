@@ -30,6 +30,24 @@ errors = Console(stderr=True)
 
 DEFAULT_URL = "http://127.0.0.1:8006"
 POLL_SECONDS = 0.5
+# Exit codes of ``hotline replay`` besides 0 (finished and drained) and typer's own 2.
+EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNDRAINED = 1, 3, 4
+
+
+def softswitch_url(given: str | None) -> str:
+    """``--url``; else ``HOTLINE_SOFTSWITCH_URL``; else the running all-in-one suite's own
+    record in the var dir (``make run`` writes it with the ports it uses); else the default."""
+    if given:
+        return given
+    common = CommonSettings()
+    if "softswitch_url" in common.model_fields_set:
+        return common.softswitch_url
+    record = common.var_dir / "suite.json"
+    try:
+        url = json.loads(record.read_text())["urls"]["softswitch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_URL
+    return str(url)
 
 
 def _token(scopes: list[str], subject: str, ttl: int = 12 * 3600) -> str:
@@ -111,12 +129,22 @@ def replay(
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the report, as JSON.")]
     = False,
-    url: Annotated[str, typer.Option(help="The softswitch's base URL.")] = DEFAULT_URL,
+    url: Annotated[str | None, typer.Option(
+        help="The softswitch's base URL (default: HOTLINE_SOFTSWITCH_URL, else the running "
+             f"suite's record in HOTLINE_VAR_DIR, else {DEFAULT_URL}).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many "
                                                   "wall seconds (exit code 3).")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the replay.")] = None,
+    reset: Annotated[bool, typer.Option(
+        "--reset", help="First close what earlier replays left in the suite (live calls, "
+                        "callers still queued); audited.")] = False,
 ) -> None:
-    """Replay a call trace through the suite and print its report."""
+    """Replay a call trace through the suite and print its report.
+
+    Exit codes: 0 finished with every call ended; 1 the replay failed; 2 refused (e.g. an
+    earlier replay's calls are still in the suite: see --reset); 3 --timeout; 4 finished
+    with calls still open at the drain timeout (the suite fell behind the trace)."""
+    url = softswitch_url(url)
     headers = {"Authorization": f"Bearer {_token(['admin'], 'hotline-cli')}"}
     params: dict[str, Any] = {}
     if speed is not None:
@@ -125,6 +153,8 @@ def replay(
         params["name"] = name
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
         try:
+            if reset:
+                _reset(client, quiet=as_json)
             response = client.post("/v1/replays", params=params, content=trace.read_bytes(),
                                    headers={"content-type": "application/x-ndjson"})
         except httpx.HTTPError as error:
@@ -142,7 +172,7 @@ def replay(
         view = _follow(client, replay_id, timeout, quiet=as_json)
     if view is None:
         errors.print(f"[red]timed out waiting for replay {replay_id}[/red]")
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_TIMEOUT)
     if as_json:
         typer.echo(json.dumps(view.get("report"), ensure_ascii=False, indent=2))
     else:
@@ -152,7 +182,29 @@ def replay(
             console.print(_report_table(view["report"]))
     if view["state"] != "finished":
         errors.print(f"[red]replay {replay_id} {view['state']}: {view.get('failure')}[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
+    report = view.get("report") or {}
+    if not report.get("drained", True):
+        still = report.get("open") or {}
+        lag = report.get("lag") or {}
+        errors.print(
+            f"[red]{len(still.get('calls', []))} call(s) and {len(still.get('orders', []))} "
+            "order(s) were still open at the drain timeout: the suite fell behind the trace "
+            f"(its replies took up to {lag.get('worst_p90_ms', '?')} ms at the 90th "
+            "percentile). Replay at a lower --speed (the README says what this machine "
+            "sustains), or start the suite with the same HOTLINE_TIME_SCALE.[/red]")
+        raise typer.Exit(EXIT_UNDRAINED)
+
+
+def _reset(client: httpx.Client, *, quiet: bool) -> None:
+    response = client.post("/v1/replays/reset", timeout=120)
+    if response.status_code != 200:
+        errors.print(f"[red]reset refused ({response.status_code}):[/red] {response.text}")
+        raise typer.Exit(2)
+    done = response.json()
+    if not quiet:
+        console.print(f"reset: {done['calls_released']} live call(s) released, "
+                      f"{done['entries_withdrawn']} queued call(s) withdrawn")
 
 
 def _follow(client: httpx.Client, replay_id: str, timeout: float | None, *, quiet: bool
@@ -176,6 +228,10 @@ def _follow(client: httpx.Client, replay_id: str, timeout: float | None, *, quie
                           f"ivr {p.get('in_ivr', 0)} · queue {p.get('in_queue', 0)} · "
                           f"talking {p.get('talking', 0)} · callbacks "
                           f"{p.get('orders_settled', 0)}/{p.get('orders_created', 0)}")
+                lag = p.get("lag") or {}
+                if lag.get("behind"):
+                    detail += (f" · [yellow]suite behind: replies {lag['p90_ms']:.0f} ms "
+                               f"(p90)[/yellow]")
                 progress.update(bar, total=p.get("calls_total"), completed=p.get("ended", 0),
                                 detail=detail)
                 if view["state"] in ("finished", "failed"):

@@ -2,8 +2,10 @@
 (``python -m services.<name>``), sharing RabbitMQ (``AMQP_URL``), PostgreSQL
 (``DATABASE_URL``), the signing secret and one time origin.
 
-``python -m hotline.launcher`` starts them all and stops them on Ctrl-C; tests use
-:func:`start_services` to do the same with private ports, database and vhost.
+``python -m hotline.launcher`` starts them all; SIGTERM or Ctrl-C stops them (SIGTERM, then
+SIGKILL after ``HOTLINE_STOP_GRACE_SECONDS``, exiting non-zero if one had to be killed), and
+a launcher that dies outright takes them with it (the kernel's parent-death signal). Tests
+use :func:`start_services` to do the same with private ports, database and vhost.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.lifeline import die_with_parent
 from shared.settings import DEFAULT_PORTS
 
 ENV_PREFIX = {"cti_gateway": "CTI", "acd_router": "ACD", "ivr_engine": "IVR",
@@ -46,27 +50,37 @@ class Processes:
     ports: dict[str, int] = field(default_factory=dict)
     log_dir: Path | None = None
 
-    def stop(self, service: str | None = None, sig: int = signal.SIGTERM) -> None:
+    def stop(self, service: str | None = None, sig: int = signal.SIGTERM,
+             grace: float = 15.0) -> list[str]:
+        """Signal the services (all, or one), give them ``grace`` seconds in all to exit,
+        then SIGKILL the rest; returns the names of those that had to be killed."""
         names = [service] if service else list(self.procs)
         for name in names:
             proc = self.procs[name]
             if proc.poll() is None:
                 proc.send_signal(sig)
+        deadline = time.monotonic() + grace
+        killed = []
         for name in names:
+            proc = self.procs[name]
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.procs[name].wait(timeout=15)
-            if self.procs[name].poll() is None:
-                self.procs[name].kill()
-                self.procs[name].wait()
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                killed.append(name)
+        return killed
 
     def start(self, service: str, env: Mapping[str, str]) -> None:
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log = open(self.log_dir / f"{service}.log", "ab")
+        # A launcher killed outright (no clean-up) takes its services with it.
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"], env=dict(env),
-            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(signal.SIGTERM))
 
 
 def wait_ready(ports: Mapping[str, int], procs: Processes | None = None, timeout: float = 60.0,
@@ -105,14 +119,34 @@ def main() -> None:
     env = dict(os.environ)
     if not env.get("AMQP_URL") or not env.get("DATABASE_URL"):
         sys.exit("distributed mode needs AMQP_URL and DATABASE_URL")
-    processes = start_services(env, DEFAULT_PORTS, log_dir=Path(env.get("HOTLINE_VAR_DIR",
-                                                                        ".hotline")) / "logs")
-    print("Hotline services running:", ", ".join(f"{s}:{p}" for s, p in DEFAULT_PORTS.items()),
+    grace = float(env.get("HOTLINE_STOP_GRACE_SECONDS", "10"))
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        stopping.set()
+
+    # Both stop the suite the same way (systemd, a container runtime and Ctrl-C alike).
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ports = {service: int(env.get(f"{ENV_PREFIX[service]}_PORT", port))
+             for service, port in DEFAULT_PORTS.items()}
+    processes = start_services(env, ports, log_dir=Path(env.get("HOTLINE_VAR_DIR",
+                                                                 ".hotline")) / "logs")
+    print("Hotline services running:", ", ".join(f"{s}:{p}" for s, p in ports.items()),
           flush=True)
+    killed: list[str] = []
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stopping.wait(1.0):
+            exited = [name for name, proc in processes.procs.items() if proc.poll() is not None]
+            if exited:
+                print(f"Hotline: {', '.join(exited)} exited; stopping the others", flush=True)
+                break
     finally:
-        processes.stop()
+        killed = processes.stop(grace=grace)
+    if killed:
+        print(f"Hotline: {', '.join(killed)} did not stop within {grace:g} s and were killed",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

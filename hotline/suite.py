@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
+import os
 import signal
 import sys
 import time
@@ -22,7 +24,7 @@ import uvicorn
 from shared.bus import make_bus
 from shared.embedded_pg import EmbeddedPostgres
 from shared.logging import configure_logging
-from shared.settings import DEFAULT_PORTS, CommonSettings
+from shared.settings import DEFAULT_PORTS, CommonSettings, url_field
 
 SERVICES = tuple(DEFAULT_PORTS)
 
@@ -52,15 +54,30 @@ class Suite:
     database: EmbeddedPostgres | None
 
 
+def peer_urls(common: CommonSettings, services: Iterable[str]) -> dict[str, str]:
+    """Where the services find each other: each one's own host and port (``CTI_PORT`` ...),
+    unless ``HOTLINE_<SERVICE>_URL`` says otherwise."""
+    urls = {}
+    for service in services:
+        field = url_field(service)
+        if field not in common.model_fields_set:
+            settings = settings_class(service)(common=common)
+            urls[field] = f"http://{settings.host}:{settings.port}"
+    return urls
+
+
 def build_suite(common: CommonSettings, services: Iterable[str] = SERVICES) -> Suite:
     """Each service's host and port come from its own settings (``CTI_PORT`` ...)."""
+    services = tuple(services)
     database = None
     if not common.database_url:
-        database = EmbeddedPostgres(common.var_dir / "pgdata")
-        common = common.model_copy(update={"database_url": database.start()})
+        database = EmbeddedPostgres(common.var_dir / "pgdata", durable=common.embedded_pg_durable)
+        url = database.start(detached=_keep_database())
+        common = common.model_copy(update={"database_url": url})
     # One clock and one bus for all services, as in one deployment.
     clock = common.make_clock()
-    common = common.model_copy(update={"time_origin": clock.origin})
+    common = common.model_copy(update={"time_origin": clock.origin,
+                                       **peer_urls(common, services)})
     bus = make_bus(common.amqp_url, connection_name="hotline:all-in-one",
                    delivery_limit=common.delivery_limit, keep_unrouted=common.keep_unrouted)
     servers = {}
@@ -99,11 +116,31 @@ async def serve(suite: Suite, *, announce: bool = True) -> None:
             await asyncio.sleep(0.05)
         if announce:
             _announce(suite, time.monotonic() - started)
+        record_suite(suite)
         await asyncio.gather(*tasks)
     finally:
         stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await bus.close()
+        forget_suite(suite)
+
+
+SUITE_RECORD = "suite.json"
+
+
+def record_suite(suite: Suite) -> None:
+    """Tell the CLI (``hotline replay``, ``hotline token``) where this suite is: a file in the
+    var dir, removed when the suite stops."""
+    record = {name: f"http://{server.config.host}:{server.config.port}"
+              for name, server in suite.servers.items()}
+    path = suite.common.var_dir / SUITE_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": os.getpid(), "urls": record}, indent=1))
+
+
+def forget_suite(suite: Suite) -> None:
+    with contextlib.suppress(OSError):
+        (suite.common.var_dir / SUITE_RECORD).unlink()
 
 
 def _announce(suite: Suite, seconds: float) -> None:
@@ -116,9 +153,13 @@ def _announce(suite: Suite, seconds: float) -> None:
         lines.append(f"  {name:<12} http://{config.host}:{config.port}  "
                      f"(docs /docs, ready /ready)")
     db = common.database_url or ""
+    embedded = suite.database
     lines.append(f"  database     {db.split('@')[-1]}"
-                 + ("  (embedded, data in " + str(suite.database.data_dir) + ")"
-                    if suite.database else ""))
+                 + (f"  (embedded, {'durable' if embedded.durable else 'NOT durable'}, data in "
+                    f"{embedded.data_dir})" if embedded else ""))
+    if embedded is not None and embedded.moved:
+        lines.append(f"               (the postgres user cannot reach {embedded.requested_dir},"
+                     " so the data lives in the directory above)")
     lines.append(f"  signing key  {common.var_dir / 'dev-signing-key'} "
                  f"(hotline token --scope agent)" if not common.jwt_secret else
                  "  signing key  HOTLINE_JWT_SECRET")
@@ -140,8 +181,7 @@ def main() -> None:
 
 
 def _keep_database() -> bool:
-    import os
-
+    """``HOTLINE_KEEP_EMBEDDED_DB=1``: the private server outlives the suite (to inspect it)."""
     return os.environ.get("HOTLINE_KEEP_EMBEDDED_DB", "") == "1"
 
 

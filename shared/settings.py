@@ -55,6 +55,10 @@ class CommonSettings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0)
     # RabbitMQ: how many times a message is delivered before it is dead-lettered.
     delivery_limit: int = Field(default=5, ge=1)
+    # The all-in-one's private PostgreSQL (when DATABASE_URL is unset): durable by default;
+    # false turns fsync and synchronous commits off (faster, but a crash of the machine can
+    # lose accepted work).
+    embedded_pg_durable: bool = True
     # Keep events no consumer is bound to in a bounded quorum queue (``hotline.unrouted``) to
     # inspect them. Off by default: that is a durable, replicated write per event nobody reads
     # (the broker drops them for free; integrators bind queues of their own).
@@ -64,7 +68,12 @@ class CommonSettings(BaseSettings):
         return ScaledClock(self.time_scale, self.time_origin, self.time_start)
 
     def service_url(self, service: str) -> str:
-        return str(getattr(self, f"{service.split('_')[0]}_url"))
+        return str(getattr(self, url_field(service)))
+
+
+def url_field(service: str) -> str:
+    """The CommonSettings field holding where ``service`` is found (``cti_url`` ...)."""
+    return f"{service.split('_')[0]}_url"
 
 
 class ServiceSettings(BaseSettings):

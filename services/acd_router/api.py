@@ -27,6 +27,7 @@ SUPERVISORS = require("supervisor")
 # The caller's own channels (IVR, web, the switch's in-queue menu) act for them as services.
 WRITERS_AND_SERVICES = Depends(require("agent", "supervisor", "service"))
 READERS = Depends(require("agent", "supervisor", "service", "integrator"))
+OPERATORS = Depends(require("supervisor", "admin"))
 
 
 class Strict(BaseModel):
@@ -42,6 +43,10 @@ class LoginBody(Strict):
 class StateBody(Strict):
     state: Literal["ready", "not_ready", "logged_out"]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class WithdrawBody(Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class VirtualHoldBody(Strict):
@@ -314,6 +319,17 @@ def build_router() -> APIRouter:
         async with svc.transaction() as tx:
             held = await acd.virtual_hold(tx, call_id, body.number if body else None)
         return VirtualHoldView(**held)
+
+    @router.post("/calls/{call_id}/withdraw", dependencies=[OPERATORS])
+    async def withdraw(call_id: Annotated[str, Path(max_length=64)], body: WithdrawBody,
+                       svc: Service = Depends(service_of),
+                       acd: Acd = Depends(acd_of)) -> EntryView:
+        """Take a waiting call (say, a held caller's callback) out of routing for good: it
+        ends as abandoned with the reason given, and nobody is owed a callback for it. 409
+        unless it is waiting (a reserved one is released through CTI instead)."""
+        async with svc.transaction() as tx:
+            entry = await acd.withdraw(tx, call_id, body.reason)
+        return entry_view(entry, svc.clock.now(), acd)
 
     @router.get("/calls/{call_id}/routing", dependencies=[READERS])
     async def get_call_routing(call_id: Annotated[str, Path(max_length=64)],

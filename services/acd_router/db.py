@@ -40,8 +40,11 @@ agents = Table(
     Column("department", String(64)),
     Column("wrapup_mandatory", Boolean, nullable=False, server_default=text("false")),
     Column("wrapup_limit", DateTime(timezone=True)),
+    Column("auto_ready_at", DateTime(timezone=True)),
     Index("ix_agents_wrapup_deadline", "wrapup_deadline",
           postgresql_where=text("wrapup_deadline IS NOT NULL")),
+    Index("ix_agents_auto_ready_at", "auto_ready_at",
+          postgresql_where=text("auto_ready_at IS NOT NULL")),
 )
 
 queues = Table(

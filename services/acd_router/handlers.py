@@ -103,6 +103,7 @@ class Acd:
         self.reservation_seconds = max(settings.reservation_timeout_seconds,
                                        settings.reservation_min_wall_seconds * time_scale)
         self.zone = ZoneInfo(settings.timezone)
+        self.auto_ready_seconds = settings.ring_no_answer_ready_seconds
         self.engine = RoutingEngine(RoutingConfig())
         self.config_version = 0
         self.config_warnings: list[str] = []
@@ -170,6 +171,26 @@ class Acd:
         }, subject=f"call/{call_id}", correlationid=call_id)
         await self._flush(tx)
         return held
+
+    async def withdraw(self, tx: Transaction, call_id: str, reason: str) -> QueueEntry:
+        """Take a waiting call out of routing for good (an operator's clean-up). Recorded as a
+        routing outcome; no abandonment event, so nobody is owed a callback for it."""
+        await self._lock(tx)
+        entry = await store.load_entry(tx.session, call_id)
+        if entry is None:
+            raise NotFound("call", call_id)
+        entry.withdraw(tx.now, reason)
+        await store.save_entry(tx.session, entry)
+        self.engine.call_left(call_id, ts(tx.now))
+        await store.record_outcome(
+            tx.session, decision_id=f"withdrawn:{uuid.uuid4()}", call_id=call_id,
+            queue=entry.queue, kind="withdrawn", rule="operator", step=0, reason=reason,
+            explanation={"reason": reason}, now=tx.now)
+        await tx.emit("acd.routing.decided", {
+            "call_id": call_id, "queue": entry.queue, "kind": "withdrawn",
+            "explanation": {"reason": reason}}, subject=f"call/{call_id}", correlationid=call_id)
+        await self._flush(tx)
+        return entry
 
     def _virtual_hold_policy(self, queue: str) -> VirtualHold:
         found = self.engine.config.queue(queue)
@@ -349,7 +370,8 @@ class Acd:
         else:
             entry.requeue()
             await store.save_entry(session, entry)
-            change = agent.ring_failed(now) if agent else None
+            change = (agent.ring_failed(now, auto_ready_after=self.auto_ready_seconds)
+                      if agent else None)
         if agent is not None:
             await self._save_agent(tx, agent, change)
         if entry.state is EntryState.WAITING:
@@ -371,7 +393,9 @@ class Acd:
             exists().where(queue_entries.c.state == EntryState.RESERVED.value,
                            queue_entries.c.reservation_expires_at <= now)
             | exists().where(agents_table.c.state == AgentState.WRAP_UP.value,
-                             agents_table.c.wrapup_deadline <= now))
+                             agents_table.c.wrapup_deadline <= now)
+            | exists().where(agents_table.c.state == AgentState.NOT_READY.value,
+                             agents_table.c.auto_ready_at <= now))
         if bool((await tx.session.execute(query)).scalar()):
             return True
         deadline = self.engine.next_deadline()
@@ -396,10 +420,14 @@ class Acd:
                 "dial_call_id": dial_call_id,
             }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             if agent is not None:
-                await self._save_agent(tx, agent, agent.expire(now))
+                await self._save_agent(
+                    tx, agent, agent.expire(now, auto_ready_after=self.auto_ready_seconds))
             done += 1
         for agent in await store.wrap_ups_due(session, now):
             await self._save_agent(tx, agent, agent.end_wrap_up(now))
+            done += 1
+        for agent in await store.auto_readies_due(session, now):
+            await self._save_agent(tx, agent, agent.auto_ready(now))
             done += 1
         ticked = self.engine.tick(ts(now))
         self._decisions.extend(ticked)

@@ -24,6 +24,10 @@ class AcdSettings(ServiceSettings):
     # Virtual hold: how much longer an agent-first dial's reservation lasts, for the
     # customer's phone to ring and be answered after the agent has picked up.
     virtual_hold_dial_seconds: float = Field(default=60.0, gt=0)
+    # A desktop's auto-ready: an agent the ACD put in not ready for a ring no answer is made
+    # ready again after this many suite seconds (unless they chose another state meanwhile).
+    # Unset: they stay not ready until they, or a supervisor, say otherwise.
+    ring_no_answer_ready_seconds: float | None = Field(default=None, ge=0)
     # Longest wrap-up before the agent is made ready automatically.
     wrapup_seconds: float = Field(default=60.0, ge=0)
     # Average handle time assumed by the queued-call wait estimate.

@@ -37,6 +37,7 @@ def _agent(row: Any) -> Agent:
         handled_day=row.handled_day, pending=pending, call_id=row.call_id,
         reservation_id=row.reservation_id, wrapup_deadline=row.wrapup_deadline,
         wrapup_mandatory=row.wrapup_mandatory, wrapup_limit=row.wrapup_limit,
+        auto_ready_at=row.auto_ready_at,
     )
 
 
@@ -64,6 +65,7 @@ async def save_agent(session: AsyncSession, agent: Agent) -> None:
         "call_id": agent.call_id, "reservation_id": agent.reservation_id,
         "wrapup_deadline": agent.wrapup_deadline,
         "wrapup_mandatory": agent.wrapup_mandatory, "wrapup_limit": agent.wrapup_limit,
+        "auto_ready_at": agent.auto_ready_at,
     }
     await session.execute(insert(agents).values(agent_id=agent.agent_id, **values)
                           .on_conflict_do_update(index_elements=["agent_id"], set_=values))
@@ -74,6 +76,14 @@ async def wrap_ups_due(session: AsyncSession, now: datetime) -> list[Agent]:
         select(agents).where(agents.c.state == AgentState.WRAP_UP.value,
                              agents.c.wrapup_deadline <= now)
         .order_by(agents.c.wrapup_deadline, agents.c.agent_id))
+    return [_agent(row) for row in rows]
+
+
+async def auto_readies_due(session: AsyncSession, now: datetime) -> list[Agent]:
+    rows = await session.execute(
+        select(agents).where(agents.c.state == AgentState.NOT_READY.value,
+                             agents.c.auto_ready_at <= now)
+        .order_by(agents.c.auto_ready_at, agents.c.agent_id))
     return [_agent(row) for row in rows]
 
 

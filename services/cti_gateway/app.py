@@ -85,9 +85,12 @@ def _rest_router() -> APIRouter:
 
     @router.get("/calls", dependencies=[Depends(require(*READERS))])
     async def list_calls(state: CallState | None = None,
+                         live: bool = Query(default=False, description="only calls not yet "
+                                            "released"),
                          limit: int = Query(default=100, ge=1, le=1000),
                          svc: CtiService = Depends(service_of)) -> list[CallView]:
-        return [CallView.of(call) for call in await handlers.list_calls(svc, state, limit)]
+        return [CallView.of(call)
+                for call in await handlers.list_calls(svc, state, limit, live=live)]
 
     @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
     async def answer(call_id: str, body: AgentBody,

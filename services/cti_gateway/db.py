@@ -120,8 +120,11 @@ async def due_ring_deadlines(session: AsyncSession, now: datetime, limit: int = 
     return list((await session.execute(query)).scalars())
 
 
-async def list_calls(session: AsyncSession, state: CallState | None, limit: int) -> list[Call]:
+async def list_calls(session: AsyncSession, state: CallState | None, limit: int, *,
+                     live: bool = False) -> list[Call]:
     query = select(calls).order_by(calls.c.offered_at.desc(), calls.c.call_id).limit(limit)
     if state is not None:
         query = query.where(calls.c.state == state.value)
+    if live:
+        query = query.where(calls.c.state != CallState.RELEASED.value)
     return [from_row(row) for row in (await session.execute(query)).all()]

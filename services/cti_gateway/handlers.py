@@ -52,6 +52,10 @@ class CtiService(Service):
                          clock=clock)
         self.cti: CtiSettings = settings
         self.switchboard = Switchboard()
+        # Suite seconds a phone rings: the settings, but at least their wall-time floor.
+        floor = settings.ring_min_wall_seconds * self.clock.scale
+        self.ring_seconds = max(settings.ring_timeout_seconds, floor)
+        self.customer_ring_seconds = max(settings.customer_ring_timeout_seconds, floor)
 
 
 class UnknownCall(LookupError):
@@ -178,7 +182,7 @@ async def on_response(svc: CtiService, link: SwitchConnection, response: frames.
         if response.method == "INVITE" and response.leg == "agent":
             effects = call.on_agent_response(
                 response.cseq, response.status, tx.now, next_cseq=link.next_cseq,
-                dial_timeout=svc.cti.customer_ring_timeout_seconds)
+                dial_timeout=svc.customer_ring_seconds)
         elif response.method == "INVITE" and response.leg == "customer":
             effects = call.on_customer_response(response.cseq, response.status, tx.now)
         elif response.status >= 300:
@@ -334,7 +338,7 @@ async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> No
         log.warning("cannot ring: the call's switch is not connected here", call_id=call.call_id)
         return
     effects = call.ring_agent(data.agent_id, data.device, data.reservation_id, data.queue,
-                              tx.now, ring_timeout=svc.cti.ring_timeout_seconds,
+                              tx.now, ring_timeout=svc.ring_seconds,
                               invite_cseq=link.next_cseq())
     await db.save(tx.session, call)
     await carry_out(svc, tx, call, effects, connection=link)
@@ -361,7 +365,7 @@ async def _dial_agent_first(svc: CtiService, tx: Transaction, data: AgentReserve
         call_id, held_call_id=data.call_id, agent_id=data.agent_id, device=data.device,
         reservation_id=data.reservation_id, queue=data.queue,
         from_number=svc.cti.outbound_caller_id, to_number=number, switch_id=link.id,
-        invite_cseq=link.next_cseq(), now=tx.now, ring_timeout=svc.cti.ring_timeout_seconds)
+        invite_cseq=link.next_cseq(), now=tx.now, ring_timeout=svc.ring_seconds)
     await db.insert(tx.session, call)
     await carry_out(svc, tx, call, effects, connection=link)
 
@@ -446,9 +450,10 @@ async def release(svc: CtiService, call_id: str, agent_id: str, *, supervisor: b
     return call
 
 
-async def list_calls(svc: CtiService, state: CallState | None, limit: int) -> list[Call]:
+async def list_calls(svc: CtiService, state: CallState | None, limit: int, *,
+                     live: bool = False) -> list[Call]:
     async with svc.sessions() as session:
-        return await db.list_calls(session, state, limit)
+        return await db.list_calls(session, state, limit, live=live)
 
 
 # -- timers -----------------------------------------------------------------------------------

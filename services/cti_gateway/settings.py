@@ -16,6 +16,12 @@ class CtiSettings(ServiceSettings):
     ring_timeout_seconds: float = Field(default=20.0, gt=0)
     # Suite seconds a customer's phone may ring on an agent-first (virtual hold) dial.
     customer_ring_timeout_seconds: float = Field(default=40.0, gt=0)
+    # A phone rings at least this many wall seconds before CTI gives up on it: under a high
+    # HOTLINE_TIME_SCALE the ring timeout's suite seconds would otherwise be shorter than the
+    # answer's way back through the suite, and agents who answer would be marked ring no
+    # answer. Below the ACD's reservation floor (5 wall s), so the ring failure still comes
+    # before the reservation expires. No effect at real time.
+    ring_min_wall_seconds: float = Field(default=4.0, ge=0)
     # Wall seconds between scans for due ring deadlines.
     timer_poll_seconds: float = Field(default=0.25, gt=0)
     # Calling number presented on outbound (callback) calls.

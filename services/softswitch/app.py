@@ -12,7 +12,7 @@ from services.softswitch.db import SCHEMA, metadata
 from services.softswitch.replay import Replayer
 from services.softswitch.settings import SoftswitchSettings
 from services.softswitch.trace import parse_trace
-from shared.auth import require
+from shared.auth import Principal, require
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.service import Service
@@ -69,6 +69,13 @@ def create_app(settings: SoftswitchSettings | None = None, *, bus: Bus | None = 
         return JSONResponse({"replay_id": replay.id, "speed": effective,
                              "calls": len(trace.calls), "agents": len(trace.agents),
                              "errors": listed}, status_code=202)
+
+    @router.post("/replays/reset")
+    async def reset_replays(principal: Principal = Depends(OPERATORS)) -> dict[str, Any]:
+        """Close what earlier replays left in the suite (live calls, callers still queued on
+        virtual hold), so that the next replay starts clean; audited. 409 while a replay
+        runs."""
+        return await replayer.reset(principal.subject)
 
     @router.get("/replays", dependencies=[Depends(OPERATORS)])
     async def list_replays() -> list[dict[str, Any]]:

@@ -62,3 +62,14 @@ replay_calls = Table(
     Column("order_id", String(64), nullable=True),
     Column("callback", JSONB, nullable=True),
 )
+
+# Who closed earlier replays' leftovers (hotline replay --reset), when, and what.
+resets = Table(
+    "replay_resets", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("calls_released", Integer, nullable=False),
+    Column("entries_withdrawn", Integer, nullable=False),
+    Column("call_ids", JSONB, nullable=False),
+)

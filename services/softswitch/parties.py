@@ -9,6 +9,7 @@ only counts time the replay spends waiting on its peers.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ class CallRun:
     # The caller took a virtual-hold offer: hung up, waiting for the agent-first callback.
     on_hold: bool = False
     dtmf_next: int = 0
+    # Wall clock (monotonic) since the caller waits for the suite's reaction, for the lag.
+    awaiting_since: float | None = None
     notes: list[str] = field(default_factory=list)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -106,6 +109,7 @@ class Caller:
             return
         run.answered_at = self.replay.clock.now()
         run.caller_up = True
+        run.awaiting_since = time.monotonic()  # the IVR's first prompt should follow
         self.replay.touch(run)
         await self.link.request("ACK", run.call_id, "caller")
 
@@ -114,6 +118,9 @@ class Caller:
         run = self.run
         if method == "ACK":
             return
+        if run.awaiting_since is not None:
+            self.replay.lag.sample(time.monotonic() - run.awaiting_since)
+            run.awaiting_since = None
         await self.link.respond(frame, 200)
         if method == "INFO":
             if isinstance(frame.get("play"), dict):
@@ -148,6 +155,7 @@ class Caller:
             await self.replay.clock.sleep_until(instant)
         run = self.run
         if run.caller_up and run.ended_at is None and not run.agent_answered:
+            run.awaiting_since = time.monotonic()  # the next prompt, or the queue
             await self.link.request("INFO", run.call_id, "caller", dtmf=digits)
 
     def _on_notify(self, notify: dict[str, Any]) -> None:
@@ -208,6 +216,7 @@ class AgentLeg:
     state: str = "ringing"
     connected_at: float | None = None
     media: MediaFork | None = None
+    answered_wall: float | None = None
 
 
 class AgentSim:
@@ -287,6 +296,7 @@ class AgentSim:
         if leg.state != "ringing":
             return
         leg.state = "answered"
+        leg.answered_wall = time.monotonic()
         if leg.run is not None:
             leg.run.agent_answered = True
         await self.replay.link.respond(leg.invite, 200)
@@ -367,17 +377,28 @@ class AgentSim:
 
     async def _ready_after_missed_ring(self) -> None:
         """A ring that stopped before the agent answered may have made the ACD put them in
-        not ready (ring no answer). A real agent notices and makes themselves ready again;
-        when the ACD already did (the caller had hung up), the request is refused: fine."""
+        not ready (ring no answer). A real agent notices and makes themselves ready again,
+        as a desktop's auto-ready does, after a pause. The ring failure may reach the ACD
+        after that request (a late suite), so the agent looks again and asks until the ACD
+        has them back, or they are on another call."""
         replay = self.replay
         async with replay.busy():
             await replay.clock.sleep(replay.settings.missed_ring_ready_seconds)
-        if self.logged_in and not self.logged_out and not self.legs:
+        for attempt in range(replay.settings.missed_ring_ready_attempts):
+            if not self.logged_in or self.logged_out or self.legs:
+                return
             try:
-                await replay.peers.set_state(self.id, "ready")
+                view = await replay.peers.set_state(self.id, "ready")
             except PeerError as error:
                 log.info("agent ready after a missed ring refused", agent_id=self.id,
                          error=str(error))
+                view = None
+            if attempt + 1 < replay.settings.missed_ring_ready_attempts:
+                async with replay.busy():
+                    await asyncio.sleep(1.0)
+                view = await replay.peers.agent_state(self.id)
+            if view is not None and view.get("state") != "not_ready":
+                return
 
     async def on_request(self, frame: Frame) -> None:
         method = frame.get("method")
@@ -386,6 +407,8 @@ class AgentSim:
         replay = self.replay
         if method == "ACK":
             if leg is not None and leg.state == "answered":
+                if leg.answered_wall is not None:
+                    replay.lag.sample(time.monotonic() - leg.answered_wall)
                 self._connected(leg)
             return
         await replay.link.respond(frame, 200)
@@ -407,6 +430,7 @@ class AgentSim:
             if leg.state == "ringing":
                 leg.state = "ended"
                 self.legs.pop(call_id, None)
+                replay.spawn(self._ready_after_missed_ring(), owner=None)
             elif leg.state in ("answered", "connected"):
                 await self._hang_up(leg, replay.clock.now(), send_bye=False)
 

@@ -123,13 +123,24 @@ class Peers:
                                    headers=self.agent_headers(agent.id))
         self._check(response, f"login of agent {agent.id}")
 
-    async def set_state(self, agent_id: str, state: str, reason: str | None = None) -> None:
+    async def set_state(self, agent_id: str, state: str, reason: str | None = None
+                        ) -> dict[str, Any] | None:
         body: dict[str, Any] = {"state": state}
         if reason is not None:
             body["reason"] = reason
         response = await self._acd("POST", f"/v1/agents/{agent_id}/state", json=body,
                                    headers=self.agent_headers(agent_id))
-        self._check(response, f"state {state} of agent {agent_id}")
+        view = self._check(response, f"state {state} of agent {agent_id}")
+        return view if isinstance(view, dict) else None
+
+    async def agent_state(self, agent_id: str) -> dict[str, Any] | None:
+        try:
+            response = await self._acd("GET", f"/v1/agents/{agent_id}", json=None,
+                                       headers=self.agent_headers(agent_id))
+            view = self._check(response, f"agent {agent_id}")
+        except PeerError:
+            return None
+        return view if isinstance(view, dict) else None
 
     # -- cti_gateway ---------------------------------------------------------------------
 
@@ -147,6 +158,38 @@ class Peers:
                         status=response.status_code, body=response.text[:200])
             return False
         return True
+
+    # -- what an earlier replay left behind (operator) --------------------------------------
+
+    async def leftovers(self) -> dict[str, list[str]]:
+        """Calls the suite still holds: live calls in CTI, and calls waiting or reserved in
+        the ACD's queues (a caller on virtual hold waits there after their call ended)."""
+        entries: list[str] = []
+        response = await self._acd("GET", "/v1/queues", json=None, headers=self._operator)
+        for queue in self._check(response, "queues") or []:
+            if queue.get("waiting") or queue.get("reserved"):
+                detail = await self._acd("GET", f"/v1/queues/{queue['queue']}", json=None,
+                                         headers=self._operator)
+                entries += [e["call_id"] for e in
+                            (self._check(detail, f"queue {queue['queue']}") or {})
+                            .get("entries", [])]
+        return {"calls": await self.live_calls(), "queued": entries}
+
+    async def live_calls(self) -> list[str]:
+        url = f"{self.common.cti_url}/v1/calls?live=true&limit=1000"
+        response = await self._call("GET", url, headers=self._operator)
+        return [c["call_id"] for c in self._check(response, "live calls") or []]
+
+    async def release_call(self, call_id: str) -> bool:
+        url = f"{self.common.cti_url}/v1/calls/{call_id}/release"
+        response = await self._call("POST", url, json={"agent_id": "replay-reset"},
+                                    headers=self._operator)
+        return response.status_code < 300
+
+    async def withdraw_entry(self, call_id: str, reason: str) -> bool:
+        response = await self._acd("POST", f"/v1/calls/{call_id}/withdraw",
+                                   json={"reason": reason}, headers=self._operator)
+        return response.status_code < 300
 
     # -- workorder -----------------------------------------------------------------------
 

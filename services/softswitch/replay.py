@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from services.softswitch.db import line_errors, replay_calls, replays
+from services.softswitch.db import line_errors, replay_calls, replays, resets
 from services.softswitch.media import MediaFork
 from services.softswitch.parties import AgentSim, Caller, CallRun, CustomerSim, HeldCaller
 from services.softswitch.peers import PeerError, Peers, callback_status, order_id_of
@@ -56,6 +57,53 @@ class OrderRun:
         self.resolved, self.callback = True, {}
 
 
+class LagMeter:
+    """How long the suite takes to answer the parties, over the latest replies: the first
+    prompt after a call is answered, the next prompt (or the queue) after a key is pressed,
+    the ACK after an agent answers. Measured in wall seconds, judged in trace seconds (the
+    caller's experience): past ``warn_trace_seconds`` at the 90th percentile the suite is
+    falling behind the trace, and the replay says so once per episode."""
+
+    def __init__(self, replay: Replay, speed: float, warn_trace_seconds: float,
+                 window: int = 200, least: int = 20) -> None:
+        self.replay = replay
+        self.speed = speed
+        self.warn_trace_seconds = warn_trace_seconds
+        self._samples: deque[float] = deque(maxlen=window)
+        self._least = least
+        self.behind = False
+        self.episodes = 0
+        self.worst_p90 = 0.0
+
+    def sample(self, wall_seconds: float) -> None:
+        self._samples.append(wall_seconds)
+        if len(self._samples) < self._least:
+            return
+        p90 = self.p90()
+        self.worst_p90 = max(self.worst_p90, p90)
+        behind = p90 * self.speed > self.warn_trace_seconds
+        if behind and not self.behind:
+            self.episodes += 1
+            self.replay.warn(
+                f"the suite is falling behind: its replies take {p90 * 1000:.0f} ms wall "
+                f"({p90 * self.speed:.1f} trace s) at the 90th percentile, over the "
+                f"{self.warn_trace_seconds:g} trace s the callers would notice; at speed "
+                f"{self.speed:g} the outcome will differ from the trace's (try a lower speed)")
+        self.behind = behind
+
+    def p90(self) -> float:
+        ordered = sorted(self._samples)
+        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] if ordered else 0.0
+
+    def view(self) -> dict[str, Any]:
+        ordered = sorted(self._samples)
+        p50 = ordered[len(ordered) // 2] if ordered else 0.0
+        return {"p50_ms": round(p50 * 1000, 1), "p90_ms": round(self.p90() * 1000, 1),
+                "p90_trace_seconds": round(self.p90() * self.speed, 2),
+                "behind": self.behind, "episodes": self.episodes,
+                "worst_p90_ms": round(self.worst_p90 * 1000, 1)}
+
+
 class Replay:
     def __init__(self, board: Replayer, replay_id: str, name: str | None, speed: float,
                  trace: Trace, errors: list[LineError]) -> None:
@@ -75,6 +123,9 @@ class Replay:
         self.finished_at: datetime | None = None
         self.suite_start: datetime = self.created_at
         self.clock = ReplayClock(speed)
+        self.lag = LagMeter(self, speed, self.settings.lag_warn_seconds)
+        # How late the calls were placed (trace s): the load generator falling behind itself.
+        self.placement_late = 0.0
         self.customers = trace.customers_by_number()
         self.runs: dict[str, CallRun] = {}
         self.by_call_id: dict[str, CallRun] = {}
@@ -262,6 +313,7 @@ class Replay:
             self.spawn(self._outage(outage))
         for call in self.trace.calls:
             await self.clock.sleep_until(call.at)
+            self.placement_late = max(self.placement_late, self.clock.now() - call.at)
             self.spawn(self.callers[call.id].place(), owner=self.runs[call.id])
         self.placed_all = True
         self.state = "draining"
@@ -353,6 +405,8 @@ class Replay:
         await self.poll_orders(everything=True)
         self.report = compute_report(self.outcomes(), self.order_outcomes(), drained=drained)
         self.report["warnings"] = len(self.warnings)
+        self.report["lag"] = self.lag.view()
+        self.report["placement_late_seconds"] = round(self.placement_late, 2)
         self.state = "finished"
 
     def outcomes(self) -> list[CallOutcome]:
@@ -394,6 +448,7 @@ class Replay:
             "trace_seconds": round(self.clock.now(), 1) if self.state in ACTIVE_STATES
             else None,
             "trace_span_seconds": last,
+            "lag": self.lag.view(),
             "warnings": list(self.warnings),
         }
 
@@ -483,6 +538,7 @@ class Replayer:
         if self.active:
             raise Conflict("a replay is already running: "
                            f"{', '.join(self.active)} (the simulated agents are shared)")
+        await self._refuse_leftovers()
         replay_id = f"r{uuid.uuid4().hex[:10]}"
         replay = Replay(self, replay_id, name, speed, trace, errors)
         await self.insert(replay)
@@ -490,6 +546,58 @@ class Replayer:
         self.link.start()
         replay.start()
         return replay
+
+    async def _refuse_leftovers(self) -> None:
+        """A replay must not inherit another's calls: its agents would serve callers the trace
+        does not know, and the report would count them. Refused while the suite holds any."""
+        try:
+            left = await self.peers.leftovers()
+        except PeerError as error:
+            log.warning("could not check for an earlier replay's calls", error=str(error))
+            return
+        if left["calls"] or left["queued"]:
+            raise Conflict(
+                f"the suite still holds {len(left['calls'])} live call(s) and "
+                f"{len(left['queued'])} queued one(s) from an earlier replay (e.g. "
+                f"{', '.join((left['calls'] + left['queued'])[:3])}); end them first with "
+                "`hotline replay --reset` (POST /v1/replays/reset)")
+
+    async def reset(self, actor: str) -> dict[str, Any]:
+        """Close what earlier replays left in the suite: release every live call (CTI), then
+        withdraw the calls still waiting in a queue (callers on virtual hold); audited."""
+        if self.active:
+            raise Conflict(f"a replay is running ({', '.join(self.active)}): nothing to reset "
+                           "until it ends")
+        released = [call_id for call_id in await self.peers.live_calls()
+                    if await self.peers.release_call(call_id)]
+        withdrawn: list[str] = []
+        # The releases reach the ACD through the bus: give them a moment, then withdraw what
+        # still waits (a held caller has no call left to release).
+        for _ in range(50):
+            left = await self.peers.leftovers()
+            if not left["calls"]:
+                break
+            await asyncio.sleep(0.1)
+        for _ in range(50):
+            queued = (await self.peers.leftovers())["queued"]
+            waiting = [c for c in queued if c not in withdrawn]
+            if not waiting:
+                break
+            for call_id in waiting:
+                with contextlib.suppress(PeerError):
+                    if await self.peers.withdraw_entry(call_id, f"replay reset by {actor}"):
+                        withdrawn.append(call_id)
+            await asyncio.sleep(0.1)
+        left = await self.peers.leftovers()
+        async with self.service.sessions() as session, session.begin():
+            await session.execute(resets.insert().values(
+                at=self.service.now(), actor=actor, calls_released=len(released),
+                entries_withdrawn=len(withdrawn),
+                call_ids={"released": released, "withdrawn": withdrawn}))
+        log.warning("replay leftovers reset", actor=actor, calls_released=len(released),
+                    entries_withdrawn=len(withdrawn))
+        return {"calls_released": len(released), "entries_withdrawn": len(withdrawn),
+                "left": left}
 
     def retire(self, replay: Replay) -> None:
         self.active.pop(replay.id, None)

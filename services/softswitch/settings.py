@@ -34,6 +34,14 @@ class SoftswitchSettings(ServiceSettings):
     # Trace seconds after a ring the agent missed (the ACD made them not ready) before the agent
     # notices and makes themselves ready again, as people on a floor do.
     missed_ring_ready_seconds: float = Field(default=5.0, ge=0)
+    # How often the agent asks again when the ACD still has them not ready after a missed
+    # ring (the ring failure can reach the ACD after the first request).
+    missed_ring_ready_attempts: int = Field(default=5, ge=1)
+    # The suite is falling behind when its replies to the parties (a prompt after the call
+    # is answered or a key is pressed, the ACK after an agent answers) take longer than this
+    # many trace seconds at the 90th percentile of the latest ones: what the trace says
+    # happens then no longer does (callers wait, rings time out).
+    lag_warn_seconds: float = Field(default=2.0, gt=0)
     # Wall seconds an agent phone waits for CTI's ACK before it counts itself connected.
     ack_grace_seconds: float = Field(default=5.0, gt=0)
     max_speed: float = Field(default=1000.0, gt=0)

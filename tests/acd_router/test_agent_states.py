@@ -22,6 +22,7 @@ EXPECTED: dict[tuple[AgentState, Action], AgentState | str] = {
     (S.NOT_READY, A.READY): S.READY,
     (S.NOT_READY, A.NOT_READY): S.NOT_READY,
     (S.NOT_READY, A.LOGOUT): S.LOGGED_OUT,
+    (S.NOT_READY, A.AUTO_READY): S.READY,
     (S.READY, A.NOT_READY): S.NOT_READY,
     (S.READY, A.LOGOUT): S.LOGGED_OUT,
     (S.READY, A.RESERVE): S.RESERVED,
@@ -111,6 +112,8 @@ def perform(agent: Agent, action: Action, now: datetime = NOW):
         case A.FORCE_READY | A.FORCE_NOT_READY | A.FORCE_LOGOUT:
             return agent.force(action, now,
                                reason="lunch" if action is A.FORCE_NOT_READY else None)
+        case A.AUTO_READY:
+            return agent.auto_ready(now)
     raise AssertionError(action)
 
 
@@ -186,6 +189,33 @@ def test_mandatory_wrap_up_refuses_ending_it_and_lists_what_is_left() -> None:
     agent.set_next(NOW, S.NOT_READY, "break")
     agent.end_wrap_up(NOW + timedelta(seconds=30))
     assert (agent.state, agent.reason, agent.wrapup_mandatory) == (S.NOT_READY, "break", False)
+
+
+@pytest.mark.parametrize("missed", ["ring_failed", "expire"])
+def test_auto_ready_after_a_ring_no_answer(missed: str) -> None:
+    """Configured, a ring no answer arms the ACD's own ready; off, it does not; any newer
+    change of state (the agent's own not ready, a supervisor) disarms it."""
+    agent = agent_in(S.RESERVED)
+    getattr(agent, missed)(NOW, auto_ready_after=10)
+    assert (agent.state, agent.reason) == (S.NOT_READY, "ring_no_answer")
+    assert not agent.auto_ready_due(NOW + timedelta(seconds=9))
+    assert agent.auto_ready_due(NOW + timedelta(seconds=10))
+    change = agent.auto_ready(NOW + timedelta(seconds=10))
+    assert change is not None and agent.state is S.READY and agent.auto_ready_at is None
+
+    off = agent_in(S.RESERVED)
+    getattr(off, missed)(NOW)
+    assert off.auto_ready_at is None and not off.auto_ready_due(NOW + timedelta(days=1))
+
+    chose = agent_in(S.RESERVED)
+    getattr(chose, missed)(NOW, auto_ready_after=10)
+    chose.request(A.NOT_READY, NOW + timedelta(seconds=1), reason="lunch")
+    assert not chose.auto_ready_due(NOW + timedelta(seconds=60))
+
+    pending = agent_in(S.RESERVED, pending=Pending(S.NOT_READY, "meeting"))
+    getattr(pending, missed)(NOW, auto_ready_after=10)
+    # A not ready the agent had asked for applies instead, and is theirs to end.
+    assert pending.reason == "meeting" and pending.auto_ready_at is None
 
 
 def test_extending_wrap_up_stops_at_the_cap() -> None:

@@ -169,6 +169,26 @@ async def test_ring_failure_puts_the_call_back_first_in_line(common: CommonSetti
             ("A001", "ring_failed"), ("A002", "pending")]
 
 
+async def test_configured_auto_ready_returns_an_agent_after_a_ring_no_answer(
+        common: CommonSettings, auth: Auth) -> None:
+    async with acd_running(common, auth, ring_no_answer_ready_seconds=30) as acd:
+        await acd.login("A001")
+        await acd.route_call("C1")
+        reserved = await acd.wait_for("acd.agent.reserved", call_id="C1")
+        await acd.ring_failed(reserved, "no_answer")
+        assert (await acd.agent("A001"))["state"] == "not_ready"
+        acd.clock.advance(29)
+        await asyncio.sleep(0.2)
+        assert (await acd.agent("A001"))["state"] == "not_ready"
+        acd.clock.advance(1)
+        # Ready again by the ACD's own timer, it takes the call that waited meanwhile.
+        again = await acd.wait_for("acd.agent.reserved", call_id="C1", count=2)
+        assert again.data["agent_id"] == "A001"
+        changes = [(e.data["previous"], e.data["state"], e.data["reason"])
+                   for e in acd.emitted("acd.agent.state_changed", agent_id="A001")]
+        assert ("not_ready", "ready", None) in changes
+
+
 async def test_caller_gone_while_ringing_frees_the_agent(common: CommonSettings,
                                                          auth: Auth) -> None:
     async with acd_running(common, auth) as acd:

@@ -41,6 +41,7 @@ class Seen:
     released: dict[str, str] = field(default_factory=dict)
     customer_digits: list[str] = field(default_factory=list)
     scopes: dict[str, set[str]] = field(default_factory=dict)
+    reset: list[tuple[str, str]] = field(default_factory=list)
 
 
 class StandIn:
@@ -60,6 +61,8 @@ class StandIn:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.drop_first_connection = False
         self.connections = 0
+        self.leftover_calls: list[str] = []
+        self.leftover_queued: list[str] = []
         self.app = self._build()
 
     # -- helpers ---------------------------------------------------------------------
@@ -292,6 +295,43 @@ class StandIn:
             standin.seen.answers.append((call_id, body["agent_id"]))
             await standin.request("INFO", call_id, "agent", control="answer")
             return {"call_id": call_id, "state": "answering"}
+
+        # What an earlier replay left in the suite (the test seeds them): live calls in CTI,
+        # callers still queued in the ACD.
+        @app.get("/v1/calls")
+        async def live_calls(request: Request) -> list[dict[str, str]]:
+            standin._check(request, "admin")
+            return [{"call_id": c, "state": "queued"} for c in standin.leftover_calls]
+
+        @app.post("/v1/calls/{call_id}/release")
+        async def release(call_id: str, request: Request) -> dict[str, str]:
+            standin._check(request, "supervisor")
+            standin.leftover_calls.remove(call_id)
+            standin.seen.reset.append(("released", call_id))
+            return {"call_id": call_id, "state": "released"}
+
+        @app.get("/v1/queues")
+        async def queues(request: Request) -> list[dict[str, Any]]:
+            standin._check(request, "admin")
+            return [{"queue": "repair", "waiting": len(standin.leftover_queued), "reserved": 0}]
+
+        @app.get("/v1/queues/{queue}")
+        async def queue(queue: str, request: Request) -> dict[str, Any]:
+            standin._check(request, "admin")
+            return {"queue": queue, "entries": [{"call_id": c} for c in standin.leftover_queued]}
+
+        @app.post("/v1/calls/{call_id}/withdraw")
+        async def withdraw(call_id: str, request: Request) -> dict[str, str]:
+            standin._check(request, "supervisor")
+            standin.leftover_queued.remove(call_id)
+            standin.seen.reset.append(("withdrawn", call_id))
+            return {"call_id": call_id, "state": "abandoned"}
+
+        @app.get("/v1/agents/{agent_id}")
+        async def agent(agent_id: str, request: Request) -> dict[str, str]:
+            standin._check(request, "agent")
+            return {"agent_id": agent_id,
+                    "state": "ready" if agent_id in standin.ready else "not_ready"}
 
         @app.post("/v1/agents/{agent_id}/login")
         async def login(agent_id: str, request: Request) -> dict[str, str]:

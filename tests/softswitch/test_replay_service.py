@@ -222,3 +222,70 @@ async def test_a_slice_of_the_sample_trace_at_speed(common, auth) -> None:
                 if row["outcome"] == "answered":
                     media = standin.seen.media[row["call_id"]]
                     assert media["stop"] and media["bytes"] == round(row["talk"] * 8000) * 2
+
+
+async def test_a_replay_is_refused_while_an_earlier_ones_calls_remain_until_reset(common,
+                                                                                 auth) -> None:
+    """Isolation: leftovers (a live call, a caller queued on virtual hold) are refused with
+    the way out named; the reset releases and withdraws them, audited; then it starts."""
+    from sqlalchemy import select
+
+    from services.softswitch.db import resets
+
+    standin = StandIn(auth)
+    standin.leftover_calls = ["rold-C1"]
+    standin.leftover_queued = ["rold-C2"]
+    async with serve(standin) as base:
+        app = create_app(_settings(common, base), bus=MemoryBus())
+        async with running(app) as client:
+            admin = bearer(auth, "admin", subject="ops-1")
+            headers = {**admin, "content-type": "application/x-ndjson"}
+            refused = await client.post(f"/v1/replays?speed={SPEED}", content=TRACE,
+                                        headers=headers)
+            assert refused.status_code == 409, refused.text
+            message = refused.json()["detail"]["message"]
+            assert "1 live call(s) and 1 queued" in message and "--reset" in message
+
+            reset = await client.post("/v1/replays/reset", headers=admin)
+            assert reset.status_code == 200, reset.text
+            assert reset.json()["calls_released"] == 1
+            assert reset.json()["entries_withdrawn"] == 1
+            assert standin.seen.reset == [("released", "rold-C1"), ("withdrawn", "rold-C2")]
+            service = app.state.service
+            async with service.sessions() as session:
+                audit = (await session.execute(select(resets))).mappings().all()
+            assert [(a["actor"], a["calls_released"]) for a in audit] == [("ops-1", 1)]
+
+            started = await client.post(f"/v1/replays?speed={SPEED}", content=TRACE,
+                                        headers=headers)
+            assert started.status_code == 202, started.text
+
+
+def test_lag_meter_warns_once_per_episode() -> None:
+    from services.softswitch.replay import LagMeter
+
+    class Warned:
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    replay = Warned()
+    meter = LagMeter(replay, speed=10, warn_trace_seconds=2.0, window=20, least=5)  # type: ignore[arg-type]
+    for _ in range(20):
+        meter.sample(0.05)  # 0.5 trace s: fine
+    assert not meter.behind and replay.warnings == []
+    for _ in range(20):
+        meter.sample(0.4)  # 4 trace s: behind
+    assert meter.behind and len(replay.warnings) == 1
+    assert "falling behind" in replay.warnings[0] and "400 ms" in replay.warnings[0]
+    for _ in range(20):
+        meter.sample(0.4)
+    assert len(replay.warnings) == 1  # one warning per episode
+    for _ in range(20):
+        meter.sample(0.01)
+    assert not meter.behind
+    for _ in range(20):
+        meter.sample(1.0)
+    assert len(replay.warnings) == 2 and meter.view()["episodes"] == 2

@@ -1,7 +1,8 @@
 """The agent state machine.
 
 Plain synchronous code: every change goes through :data:`TRANSITIONS`, ``now`` is passed in,
-and the wrap-up timer is a deadline stored on the agent (the caller persists it and polls).
+and the timers (the wrap-up's end, the auto-ready after a ring no answer) are deadlines
+stored on the agent, which the caller persists and fires.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class Action(StrEnum):
     CANCEL = "cancel"
     CALL_ENDED = "call_ended"
     END_WRAP_UP = "end_wrap_up"
+    # The ACD's own timer: an agent put in not ready by a ring no answer is made ready again
+    # after a configured pause (a desktop's auto-ready), unless they changed state meanwhile.
+    AUTO_READY = "auto_ready"
     # Requested by the agent: more wrap-up time; the state to take once the call is over.
     EXTEND_WRAP_UP = "extend_wrap_up"
     SET_NEXT = "set_next"
@@ -62,6 +66,7 @@ TRANSITIONS: dict[tuple[AgentState, Action], AgentState | None] = {
     (S.NOT_READY, A.READY): S.READY,
     (S.NOT_READY, A.NOT_READY): S.NOT_READY,  # a new reason
     (S.NOT_READY, A.LOGOUT): S.LOGGED_OUT,
+    (S.NOT_READY, A.AUTO_READY): S.READY,
 
     (S.READY, A.NOT_READY): S.NOT_READY,
     (S.READY, A.LOGOUT): S.LOGGED_OUT,
@@ -167,6 +172,8 @@ class Agent:
     # latest the deadline may be extended to.
     wrapup_mandatory: bool = False
     wrapup_limit: datetime | None = None
+    # Set when a ring no answer puts the agent in not ready and auto-ready is configured.
+    auto_ready_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.device:
@@ -235,11 +242,29 @@ class Agent:
         self.calls_handled += 1
         return change
 
-    def ring_failed(self, now: datetime) -> StateChange | None:
-        return self._apply(Action.RING_FAILED, now, reason=RING_NO_ANSWER)
+    def ring_failed(self, now: datetime, *, auto_ready_after: float | None = None
+                    ) -> StateChange | None:
+        change = self._apply(Action.RING_FAILED, now, reason=RING_NO_ANSWER)
+        self._arm_auto_ready(now, auto_ready_after)
+        return change
 
-    def expire(self, now: datetime) -> StateChange | None:
-        return self._apply(Action.EXPIRE, now, reason=RING_NO_ANSWER)
+    def expire(self, now: datetime, *, auto_ready_after: float | None = None
+               ) -> StateChange | None:
+        change = self._apply(Action.EXPIRE, now, reason=RING_NO_ANSWER)
+        self._arm_auto_ready(now, auto_ready_after)
+        return change
+
+    def _arm_auto_ready(self, now: datetime, after: float | None) -> None:
+        if (after is not None and self.state is AgentState.NOT_READY
+                and self.reason == RING_NO_ANSWER):
+            self.auto_ready_at = now + timedelta(seconds=after)
+
+    def auto_ready_due(self, now: datetime) -> bool:
+        return (self.state is AgentState.NOT_READY and self.auto_ready_at is not None
+                and self.auto_ready_at <= now)
+
+    def auto_ready(self, now: datetime) -> StateChange | None:
+        return self._apply(Action.AUTO_READY, now)
 
     def cancel(self, now: datetime) -> StateChange | None:
         """The reserved call went away before it was answered (the caller hung up)."""
@@ -302,6 +327,8 @@ class Agent:
                ) -> StateChange | None:
         previous, previous_reason, call_id = self.state, self.reason, self.call_id
         self.state, self.reason = target, reason
+        # Any change of state (or of the not-ready reason) is the newer fact.
+        self.auto_ready_at = None
         if target is not AgentState.WRAP_UP:
             self.wrapup_deadline = self.wrapup_limit = None
             self.wrapup_mandatory = False

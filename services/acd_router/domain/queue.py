@@ -139,6 +139,15 @@ class QueueEntry:
         self.reservation_expires_at = None
         return self.waited_seconds(now)
 
+    def withdraw(self, now: datetime, reason: str) -> None:
+        """An operator takes a waiting call out of the queue (a replay's leftovers, a held
+        caller's callback nobody should make any more): it ends as abandoned, with why."""
+        if self.state is not EntryState.WAITING:
+            raise IllegalTransition(f"call {self.call_id}", self.state.value, "be withdrawn",
+                                    allowed_entry_actions(self.state))
+        self.abandon(now)
+        self.outcome_reason = f"withdrawn: {reason}"
+
     def reject(self, now: datetime, reason: str) -> None:
         self._apply(EntryAction.REJECT)
         self.ended_at = now
