@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -13,6 +13,7 @@ from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.messaging import Transaction
 from shared.service import Service
+from shared.timers import Timer
 
 from .api import build_router
 from .db import SCHEMA, metadata
@@ -53,20 +54,24 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     service.background(leadership.run)
     service.on_shutdown(leadership.release)
 
-    @service.background
-    async def deadlines() -> None:
-        # Deadlines live in PostgreSQL, so a restarted (or another) replica picks them up.
-        # Polled on the wall clock: under a scaled or fake clock the comparison still uses
-        # suite time.
-        while True:
-            await asyncio.sleep(settings.poll_interval_wall_seconds)
-            if not leadership.deadlines_allowed:
-                continue  # standby, or a takeover still reconciling
-            async with service.transaction() as tx:
-                due = await acd.anything_due(tx)
-            if due:
-                async with service.transaction() as tx:
-                    await acd.run_deadlines(tx)
+    async def fire_deadlines() -> datetime | None:
+        # Deadlines live in PostgreSQL, so a restarted (or promoted) replica picks them up.
+        if not leadership.deadlines_allowed:
+            return None  # standby, or a takeover still reconciling: look again later
+        async with service.sessions() as session:
+            upcoming = await acd.next_deadline(session)
+        if upcoming is None or upcoming > service.clock.now():
+            return upcoming
+        async with service.transaction() as tx:
+            await acd.run_deadlines(tx)
+        async with service.sessions() as session:
+            return await acd.next_deadline(session)
+
+    deadlines = Timer(service.clock, fire_deadlines,
+                      recheck_wall_seconds=settings.poll_interval_wall_seconds,
+                      name="acd deadlines")
+    acd.on_deadline = deadlines.schedule
+    service.background(deadlines.run)
 
     app = service.create_app(
         title="Hotline ACD router",

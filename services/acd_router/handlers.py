@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 import yaml
-from sqlalchemy import exists, select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import advisory_key
 from shared.envelope import Envelope
@@ -71,6 +72,11 @@ def ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None
+
+
 def call_spec(entry: QueueEntry, *, restore: bool = True) -> CallSpec:
     """What routing needs of a queue entry. VIP complaints are the green channel (DESIGN 8);
     an open order near breach arrives as a customer flag."""
@@ -115,6 +121,8 @@ class Acd:
         # the epoch it was granted (checked under the routing lock, so a fenced ex-holder
         # can never write). None: a single process that always routes.
         self.fence: Callable[[Transaction], Awaitable[None]] | None = None
+        # Told the earliest deadline known after each commit (the deadline timer).
+        self.on_deadline: Callable[[datetime | None], None] | None = None
 
     # -- REST commands -------------------------------------------------------------------------
 
@@ -386,20 +394,27 @@ class Acd:
 
     # -- deadlines -----------------------------------------------------------------------------
 
-    async def anything_due(self, tx: Transaction) -> bool:
-        """Cheap unlocked check so the poller only takes the routing lock when it has work."""
-        now = tx.now
-        query = select(
-            exists().where(queue_entries.c.state == EntryState.RESERVED.value,
-                           queue_entries.c.reservation_expires_at <= now)
-            | exists().where(agents_table.c.state == AgentState.WRAP_UP.value,
-                             agents_table.c.wrapup_deadline <= now)
-            | exists().where(agents_table.c.state == AgentState.NOT_READY.value,
-                             agents_table.c.auto_ready_at <= now))
-        if bool((await tx.session.execute(query)).scalar()):
-            return True
+    async def next_deadline(self, session: AsyncSession) -> datetime | None:
+        """The earliest deadline of the tables (reservations, wrap-ups, auto-readies) and of
+        the engine (queue timers), due or not."""
+        query = select(func.least(
+            select(func.min(queue_entries.c.reservation_expires_at))
+            .where(queue_entries.c.state == EntryState.RESERVED.value).scalar_subquery(),
+            select(func.min(agents_table.c.wrapup_deadline))
+            .where(agents_table.c.state == AgentState.WRAP_UP.value).scalar_subquery(),
+            select(func.min(agents_table.c.auto_ready_at))
+            .where(agents_table.c.state == AgentState.NOT_READY.value).scalar_subquery()))
+        stored: datetime | None = (await session.execute(query)).scalar()
+        return _earliest(stored, self._engine_deadline())
+
+    def _engine_deadline(self) -> datetime | None:
         deadline = self.engine.next_deadline()
-        return deadline is not None and deadline <= ts(now)
+        return None if deadline is None else datetime.fromtimestamp(deadline, UTC)
+
+    def _note_deadline(self, tx: Transaction, when: datetime | None) -> None:
+        """A deadline this transaction writes: the timer hears of it once committed."""
+        if when is not None:
+            tx.shared["acd.deadline"] = _earliest(tx.shared.get("acd.deadline"), when)
 
     async def run_deadlines(self, tx: Transaction) -> int:
         """Expire overdue reservations and end over-long wrap-ups; returns how many."""
@@ -472,6 +487,7 @@ class Acd:
                 timeout += self.settings.virtual_hold_dial_seconds
             entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
                           timeout_seconds=timeout)
+            self._note_deadline(tx, entry.reservation_expires_at)
             change = agent.reserve(now, call_id=entry.call_id, reservation_id=reservation_id)
             await store.save_entry(session, entry)
             await store.record_decision(session, entry, decision.explanation.rule, now,
@@ -614,6 +630,9 @@ class Acd:
         async def adopt() -> None:
             if not self._stale:
                 self.generation = tx.shared["acd.generation"]
+            if self.on_deadline is not None:
+                self.on_deadline(_earliest(tx.shared.get("acd.deadline"),
+                                           self._engine_deadline()))
 
         tx.on_rollback(undone)
         tx.after_commit(adopt)
@@ -640,6 +659,8 @@ class Acd:
     async def _save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
                           ) -> None:
         await store.save_agent(tx.session, agent)
+        self._note_deadline(tx, agent.wrapup_deadline)
+        self._note_deadline(tx, agent.auto_ready_at)
         self._sync_agent(agent, tx.now)
         if change is None:
             return

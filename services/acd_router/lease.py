@@ -244,6 +244,8 @@ class Leadership:
         except Exception:
             log.exception("takeover reconciliation failed; deadlines expire the rest")
         self.reconciled = True
+        if self.acd.on_deadline is not None:
+            self.acd.on_deadline(self.service.clock.now())  # what fell due meanwhile
 
     async def reconcile(self) -> dict[str, int]:
         """Close expired reservations of calls CTI has released; give still-ringing or
@@ -282,6 +284,7 @@ class Leadership:
         elif verdict == ALIVE:
             entry.reservation_expires_at = now + timedelta(seconds=self.acd.reservation_seconds)
             await store.save_entry(tx.session, entry)
+            acd._note_deadline(tx, entry.reservation_expires_at)
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 
     async def cti_verdict(self, entry: QueueEntry) -> str:

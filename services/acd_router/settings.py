@@ -32,8 +32,10 @@ class AcdSettings(ServiceSettings):
     wrapup_seconds: float = Field(default=60.0, ge=0)
     # Average handle time assumed by the queued-call wait estimate.
     default_handle_seconds: float = Field(default=180.0, gt=0)
-    # Wall-clock period of the deadline poller (reservations, wrap-ups).
-    poll_interval_wall_seconds: float = Field(default=0.2, gt=0)
+    # The deadline timer (reservations, wrap-ups, auto-readies, queue timers) sleeps until
+    # the next deadline it knows of, and at most this many wall seconds before it looks at
+    # the tables again (a standby checking whether it may fire yet).
+    poll_interval_wall_seconds: float = Field(default=1.0, gt=0)
     # The day boundary for "calls handled today".
     timezone: str = "Asia/Shanghai"
     # Routing configuration (YAML) applied at startup when it differs from the version in

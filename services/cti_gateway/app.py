@@ -164,9 +164,7 @@ def create_app(settings: CtiSettings | None = None, *, bus: Bus | None = None,
     async def on_event(tx: Transaction, envelope: Envelope) -> None:
         await handlers.on_event(service, tx, envelope)
 
-    @service.background
-    async def ring_timer() -> None:
-        await handlers.ring_timer(service)
+    service.background(service.ring_timer.run)
 
     return service.create_app(
         title="cti_gateway",

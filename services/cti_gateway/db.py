@@ -128,3 +128,10 @@ async def list_calls(session: AsyncSession, state: CallState | None, limit: int,
     if live:
         query = query.where(calls.c.state != CallState.RELEASED.value)
     return [from_row(row) for row in (await session.execute(query)).all()]
+
+
+async def next_ring_deadline(session: AsyncSession) -> datetime | None:
+    query = select(func.min(calls.c.ring_deadline)).where(
+        calls.c.ring_deadline.is_not(None),
+        calls.c.state.in_([CallState.ALERTING.value, CallState.DIALING.value]))
+    return (await session.execute(query)).scalar()

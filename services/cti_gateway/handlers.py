@@ -7,8 +7,8 @@ for its transaction, so decisions about one call are serialized whatever their o
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from shared.events.ivr import PromptRequested, ReleaseRequested
 from shared.events.workorder import CallbackRequested
 from shared.messaging import Transaction
 from shared.service import Service
+from shared.timers import Timer
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,9 @@ class CtiService(Service):
         floor = settings.ring_min_wall_seconds * self.clock.scale
         self.ring_seconds = max(settings.ring_timeout_seconds, floor)
         self.customer_ring_seconds = max(settings.customer_ring_timeout_seconds, floor)
+        self.ring_timer = Timer(self.clock, lambda: fire_rings(self),
+                                recheck_wall_seconds=settings.timer_poll_seconds,
+                                name="cti rings")
 
 
 class UnknownCall(LookupError):
@@ -78,6 +82,13 @@ async def carry_out(svc: CtiService, tx: Transaction, call: Call, effects: list[
                           correlationid=call.call_id)
         else:
             sends.append(effect)
+    if call.ring_deadline is not None:
+        deadline = call.ring_deadline
+
+        async def schedule() -> None:
+            svc.ring_timer.schedule(deadline)
+
+        tx.after_commit(schedule)
     if reply is None and not sends:
         return
     link = connection or svc.switchboard.get(call.switch_id)
@@ -479,7 +490,8 @@ async def expire_rings(svc: CtiService) -> int:
     return expired
 
 
-async def ring_timer(svc: CtiService) -> None:
-    while True:
-        await asyncio.sleep(svc.cti.timer_poll_seconds)
-        await expire_rings(svc)
+async def fire_rings(svc: CtiService) -> datetime | None:
+    """The ring timer's work: give up on the rings that are due; the next ring deadline."""
+    await expire_rings(svc)
+    async with svc.sessions() as session:
+        return await db.next_ring_deadline(session)

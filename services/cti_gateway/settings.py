@@ -22,8 +22,9 @@ class CtiSettings(ServiceSettings):
     # answer. Below the ACD's reservation floor (5 wall s), so the ring failure still comes
     # before the reservation expires. No effect at real time.
     ring_min_wall_seconds: float = Field(default=4.0, ge=0)
-    # Wall seconds between scans for due ring deadlines.
-    timer_poll_seconds: float = Field(default=0.25, gt=0)
+    # The ring timer sleeps until the next ring deadline it knows of, and at most this many
+    # wall seconds before it looks at the table again (rings another replica started).
+    timer_poll_seconds: float = Field(default=5.0, gt=0)
     # Calling number presented on outbound (callback) calls.
     outbound_caller_id: str = "95598"
     # Frames of different calls on one switch connection handled at once (one call's frames

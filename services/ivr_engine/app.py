@@ -6,9 +6,8 @@ and record the resulting events in the outbox in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +20,7 @@ from services.ivr_engine.db import (
     insert_session,
     load_session,
     metadata,
+    next_deadline,
     save_session,
 )
 from services.ivr_engine.domain import (
@@ -57,6 +57,7 @@ from shared.events.ivr import (
 )
 from shared.messaging import Transaction
 from shared.service import Service, service_of
+from shared.timers import Timer
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,9 @@ class IvrEngine:
         self.interpreters = {menu.name: Interpreter(menu, tz=tz, min_timeout_seconds=floor)
                              for menu in catalog}
         self._workorder: WorkorderClient | None = None
+        self.timer = Timer(service.clock, self.fire_timeouts,
+                           recheck_wall_seconds=settings.timeout_poll_seconds,
+                           name="ivr no-input")
 
     @property
     def workorder(self) -> WorkorderClient:
@@ -168,6 +172,7 @@ class IvrEngine:
         if not await insert_session(tx.session, state, self.service.clock.now()):
             log.info("call already has an ivr session; ignored", call_id=state.call_id)
             return
+        self._deadline_after_commit(tx, state)
         await tx.emit("ivr.session.started", SessionStarted(
             call_id=state.call_id, session_id=state.session_id, menu=state.menu,
             menu_version=state.menu_version, purpose=state.purpose),
@@ -212,6 +217,7 @@ class IvrEngine:
             log.info("input ignored", call_id=call_id, reason=step.ignored)
         step = await self._resolve(interpreter, state, step)
         await save_session(tx.session, state, self.service.clock.now())
+        self._deadline_after_commit(tx, state)
         await self._emit(tx, state, step)
         return not step.ignored
 
@@ -275,15 +281,19 @@ class IvrEngine:
                     fired += 1
         return fired
 
-    async def run_timeouts(self) -> None:
-        while True:
-            try:
-                await self.fire_due_timeouts()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("firing no-input timeouts failed; retrying")
-            await asyncio.sleep(self.settings.timeout_poll_seconds)
+    async def fire_timeouts(self) -> datetime | None:
+        """The timer's work: fire what is due; the next deadline."""
+        await self.fire_due_timeouts()
+        async with self.service.sessions() as session:
+            return await next_deadline(session)
+
+    def _deadline_after_commit(self, tx: Transaction, state: SessionState) -> None:
+        deadline = state.deadline
+        if deadline is not None:
+            async def schedule() -> None:
+                self.timer.schedule(deadline)
+
+            tx.after_commit(schedule)
 
 
 def _route_request(effect: Completed) -> RouteRequest | None:
@@ -307,7 +317,7 @@ def create_app(settings: IvrSettings | None = None, *, bus: Bus | None = None,
     engine = IvrEngine(service, settings, catalog)
     # One queue for every call event keeps one call's events in order.
     service.consumer("calls", *CONSUMED)(engine.on_call_event)
-    service.background(engine.run_timeouts)
+    service.background(engine.timer.run)
 
     router = APIRouter(prefix="/v1", tags=["ivr"])
     readers = require("agent", "supervisor", "service", "integrator")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     select,
     text,
 )
@@ -85,3 +86,8 @@ async def due_call_ids(session: AsyncSession, now: datetime, limit: int = 100) -
                                          sessions.c.deadline <= now)
         .order_by(sessions.c.deadline).limit(limit)
     )).scalars())
+
+
+async def next_deadline(session: AsyncSession) -> datetime | None:
+    """The earliest no-input deadline of any session (due or not)."""
+    return (await session.execute(select(func.min(sessions.c.deadline)))).scalar()

@@ -31,7 +31,8 @@ class IvrSettings(ServiceSettings):
     # than the prompt's and the digits' round trip through the bus, and answering callers
     # would be timed out. No effect at real time.
     no_input_min_wall_seconds: float = Field(default=1.5, ge=0)
-    # How often due no-input timeouts are looked for (wall seconds).
-    timeout_poll_seconds: float = Field(default=0.1, gt=0)
+    # The no-input timer sleeps until the next deadline it knows of, and at most this many
+    # wall seconds before it looks at the table again (deadlines another replica wrote).
+    timeout_poll_seconds: float = Field(default=5.0, gt=0)
     # Restore times are spoken in the callers' local time.
     spoken_timezone: str = "Asia/Shanghai"

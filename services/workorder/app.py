@@ -19,6 +19,7 @@ from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.messaging import Transaction
 from shared.service import Service
+from shared.timers import Timer
 
 log = structlog.get_logger(__name__)
 
@@ -45,38 +46,18 @@ async def fire_one(service: Service, rt: Runtime, batch: int = 1) -> bool:
         return await handlers.fire_one_callback(tx, rt)
 
 
-async def timer_worker(service: Service, rt: Runtime, max_sleep: float, batch: int = 1) -> None:
-    """Fire due rows until none is due, then sleep until the earliest deadline (capped, so a
-    row written by another replica is still seen), or until woken by a nearer one."""
-    while True:
-        try:
-            if await fire_one(service, rt, batch):
-                continue
-            async with service.sessions() as session:
-                due = await clocks.earliest_due(session)
-        except Exception:
-            # A cancel that lands mid-query can surface as a database error from the
-            # rollback; swallowing it would keep this loop (and shutdown) alive forever.
-            if _cancelling():
-                raise asyncio.CancelledError from None
-            log.exception("timer failed; retrying")
-            await asyncio.sleep(max_sleep)
-            continue
-        await _sleep_until(service, rt, due, max_sleep)
+async def fire_timers(service: Service, rt: Runtime, workers: int, batch: int
+                      ) -> datetime | None:
+    """The timer's work: ``workers`` at once fire due rows until none is due (rows are taken
+    with SKIP LOCKED, so they never fire one twice); then the earliest deadline ahead."""
 
+    async def drain() -> None:
+        while await fire_one(service, rt, batch):
+            pass
 
-async def _sleep_until(service: Service, rt: Runtime, due: datetime | None,
-                       max_sleep: float) -> None:
-    wait = max_sleep
-    if due is not None:
-        wait = min(max_sleep, max(0.0, service.clock.wall_seconds(
-            (due - service.now()).total_seconds())))
-    rt.waker.planned = due
-    rt.waker.event.clear()
-    try:
-        await asyncio.wait_for(rt.waker.event.wait(), wait)
-    except TimeoutError:
-        pass
+    await asyncio.gather(*(drain() for _ in range(workers)))
+    async with service.sessions() as session:
+        return await clocks.earliest_due(session)
 
 
 def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = None,
@@ -149,13 +130,12 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
                 log.exception("policy re-plan failed; retrying")
                 await asyncio.sleep(settings.calendar_poll_seconds)
 
-    @service.background
-    async def timers() -> None:
-        """SLA clocks (urge, escalate) and callback tasks (dial, defer, time out)."""
-        async with asyncio.TaskGroup() as group:
-            for _ in range(settings.timer_workers):
-                group.create_task(timer_worker(service, rt, settings.callback_poll_seconds,
-                                               settings.timer_batch))
+    # SLA clocks (urge, escalate) and callback tasks (dial, defer, time out).
+    timer = Timer(service.clock,
+                  lambda: fire_timers(service, rt, settings.timer_workers, settings.timer_batch),
+                  recheck_wall_seconds=settings.callback_poll_seconds, name="workorder timers")
+    rt.waker.listener = timer.schedule
+    service.background(timer.run)
 
     app = service.create_app(
         title="Hotline workorder",

@@ -4,8 +4,7 @@ lets the domain decide, saves and records events, inside the caller's transactio
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,15 +28,15 @@ KNOWN_TYPES = tuple(t.value for t in OrderType)
 
 
 class Waker:
-    """Wakes the timer loop early when a deadline nearer than its planned wake-up is written."""
+    """Tells the timer loop of a deadline once the transaction that wrote it has committed
+    (the loop wakes early if it is nearer than its planned wake-up)."""
 
     def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.planned: datetime | None = None
+        self.listener: Callable[[datetime], None] | None = None
 
     def notify(self, due: datetime | None) -> None:
-        if due is not None and (self.planned is None or due < self.planned):
-            self.event.set()
+        if due is not None and self.listener is not None:
+            self.listener(due)
 
 
 @dataclass

@@ -25,8 +25,10 @@ class WorkorderSettings(ServiceSettings):
     callback_spacing_seconds: float = Field(default=5, ge=0)
     # An attempt with no outcome heard within this long counts as failed.
     callback_attempt_timeout_seconds: float = Field(default=600, gt=0)
-    # Wall seconds between scans for due callback tasks.
-    callback_poll_seconds: float = Field(default=0.2, gt=0)
+    # The timer (SLA clocks, callback tasks) sleeps until the earliest deadline it knows of,
+    # and at most this many wall seconds before it looks at the tables again (deadlines
+    # another replica wrote).
+    callback_poll_seconds: float = Field(default=5.0, gt=0)
     # Local calling window for callback attempts ("00:00-24:00" = any time) and whether
     # statutory holidays are skipped.
     callback_hours: str = "08:00-21:00"
@@ -45,7 +47,7 @@ class WorkorderSettings(ServiceSettings):
     sla_policy_file: Path = Path(__file__).parent / "sla" / "default.yaml"
     # A complaint by a customer who complained within this many days is flagged and escalated.
     repeat_complaint_days: float = Field(default=30, gt=0)
-    # Concurrent timer workers (each fires one due row per transaction).
+    # Concurrent timer workers while rows are due (each fires one due row per transaction).
     timer_workers: int = Field(default=4, ge=1, le=64)
     # Wall seconds between checks for calendar years changed over REST on another replica.
     calendar_poll_seconds: float = Field(default=2.0, gt=0)

@@ -163,7 +163,8 @@ async def test_preferred_agent_is_remembered_across_a_restart(common: CommonSett
         await acd.released("C1", state="connected", agent_id="A001")
 
     async with acd_running(common, auth) as acd:
-        acd.clock.advance(120)
+        # Within A001's 60 s wrap-up (its deadline timer would end it otherwise).
+        acd.clock.advance(30)
         await acd.set_state("A001", "ready")  # ends A001's wrap-up: A002 has idled longer
         await route(acd, "C2")
         second = await acd.wait_for("acd.agent.reserved", call_id="C2")
