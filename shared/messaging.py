@@ -203,6 +203,9 @@ class Transaction:
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
         self._on_rollback: list[Callable[[], None]] = []
         self.changed = False
+        # What the consumer's prepare step found before the writer took the delivery (a
+        # lookup in another service, made without holding up the writer).
+        self.prepared: Any = None
 
     @property
     def shared(self) -> dict[str, Any]:
@@ -219,8 +222,15 @@ class Transaction:
 
     @property
     def conn(self) -> asyncpg.Connection:
-        """The asyncpg connection this transaction runs on."""
+        """The asyncpg connection this transaction runs on (already open: for handlers that
+        run with a savepoint of their own; staged handlers use :meth:`connection`)."""
         self.changed = True
+        return self._unit.conn
+
+    async def connection(self) -> asyncpg.Connection:
+        """The asyncpg connection, beginning the transaction if nothing has yet: a unit of
+        work whose handlers found everything in memory and changed nothing never opens one."""
+        await self._unit.ensure_open()
         return self._unit.conn
 
     @property
@@ -229,25 +239,30 @@ class Transaction:
         return [e.envelope for e in self.staged if e.envelope is not None]
 
     async def execute(self, sql: str, *args: Any) -> str:
+        self.changed = True
         self._unit.messaging.stats.statement()
-        return str(await self.conn.execute(sql, *args))
+        return str(await (await self.connection()).execute(sql, *args))
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         self._unit.messaging.stats.statement()
-        return list(await self.conn.fetch(sql, *args))
+        return list(await (await self.connection()).fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         self._unit.messaging.stats.statement()
-        return await self.conn.fetchrow(sql, *args)
+        return await (await self.connection()).fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         self._unit.messaging.stats.statement()
-        return await self.conn.fetchval(sql, *args)
+        return await (await self.connection()).fetchval(sql, *args)
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self._unit.messaging.stats.statement()
-            await self.conn.executemany(sql, rows)
+    def stage(self, key: str, flush: Callable[[asyncpg.Connection], Awaitable[None]], *,
+              committed: Callable[[], None] | None = None,
+              rolled_back: Callable[[], None] | None = None) -> None:
+        """Have ``flush(conn)`` write a repository's changed state once for the whole unit
+        of work, just before its events (one statement for every handler's changes), with
+        ``committed`` / ``rolled_back`` run once it is known which. Once per ``key``."""
+        self.changed = True
+        self._unit.stage(key, flush, committed, rolled_back)
 
     def after_commit(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` once this transaction has committed (e.g. send a command to the
@@ -309,6 +324,21 @@ class _Unit:
         self._session: AsyncSession | None = None
         self.conn: asyncpg.Connection
         self.shared: dict[str, Any] = {}
+        self._hooks: dict[str, tuple[Callable[[asyncpg.Connection], Awaitable[None]],
+                                     Callable[[], None] | None, Callable[[], None] | None]] = {}
+
+    @property
+    def opened(self) -> bool:
+        return self._sa is not None
+
+    async def ensure_open(self) -> None:
+        if self._sa is None:
+            await self.open()
+
+    def stage(self, key: str, flush: Callable[[asyncpg.Connection], Awaitable[None]],
+              committed: Callable[[], None] | None,
+              rolled_back: Callable[[], None] | None) -> None:
+        self._hooks.setdefault(key, (flush, committed, rolled_back))
 
     async def open(self) -> None:
         sa = await self.messaging.engine.connect()
@@ -355,9 +385,15 @@ class _Unit:
 
     async def write(self, txs: Sequence[Transaction], inbox: Sequence[tuple[str, Envelope]]
                     ) -> list[tuple[int, Envelope]]:
-        """Write the inbox ids and the events of ``txs``; return (outbox id, envelope) in
-        emit order."""
+        """Write the staged state, the inbox ids and the events of ``txs``; return (outbox
+        id, envelope) in emit order. Nothing to write and nothing opened: no transaction."""
         m = self.messaging
+        staged = [event for tx in txs for event in tx.staged]
+        if not self._hooks and not inbox and not staged:
+            return []
+        await self.ensure_open()
+        for flush, _, _ in self._hooks.values():
+            await flush(self.conn)
         if inbox:
             m.stats.statement()
             recorded = await self.conn.fetch(
@@ -365,7 +401,6 @@ class _Unit:
                 [e.type for _, e in inbox])
             if len(recorded) != len(inbox):
                 raise DuplicateDelivery("an event of this batch was handled meanwhile")
-        staged = [event for tx in txs for event in tx.staged]
         if not staged:
             return []
         counts: dict[str, int] = {}
@@ -393,20 +428,27 @@ class _Unit:
         return out
 
     async def commit(self) -> None:
-        assert self._sa is not None
-        try:
-            await self._sa.commit()
-            self.messaging.stats.commit()
-        finally:
-            await self.close()
+        if self._sa is not None:
+            try:
+                await self._sa.commit()
+                self.messaging.stats.commit()
+            finally:
+                await self.close()
+        for _, committed, _ in self._hooks.values():
+            if committed is not None:
+                committed()
 
     async def rollback(self) -> None:
-        if self._sa is None:
-            return
         try:
-            await self._sa.rollback()
+            if self._sa is not None:
+                try:
+                    await self._sa.rollback()
+                finally:
+                    await self.close()
         finally:
-            await self.close()
+            for _, _, rolled_back in self._hooks.values():
+                if rolled_back is not None:
+                    rolled_back()
 
     async def close(self) -> None:
         sa, self._sa = self._sa, None
@@ -418,8 +460,17 @@ class _Unit:
             await sa.close()
 
 
-class DuplicateDelivery(RuntimeError):
+class RedoUnit(RuntimeError):
+    """The unit of work must be redone from the tables (its inputs are still good): another
+    process got there first. Raised by a repository's write or the inbox; the writer rolls
+    back and runs the work again."""
+
+
+class DuplicateDelivery(RedoUnit):
     """A concurrent consumer handled an event of this batch first: redo without it."""
+
+
+REDO_ATTEMPTS = 3
 
 
 @dataclass
@@ -428,8 +479,14 @@ class _Item:
 
     work: Callable[[Transaction], Awaitable[Any]]
     cause: Envelope | None = None
+    # Staged work writes through tx.stage / tx.emit only, so it needs no savepoint of its
+    # own (a failure drops what it staged) and may leave the transaction unopened.
+    staged: bool = False
     queue: str | None = None
     delivery: Delivery | None = None
+    # A delivery whose consumer prepares it: the writer takes it once this is done (later
+    # deliveries of the same subject wait behind it; others go ahead).
+    ready: asyncio.Future[Any] | None = None
     future: asyncio.Future[Any] | None = None
     tx: Transaction | None = None
     result: Any = None
@@ -438,11 +495,16 @@ class _Item:
     queued_at: float = field(default_factory=time.monotonic)
 
 
+Prepare = Callable[[Envelope], Awaitable[Any]]
+
+
 @dataclass
 class _Consumer:
     queue: str
     binding_keys: list[str]
     handler: ConsumerHandler
+    staged: bool = False
+    prepare: Prepare | None = None
 
 
 class Messaging:
@@ -498,11 +560,22 @@ class Messaging:
         return Transaction(_Unit.over(self, session), None)
 
     async def run(self, work: Callable[[Transaction], Awaitable[Any]], *,
-                  cause: Envelope | None = None) -> Any:
+                  cause: Envelope | None = None, staged: bool = False) -> Any:
         """Run ``work(tx)`` in the writer's next batch; return its result once committed."""
+        return await self.submit(work, cause=cause, staged=staged)
+
+    def submit(self, work: Callable[[Transaction], Awaitable[Any]], *,
+               cause: Envelope | None = None, staged: bool = False) -> asyncio.Future[Any]:
+        """Queue ``work(tx)`` for the writer without waiting: the future holds its result
+        (or error) once committed. Work submitted in order runs in that order."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Item(work, cause=cause, future=future))
-        return await future
+        self._enqueue(_Item(work, cause=cause, future=future, staged=staged))
+        return future
+
+    @property
+    def backlog(self) -> int:
+        """Work items queued for the writer."""
+        return len(self._queue)
 
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
@@ -510,15 +583,19 @@ class Messaging:
 
     # -- consumers ---------------------------------------------------------------------------
 
-    def consumer(self, purpose: str, *event_types: str | tuple[str, int]
+    def consumer(self, purpose: str, *event_types: str | tuple[str, int], staged: bool = False,
+                 prepare: Prepare | None = None
                  ) -> Callable[[ConsumerHandler], ConsumerHandler]:
-        """Register ``handler(tx, envelope)`` on queue ``<service>.<purpose>``."""
+        """Register ``handler(tx, envelope)`` on queue ``<service>.<purpose>``. ``prepare``
+        (optional) runs on each delivery as it arrives, outside the writer (a lookup in
+        another service); the handler finds its result in ``tx.prepared``."""
         from shared.envelope import routing_key
 
         keys = [routing_key(t, 1) if isinstance(t, str) else routing_key(*t) for t in event_types]
 
         def register(handler: ConsumerHandler) -> ConsumerHandler:
-            self._consumers.append(_Consumer(f"{self.service}.{purpose}", keys, handler))
+            self._consumers.append(_Consumer(f"{self.service}.{purpose}", keys, handler,
+                                             staged, prepare))
             return handler
 
         return register
@@ -551,11 +628,18 @@ class Messaging:
     def _delivered(self, consumer: _Consumer) -> Callable[[Delivery], None]:
         def take(delivery: Delivery) -> None:
             envelope = delivery.envelope
+            ready = None
+            if consumer.prepare is not None:
+                ready = asyncio.ensure_future(consumer.prepare(envelope))
+                ready.add_done_callback(lambda _: self._wake.set())
 
             async def work(tx: Transaction) -> None:
+                if ready is not None:
+                    tx.prepared = ready.result()
                 await consumer.handler(tx, envelope)
 
-            self._enqueue(_Item(work, cause=envelope, queue=consumer.queue, delivery=delivery))
+            self._enqueue(_Item(work, cause=envelope, staged=consumer.staged,
+                                queue=consumer.queue, delivery=delivery, ready=ready))
 
         return take
 
@@ -577,15 +661,41 @@ class Messaging:
 
     async def _run_writer(self) -> None:
         while True:
-            while not self._queue:
+            items = self._take()
+            if not items:
                 self._wake.clear()
-                await self._wake.wait()
-            items = [self._queue.popleft()
-                     for _ in range(min(self.max_batch, len(self._queue)))]
+                items = self._take()
+                if not items:
+                    await self._wake.wait()
+                    continue
             started = time.perf_counter()
             await self._run_batch(items)
             if self._on_batch is not None:
                 self._on_batch(len(items), time.perf_counter() - started)
+
+    def _take(self) -> list[_Item]:
+        """The next batch, in queue order: up to ``max_batch`` items, leaving behind those
+        still being prepared and, so a subject's order holds, anything after them of their
+        subject."""
+        if not self._queue:
+            return []
+        if all(item.ready is None or item.ready.done() for item in self._queue):
+            return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        taken: list[_Item] = []
+        kept: deque[_Item] = deque()
+        waiting: set[str] = set()
+        for item in self._queue:
+            subject = item.cause.subject if item.cause is not None else None
+            if len(taken) >= self.max_batch or (subject is not None and subject in waiting):
+                kept.append(item)
+            elif item.ready is not None and not item.ready.done():
+                if subject is not None:
+                    waiting.add(subject)
+                kept.append(item)
+            else:
+                taken.append(item)
+        self._queue = kept
+        return taken
 
     async def _run_batch(self, items: list[_Item]) -> None:
         """Run ``items`` in one transaction; if the transaction itself fails, run them one by
@@ -596,25 +706,32 @@ class Messaging:
             raise
         except Exception as error:
             raise_if_cancelling()
-            if len(items) == 1 and not isinstance(error, DuplicateDelivery):
+            if len(items) == 1 and not isinstance(error, RedoUnit):
                 self._settle_failed(items[0], error)
                 return
             if len(items) > 1:
                 log.warning("batch failed; running its items one by one",
                             service=self.service, items=len(items), error=repr(error))
             for item in items:
-                self._reset(item)
-                try:
-                    await self._attempt([item])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as single:
-                    raise_if_cancelling()
-                    self._settle_failed(item, single)
-                    continue
-                await self._settle([item])
+                await self._run_alone(item)
             return
         await self._settle(items)
+
+    async def _run_alone(self, item: _Item) -> None:
+        for attempt in range(1, REDO_ATTEMPTS + 1):
+            self._reset(item)
+            try:
+                await self._attempt([item])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                raise_if_cancelling()
+                if isinstance(error, RedoUnit) and attempt < REDO_ATTEMPTS:
+                    continue
+                self._settle_failed(item, error)
+                return
+            await self._settle([item])
+            return
 
     @staticmethod
     def _reset(item: _Item) -> None:
@@ -622,7 +739,6 @@ class Messaging:
 
     async def _attempt(self, items: list[_Item]) -> None:
         unit = _Unit(self)
-        await unit.open()
         try:
             await self._mark_duplicates(unit, items)
             for index, item in enumerate(items):
@@ -650,6 +766,7 @@ class Messaging:
                  if item.queue is not None and item.cause is not None]
         if not keyed:
             return
+        await unit.ensure_open()
         self.stats.statement()
         rows = await unit.conn.fetch(self.sql.seen, [q for q, _ in keyed],
                                      [i for _, i in keyed])
@@ -662,7 +779,10 @@ class Messaging:
         tx = item.tx = Transaction(unit, item.cause)
         bound = {"event_type": item.cause.type, "event_id": item.cause.id,
                  "call_id": item.cause.correlationid} if item.cause else {}
-        await unit.savepoint(savepoint)
+        if not item.staged:
+            # SQL run as it goes: undone, if it fails, back to where it began.
+            await unit.ensure_open()
+            await unit.savepoint(savepoint)
         try:
             with structlog.contextvars.bound_contextvars(**bound):
                 item.result = await item.work(tx)
@@ -675,9 +795,11 @@ class Messaging:
                 undo()
             tx._on_rollback.clear()
             tx.staged.clear()
-            await unit.rollback_to(savepoint)
+            if not item.staged:
+                await unit.rollback_to(savepoint)
             return
-        await unit.release(savepoint)
+        if not item.staged:
+            await unit.release(savepoint)
 
     async def _settle(self, items: list[_Item]) -> None:
         """After the commit: answer, ack or nack each item in order, then run its actions."""

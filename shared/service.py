@@ -33,6 +33,7 @@ from shared.logging import configure_logging
 from shared.messaging import (
     ConsumerHandler,
     Messaging,
+    Prepare,
     Transaction,
     messaging_tables,
     raise_if_cancelling,
@@ -66,7 +67,8 @@ class Service:
         self.db_stats = DbStats()
         self.metrics = Metrics(name, self.db_stats)
         self._given_bus = bus
-        self._consumers: list[tuple[str, tuple[Any, ...], ConsumerHandler]] = []
+        self._consumers: list[tuple[str, tuple[Any, ...], ConsumerHandler, bool,
+                                    Prepare | None]] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._background: list[Hook] = []
@@ -81,13 +83,17 @@ class Service:
 
     # -- registration (before start) ---------------------------------------------------------
 
-    def consumer(self, purpose: str, *event_types: str | tuple[str, int]
+    def consumer(self, purpose: str, *event_types: str | tuple[str, int], staged: bool = False,
+                 prepare: Prepare | None = None
                  ) -> Callable[[ConsumerHandler], ConsumerHandler]:
         """``@service.consumer("calls", "cti.call.offered")`` on ``async def h(tx, envelope)``.
-        The handler runs inside the transaction that also records the event id (inbox)."""
+        The handler runs inside the transaction that also records the event id (inbox).
+        ``staged``: it writes only through ``tx.stage`` and ``tx.emit`` (no savepoint);
+        ``prepare``: a lookup made on each delivery before the writer takes it
+        (``tx.prepared``)."""
 
         def register(handler: ConsumerHandler) -> ConsumerHandler:
-            self._consumers.append((purpose, event_types, handler))
+            self._consumers.append((purpose, event_types, handler, staged, prepare))
             return handler
 
         return register
@@ -113,13 +119,21 @@ class Service:
         return self.messaging.transaction(cause)
 
     async def run(self, work: Callable[[Transaction], Awaitable[Any]], *,
-                  cause: Envelope | None = None) -> Any:
+                  cause: Envelope | None = None, staged: bool = False) -> Any:
         """Run ``work(tx)`` in the service's writer (batched with the deliveries); its result
         once committed."""
-        return await self.messaging.run(work, cause=cause)
+        return await self.messaging.run(work, cause=cause, staged=staged)
 
     def now(self) -> Any:
         return self.clock.now()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        """One read with SQL written once (a REST route on a hot path), on a pooled connection
+        outside any transaction."""
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            self.db_stats.statement()
+            return await raw.driver_connection.fetchrow(sql, *args)  # type: ignore[union-attr]
 
     async def start_consumers(self) -> None:
         """Start the registered consumers if the lifespan deferred them (idempotent)."""
@@ -159,8 +173,9 @@ class Service:
                                        stats=self.db_stats, on_published=self.metrics.published,
                                        on_consumed=self.metrics.consumed,
                                        on_batch=self.metrics.batch)
-            for purpose, types, handler in self._consumers:
-                self.messaging.consumer(purpose, *types)(handler)
+            for purpose, types, handler, staged, prepare in self._consumers:
+                self.messaging.consumer(purpose, *types, staged=staged,
+                                        prepare=prepare)(handler)
             token = self.auth.mint(self.name, ["service"], ttl_seconds=SERVICE_TOKEN_TTL)
             self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
                                           timeout=10.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from services.cti_gateway import frames, handlers
 from services.cti_gateway.domain import Call, CallState
 from services.cti_gateway.handlers import CONSUMED, CtiService
 from services.cti_gateway.settings import CtiSettings
-from services.cti_gateway.switchboard import PerKeySerializer, SwitchConnection
+from services.cti_gateway.switchboard import SwitchConnection
 from shared.auth import Principal, authorize_websocket, require
 from shared.bus import Bus
 from shared.clock import Clock
@@ -122,37 +123,45 @@ def _switch_router() -> APIRouter:
         await websocket.accept()
         link = SwitchConnection(websocket, principal.subject)
         svc.switchboard.add(link)
-        ordered = PerKeySerializer(svc.cti.frame_concurrency)
         log.info("switch connected", switch_id=link.id, subject=principal.subject)
         try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                await _dispatch(svc, link, ordered, message.get("text"))
+                await _dispatch(svc, link, message.get("text"))
         finally:
             svc.switchboard.remove(link)
-            await ordered.drain()
             await handlers.switch_lost(svc, link)
             log.info("switch disconnected", switch_id=link.id)
 
     return router
 
 
-async def _dispatch(svc: CtiService, link: SwitchConnection, ordered: PerKeySerializer,
-                    text: str | None) -> None:
+async def _dispatch(svc: CtiService, link: SwitchConnection, text: str | None) -> None:
+    """Queue the frame for the writer, which handles frames in arrival order (with whatever
+    else is queued, in one unit of work); replies go out once it has committed."""
     try:
         frame = frames.parse(text)
     except frames.BadFrame as bad:
         await link.send(frames.error("bad_frame", str(bad), bad.call_id, bad.cseq))
         return
-    key = frame.call_id or ""
 
-    async def job() -> None:
+    async def work(tx: Transaction) -> None:
         with structlog.contextvars.bound_contextvars(call_id=frame.call_id):
-            await handlers.on_frame(svc, link, frame)
+            await handlers.on_frame(svc, tx, link, frame)
 
-    ordered.submit(key, job)
+    done = svc.messaging.submit(work, staged=True)
+    done.add_done_callback(_log_failure)
+    if svc.messaging.backlog > svc.cti.frame_backlog:
+        # The writer is behind: stop reading the switch until it catches up, rather than
+        # queue without bound (the switch's own buffers then hold its frames).
+        await asyncio.wait({done})
+
+
+def _log_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("switch frame not handled", error=repr(done.exception()))
 
 
 def create_app(settings: CtiSettings | None = None, *, bus: Bus | None = None,
@@ -160,7 +169,7 @@ def create_app(settings: CtiSettings | None = None, *, bus: Bus | None = None,
     settings = settings or CtiSettings()
     service = CtiService(settings, bus=bus, clock=clock)
 
-    @service.consumer("events", *CONSUMED)
+    @service.consumer("events", *CONSUMED, staged=True)
     async def on_event(tx: Transaction, envelope: Envelope) -> None:
         await handlers.on_event(service, tx, envelope)
 

@@ -1,4 +1,5 @@
-"""Persistence of calls (schema ``cti``): the table and the load/save of domain calls."""
+"""The ``cti`` schema: the calls table, and the reads REST serves from it (the handlers keep
+calls in memory and write them through :mod:`services.cti_gateway.repository`)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ calls = Table(
     Column("connected_at", DateTime(timezone=True), nullable=True),
     Column("released_at", DateTime(timezone=True), nullable=True),
     Column("cause", String(32), nullable=True),
+    # Bumped by every write; a write checks the version it read (repository.py).
+    Column("version", Integer, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
            onupdate=func.now()),
     Index("ix_calls_state", "state"),
@@ -60,15 +63,7 @@ calls = Table(
           postgresql_where=text("ring_deadline IS NOT NULL")),
 )
 
-_FIELDS = [c.name for c in calls.columns if c.name != "updated_at"]
-
-
-def to_row(call: Call) -> dict[str, Any]:
-    row = {name: getattr(call, name) for name in _FIELDS}
-    row["state"] = call.state.value
-    row["party_leg"] = call.party_leg.value
-    row["agent_leg"] = call.agent_leg.value
-    return row
+_FIELDS = [c.name for c in calls.columns if c.name not in ("updated_at", "version")]
 
 
 def from_row(row: Any) -> Call:
@@ -80,44 +75,10 @@ def from_row(row: Any) -> Call:
     return Call(**values)
 
 
-async def load(session: AsyncSession, call_id: str, *, lock: bool = True) -> Call | None:
-    """Load a call; ``lock`` holds its row until commit so that the switch, the consumers,
-    the timer and REST serialize their decisions about one call."""
-    query = select(calls).where(calls.c.call_id == call_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
+async def load(session: AsyncSession, call_id: str) -> Call | None:
+    """A call as last committed (REST reads; the handlers use :mod:`.repository`)."""
+    row = (await session.execute(select(calls).where(calls.c.call_id == call_id))).first()
     return from_row(row) if row else None
-
-
-async def insert(session: AsyncSession, call: Call) -> None:
-    await session.execute(calls.insert().values(**to_row(call)))
-
-
-async def save(session: AsyncSession, call: Call) -> None:
-    row = to_row(call)
-    del row["call_id"]
-    await session.execute(calls.update().where(calls.c.call_id == call.call_id).values(**row))
-
-
-async def exists_request(session: AsyncSession, request_id: str) -> bool:
-    found = await session.execute(select(calls.c.call_id).where(calls.c.request_id == request_id))
-    return found.first() is not None
-
-
-async def live_call_ids(session: AsyncSession, switch_id: str) -> list[str]:
-    query = select(calls.c.call_id).where(calls.c.switch_id == switch_id,
-                                          calls.c.state != CallState.RELEASED.value)
-    return list((await session.execute(query)).scalars())
-
-
-async def due_ring_deadlines(session: AsyncSession, now: datetime, limit: int = 100
-                             ) -> list[str]:
-    query = (select(calls.c.call_id)
-             .where(calls.c.ring_deadline.is_not(None), calls.c.ring_deadline <= now,
-                    calls.c.state.in_([CallState.ALERTING.value, CallState.DIALING.value]))
-             .order_by(calls.c.ring_deadline).limit(limit))
-    return list((await session.execute(query)).scalars())
 
 
 async def list_calls(session: AsyncSession, state: CallState | None, limit: int, *,

@@ -1,8 +1,11 @@
-"""Application handlers: load a call, let the domain decide, save it and record what it
-emits in one transaction; commands to the switch go out only after that commit.
+"""Application handlers: find the call, let the domain decide, save it and record what it
+emits in one unit of work; commands to the switch go out only after that commit.
 
-Every entry point (switch frames, consumed events, REST, the ring timer) locks the call row
-for its transaction, so decisions about one call are serialized whatever their origin.
+Every entry point (switch frames, consumed events, REST, the ring timer) runs in the
+service's single writer (``svc.run`` / ``svc.messaging.submit``), so decisions about one call
+are taken one at a time in arrival order whatever their origin, on the calls this process
+keeps in memory (:mod:`services.cti_gateway.repository`). A frame that changes nothing costs
+no database work.
 """
 
 from __future__ import annotations
@@ -10,13 +13,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 
 from services.cti_gateway import db, frames
 from services.cti_gateway.domain import Call, CallState, Effect, Emit, Send, hangup
+from services.cti_gateway.repository import Calls
 from services.cti_gateway.settings import CtiSettings
 from services.cti_gateway.switchboard import Switchboard, SwitchConnection, SwitchGone
 from shared.bus import Bus
@@ -53,6 +56,7 @@ class CtiService(Service):
                          clock=clock)
         self.cti: CtiSettings = settings
         self.switchboard = Switchboard()
+        self.calls = Calls()
         # Suite seconds a phone rings: the settings, but at least their wall-time floor.
         floor = settings.ring_min_wall_seconds * self.clock.scale
         self.ring_seconds = max(settings.ring_timeout_seconds, floor)
@@ -116,110 +120,118 @@ async def carry_out(svc: CtiService, tx: Transaction, call: Call, effects: list[
 # -- switch frames ----------------------------------------------------------------------------
 
 
-async def on_frame(svc: CtiService, link: SwitchConnection, frame: frames.AnyFrame) -> None:
+def _refuse(tx: Transaction, link: SwitchConnection,
+            code: Literal["unknown_call", "illegal_state"], message: str,
+            frame: frames.AnyFrame) -> None:
+    """An error frame, sent in turn with the replies of the frames handled before it."""
+    async def send() -> None:
+        try:
+            await link.send(frames.error(code, message, frame.call_id, frame.cseq))
+        except SwitchGone:
+            pass
+
+    tx.after_commit(send)
+
+
+async def on_frame(svc: CtiService, tx: Transaction, link: SwitchConnection,
+                   frame: frames.AnyFrame) -> None:
     if isinstance(frame, frames.ErrorFrame):
         log.warning("switch reported an error", code=frame.code, message=frame.message,
                     call_id=frame.call_id, cseq=frame.cseq)
         return
     try:
         if isinstance(frame, frames.Response):
-            await on_response(svc, link, frame)
+            await on_response(svc, tx, link, frame)
         elif isinstance(frame, frames.InviteRequest):
-            await on_invite(svc, link, frame)
+            await on_invite(svc, tx, link, frame)
         else:
-            await on_request(svc, link, frame)
+            await on_request(svc, tx, link, frame)
     except UnknownCall:
-        await link.send(frames.error("unknown_call", f"no call {frame.call_id!r}",
-                                     frame.call_id, frame.cseq))
+        _refuse(tx, link, "unknown_call", f"no call {frame.call_id!r}", frame)
     except IllegalTransition as refused:
-        await link.send(frames.error("illegal_state", str(refused), frame.call_id, frame.cseq))
+        _refuse(tx, link, "illegal_state", str(refused), frame)
 
 
-async def on_invite(svc: CtiService, link: SwitchConnection, invite: frames.InviteRequest
-                    ) -> None:
-    try:
-        async with svc.transaction() as tx:
-            existing = await db.load(tx.session, invite.call_id)
-            if existing is not None:
-                raise IllegalTransition("call", existing.state.value, "be offered again",
-                                        existing.allowed())
-            call, effects = Call.offer(invite.call_id, invite.from_number, invite.to_number,
-                                       tx.now, switch_id=link.id)
-            await db.insert(tx.session, call)
-            await carry_out(svc, tx, call, effects, reply=frames.response(invite, 200),
-                            connection=link)
-    except IntegrityError:
-        # Another connection offered the same call id at the same moment.
-        raise IllegalTransition("call", "offered", "be offered again") from None
+async def on_invite(svc: CtiService, tx: Transaction, link: SwitchConnection,
+                    invite: frames.InviteRequest) -> None:
+    existing = await svc.calls.get(tx, invite.call_id)
+    if existing is not None:
+        raise IllegalTransition("call", existing.state.value, "be offered again",
+                                existing.allowed())
+    call, effects = Call.offer(invite.call_id, invite.from_number, invite.to_number, tx.now,
+                               switch_id=link.id)
+    svc.calls.add(tx, call)
+    await carry_out(svc, tx, call, effects, reply=frames.response(invite, 200), connection=link)
     log.info("call offered", call_id=invite.call_id, from_number=invite.from_number,
              to_number=invite.to_number)
 
 
-async def on_request(svc: CtiService, link: SwitchConnection,
+async def on_request(svc: CtiService, tx: Transaction, link: SwitchConnection,
                      request: frames.AckRequest | frames.ByeRequest | frames.CancelRequest
                      | frames.InfoRequest) -> None:
-    async with svc.transaction() as tx:
-        call = await db.load(tx.session, request.call_id)
-        if call is None:
-            raise UnknownCall(request.call_id)
-        if isinstance(request, frames.AckRequest):
-            # ACK completes our 200 to the INVITE; nothing changes and nothing is answered.
-            # It may arrive after the call already ended (the IVR released it at once).
-            if request.leg != call.party:
-                raise IllegalTransition("call", call.state.value, f"take an ACK on {request.leg}",
-                                        call.allowed())
-            return
-        if isinstance(request, frames.InfoRequest):
-            if request.leg != call.party:
-                raise IllegalTransition("call", call.state.value,
-                                        f"take DTMF on its {request.leg} leg", call.allowed())
-            effects = call.receive_dtmf(request.dtmf)
-        elif isinstance(request, frames.ByeRequest):
-            effects = hangup(call, request.leg, tx.now)
-        else:
-            effects = call.cancel(request.leg, tx.now)
-        await db.save(tx.session, call)
-        await carry_out(svc, tx, call, effects, reply=frames.response(request, 200),
-                        connection=link)
+    call = await svc.calls.get(tx, request.call_id)
+    if call is None:
+        raise UnknownCall(request.call_id)
+    if isinstance(request, frames.AckRequest):
+        # ACK completes our 200 to the INVITE; nothing changes and nothing is answered.
+        # It may arrive after the call already ended (the IVR released it at once).
+        if request.leg != call.party:
+            raise IllegalTransition("call", call.state.value, f"take an ACK on {request.leg}",
+                                    call.allowed())
+        return
+    if isinstance(request, frames.InfoRequest):
+        if request.leg != call.party:
+            raise IllegalTransition("call", call.state.value,
+                                    f"take DTMF on its {request.leg} leg", call.allowed())
+        effects = call.receive_dtmf(request.dtmf)
+    elif isinstance(request, frames.ByeRequest):
+        effects = hangup(call, request.leg, tx.now)
+    else:
+        effects = call.cancel(request.leg, tx.now)
+    svc.calls.save(tx, call)
+    await carry_out(svc, tx, call, effects, reply=frames.response(request, 200),
+                    connection=link)
 
 
-async def on_response(svc: CtiService, link: SwitchConnection, response: frames.Response
-                      ) -> None:
-    async with svc.transaction() as tx:
-        call = await db.load(tx.session, response.call_id)
-        if call is None:
-            raise UnknownCall(response.call_id)
-        effects: list[Effect] = []
-        if response.method == "INVITE" and response.leg == "agent":
-            effects = call.on_agent_response(
-                response.cseq, response.status, tx.now, next_cseq=link.next_cseq,
-                dial_timeout=svc.customer_ring_seconds)
-        elif response.method == "INVITE" and response.leg == "customer":
-            effects = call.on_customer_response(response.cseq, response.status, tx.now)
-        elif response.status >= 300:
-            # A refused INFO, BYE or CANCEL changes nothing we own; worth a trace only.
-            log.info("switch refused a request", call_id=call.call_id, method=response.method,
-                     leg=response.leg, status=response.status, reason=response.reason)
-        if not effects:
-            return
-        await db.save(tx.session, call)
-        await carry_out(svc, tx, call, effects, connection=link)
+async def on_response(svc: CtiService, tx: Transaction, link: SwitchConnection,
+                      response: frames.Response) -> None:
+    call = await svc.calls.get(tx, response.call_id)
+    if call is None:
+        raise UnknownCall(response.call_id)
+    effects: list[Effect] = []
+    if response.method == "INVITE" and response.leg == "agent":
+        effects = call.on_agent_response(
+            response.cseq, response.status, tx.now, next_cseq=link.next_cseq,
+            dial_timeout=svc.customer_ring_seconds)
+    elif response.method == "INVITE" and response.leg == "customer":
+        effects = call.on_customer_response(response.cseq, response.status, tx.now)
+    elif response.status >= 300:
+        # A refused INFO, BYE or CANCEL changes nothing we own; worth a trace only.
+        log.info("switch refused a request", call_id=call.call_id, method=response.method,
+                 leg=response.leg, status=response.status, reason=response.reason)
+    if not effects:
+        return
+    svc.calls.save(tx, call)
+    await carry_out(svc, tx, call, effects, connection=link)
 
 
 async def switch_lost(svc: CtiService, link: SwitchConnection) -> int:
-    """The switch went away: every call it carried is over (its legs went with it)."""
-    async with svc.sessions() as session:
-        call_ids = await db.live_call_ids(session, link.id)
-    released = 0
-    for call_id in call_ids:
-        async with svc.transaction() as tx:
-            call = await db.load(tx.session, call_id)
+    """The switch went away: every call it carried is over (its legs went with it). Queued
+    behind the frames it sent before it went."""
+
+    async def release_all(tx: Transaction) -> int:
+        released = 0
+        for call_id in await svc.calls.live_on_switch(tx, link.id):
+            call = await svc.calls.get(tx, call_id)
             if call is None or not call.live:
                 continue
             effects = call.release("switch_lost", tx.now, notify_switch=False)
-            await db.save(tx.session, call)
+            svc.calls.save(tx, call)
             await carry_out(svc, tx, call, effects)
             released += 1
+        return released
+
+    released: int = await svc.run(release_all, staged=True)
     if released:
         log.warning("switch lost; calls released", switch_id=link.id, calls=released)
     return released
@@ -256,8 +268,9 @@ async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None
         log.info("event ignored", event_type=envelope.type, reason=str(stale))
 
 
-async def _live_call(tx: Transaction, call_id: str, event_type: str) -> Call | None:
-    call = await db.load(tx.session, call_id)
+async def _live_call(svc: CtiService, tx: Transaction, call_id: str, event_type: str
+                     ) -> Call | None:
+    call = await svc.calls.get(tx, call_id)
     if call is None:
         log.info("event for an unknown call ignored", event_type=event_type, call_id=call_id)
         return None
@@ -268,23 +281,23 @@ async def _live_call(tx: Transaction, call_id: str, event_type: str) -> Call | N
 
 
 async def _prompt(svc: CtiService, tx: Transaction, data: PromptRequested) -> None:
-    call = await _live_call(tx, data.call_id, "ivr.prompt.requested")
+    call = await _live_call(svc, tx, data.call_id, "ivr.prompt.requested")
     if call is None:
         return
     collect = data.collect.model_dump() if data.collect else None
     effects = call.play(data.prompt_id, data.text, collect)
-    await db.save(tx.session, call)
+    svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects)
 
 
 async def _release(svc: CtiService, tx: Transaction, call_id: str, event_type: str,
                    cause: str) -> None:
     """Another service asked for the call to end (the IVR self-served it, or ACD rejected it)."""
-    call = await _live_call(tx, call_id, event_type)
+    call = await _live_call(svc, tx, call_id, event_type)
     if call is None:
         return
     effects = call.release(cause, tx.now)
-    await db.save(tx.session, call)
+    svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects)
 
 
@@ -293,38 +306,38 @@ async def _rejected(svc: CtiService, tx: Transaction, data: CallRejected) -> Non
     plays it before it acts on the BYE that follows), then the call ends. With outcome
     ``callback`` the announcement tells the caller they will be called back; workorder owes
     them the callback."""
-    call = await _live_call(tx, data.call_id, "acd.call.rejected")
+    call = await _live_call(svc, tx, data.call_id, "acd.call.rejected")
     if call is None:
         return
     effects = []
     if data.announcement:
         effects += call.announce(f"acd-{data.reason}", data.announcement)
     effects += call.release("acd_rejected", tx.now)
-    await db.save(tx.session, call)
+    svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects)
 
 
 async def _virtual_hold(svc: CtiService, tx: Transaction, data: VirtualHoldStarted) -> None:
     """The caller left a callback request that keeps their place: confirm it, then hang up.
     ACD calls them back (agent first) when the call reaches an agent."""
-    call = await _live_call(tx, data.call_id, "acd.call.virtual_hold_started")
+    call = await _live_call(svc, tx, data.call_id, "acd.call.virtual_hold_started")
     if call is None:
         return
     effects = []
     if data.announcement:
         effects += call.announce("acd-virtual-hold", data.announcement)
     effects += call.release("virtual_hold", tx.now)
-    await db.save(tx.session, call)
+    svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects)
 
 
 async def _queued(svc: CtiService, tx: Transaction, data: CallQueued) -> None:
-    call = await _live_call(tx, data.call_id, "acd.call.queued")
+    call = await _live_call(svc, tx, data.call_id, "acd.call.queued")
     if call is None:
         return
     effects = call.enqueue(data.queue, data.position, data.estimated_wait_seconds,
                            data.virtual_hold_digit)
-    await db.save(tx.session, call)
+    svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects)
 
 
@@ -332,7 +345,7 @@ async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> No
     if data.dial is not None:
         await _dial_agent_first(svc, tx, data, data.dial.call_id, data.dial.number)
         return
-    call = await db.load(tx.session, data.call_id)
+    call = await svc.calls.get(tx, data.call_id)
     if call is None or not call.live:
         # ACD holds an agent for a call that is gone: give the agent back at once.
         await tx.emit("cti.agent.ring_failed", AgentRingFailed(
@@ -351,7 +364,7 @@ async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> No
     effects = call.ring_agent(data.agent_id, data.device, data.reservation_id, data.queue,
                               tx.now, ring_timeout=svc.ring_seconds,
                               invite_cseq=link.next_cseq())
-    await db.save(tx.session, call)
+    svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects, connection=link)
 
 
@@ -359,10 +372,10 @@ async def _dial_agent_first(svc: CtiService, tx: Transaction, data: AgentReserve
                             call_id: str, number: str) -> None:
     """A caller on virtual hold reached an agent: ring the agent on a new outbound call;
     the customer is dialled once the agent answers."""
-    if await db.load(tx.session, call_id) is not None:
+    if await svc.calls.get(tx, call_id) is not None:
         return  # the same reservation again (a re-emitted event): already dialling
     # The switch that carried the caller's call, if it is still here: the same trunk.
-    held = await db.load(tx.session, data.call_id, lock=False)
+    held = await svc.calls.get(tx, data.call_id)
     link = svc.switchboard.get(held.switch_id) if held is not None else None
     link = link or svc.switchboard.pick()
     if link is None:
@@ -377,23 +390,23 @@ async def _dial_agent_first(svc: CtiService, tx: Transaction, data: AgentReserve
         reservation_id=data.reservation_id, queue=data.queue,
         from_number=svc.cti.outbound_caller_id, to_number=number, switch_id=link.id,
         invite_cseq=link.next_cseq(), now=tx.now, ring_timeout=svc.ring_seconds)
-    await db.insert(tx.session, call)
+    svc.calls.add(tx, call)
     await carry_out(svc, tx, call, effects, connection=link)
 
 
 async def _reservation_expired(svc: CtiService, tx: Transaction, data: ReservationExpired
                                ) -> None:
-    call = await _live_call(tx, data.dial_call_id or data.call_id, "acd.reservation.expired")
+    call = await _live_call(svc, tx, data.dial_call_id or data.call_id, "acd.reservation.expired")
     if call is None:
         return
     effects = call.withdraw_ring(data.reservation_id, tx.now)
     if effects:
-        await db.save(tx.session, call)
+        svc.calls.save(tx, call)
         await carry_out(svc, tx, call, effects)
 
 
 async def _callback(svc: CtiService, tx: Transaction, data: CallbackRequested) -> None:
-    if await db.exists_request(tx.session, data.request_id):
+    if await svc.calls.exists_request(tx, data.request_id):
         log.info("callback request already placed", request_id=data.request_id)
         return
     # Downstream consumers (the IVR survey, workorder on failure) find the callback by the
@@ -418,7 +431,7 @@ async def _callback(svc: CtiService, tx: Transaction, data: CallbackRequested) -
         f"OB-{uuid.uuid4().hex[:12]}", request_id=data.request_id,
         from_number=svc.cti.outbound_caller_id, to_number=data.to_number, context=context,
         headers=headers, switch_id=link.id, invite_cseq=link.next_cseq(), now=tx.now)
-    await db.insert(tx.session, call)
+    svc.calls.add(tx, call)
     await carry_out(svc, tx, call, effects, connection=link)
 
 
@@ -427,38 +440,44 @@ async def _callback(svc: CtiService, tx: Transaction, data: CallbackRequested) -
 
 async def get_call(svc: CtiService, call_id: str) -> Call:
     async with svc.sessions() as session:
-        call = await db.load(session, call_id, lock=False)
+        call = await db.load(session, call_id)
     if call is None:
         raise NotFound("call", call_id)
     return call
 
 
 async def answer(svc: CtiService, call_id: str, agent_id: str) -> Call:
-    async with svc.transaction() as tx:
-        call = await db.load(tx.session, call_id)
+    async def work(tx: Transaction) -> Call:
+        call = await svc.calls.get(tx, call_id)
         if call is None:
             raise NotFound("call", call_id)
         effects = call.request_answer(agent_id)
         if svc.switchboard.get(call.switch_id) is None:
             raise Conflict(f"the switch carrying call {call_id!r} is not connected here")
         await carry_out(svc, tx, call, effects)
-    return call
+        return call
+
+    answered: Call = await svc.run(work, staged=True)
+    return answered
 
 
 async def release(svc: CtiService, call_id: str, agent_id: str, *, supervisor: bool) -> Call:
-    async with svc.transaction() as tx:
-        call = await db.load(tx.session, call_id)
+    async def work(tx: Transaction) -> Call:
+        call = await svc.calls.get(tx, call_id)
         if call is None:
             raise NotFound("call", call_id)
         if not supervisor and call.live and call.agent_id not in (None, agent_id):
             raise IllegalTransition("call", call.state.value,
-                                    f"be released by agent {agent_id!r} (it is {call.agent_id!r}'s)",
-                                    call.allowed())
+                                    f"be released by agent {agent_id!r} (it is "
+                                    f"{call.agent_id!r}'s)", call.allowed())
         effects = call.release("agent_release", tx.now)
-        await db.save(tx.session, call)
+        svc.calls.save(tx, call)
         await carry_out(svc, tx, call, effects)
+        return call
+
+    released: Call = await svc.run(work, staged=True)
     log.info("call released on request", call_id=call_id, agent_id=agent_id)
-    return call
+    return released
 
 
 async def list_calls(svc: CtiService, state: CallState | None, limit: int, *,
@@ -472,21 +491,22 @@ async def list_calls(svc: CtiService, state: CallState | None, limit: int, *,
 
 async def expire_rings(svc: CtiService) -> int:
     """Give up on agents whose phone rang past the deadline: CANCEL, tell ACD, requeue."""
-    now = svc.clock.now()
-    async with svc.sessions() as session:
-        due = await db.due_ring_deadlines(session, now)
-    expired = 0
-    for call_id in due:
-        async with svc.transaction() as tx:
-            call = await db.load(tx.session, call_id)
+
+    async def work(tx: Transaction) -> int:
+        expired = 0
+        for call_id in await svc.calls.due_rings(tx, tx.now):
+            call = await svc.calls.get(tx, call_id)
             if call is None:
                 continue
             effects = call.check_ring_timeout(tx.now)
             if not effects:
                 continue
-            await db.save(tx.session, call)
+            svc.calls.save(tx, call)
             await carry_out(svc, tx, call, effects)
             expired += 1
+        return expired
+
+    expired: int = await svc.run(work, staged=True)
     return expired
 
 

@@ -27,6 +27,6 @@ class CtiSettings(ServiceSettings):
     timer_poll_seconds: float = Field(default=5.0, gt=0)
     # Calling number presented on outbound (callback) calls.
     outbound_caller_id: str = "95598"
-    # Frames of different calls on one switch connection handled at once (one call's frames
-    # are always handled in order); keep below the database pool size.
-    frame_concurrency: int = Field(default=16, ge=1, le=64)
+    # Frames queued for the writer beyond which CTI stops reading the switch's socket until
+    # it has caught up (back-pressure instead of an unbounded queue).
+    frame_backlog: int = Field(default=5_000, ge=1)

@@ -1,13 +1,11 @@
-"""Connected softswitches (in memory, per process) and the ordering of their frames."""
+"""Connected softswitches (in memory, per process)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import structlog
@@ -70,39 +68,3 @@ class Switchboard:
 
     def __len__(self) -> int:
         return len(self._connections)
-
-
-class PerKeySerializer:
-    """Run jobs concurrently across keys but strictly in submission order within a key, so
-    a slow database round trip for one call does not hold up every other call on the link."""
-
-    def __init__(self, limit: int) -> None:
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(limit)
-
-    def submit(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
-        previous = self._tails.get(key)
-        task = asyncio.create_task(self._run(previous, job))
-        self._tails[key] = task
-
-        def forget(done: asyncio.Task[None]) -> None:
-            if self._tails.get(key) is done:
-                del self._tails[key]
-
-        task.add_done_callback(forget)
-
-    async def _run(self, previous: asyncio.Task[None] | None,
-                   job: Callable[[], Awaitable[None]]) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        async with self._slots:
-            try:
-                await job()
-            except Exception:
-                log.exception("switch frame handling failed")
-
-    async def drain(self) -> None:
-        tails = list(self._tails.values())
-        if tails:
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*tails, return_exceptions=True)

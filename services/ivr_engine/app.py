@@ -1,7 +1,10 @@
 """The IVR engine's edge: cti events in, interpreter steps, ivr events out; REST to read.
 
-Handlers load the session under a row lock, let the domain interpreter decide, then save it
-and record the resulting events in the outbox in the same transaction.
+Handlers run in the service's single writer: they find the session (kept in memory while it
+runs, :mod:`services.ivr_engine.repository`), let the domain interpreter decide, then save
+it and record the resulting events in one unit of work. The caller's lookup in workorder
+(the customer, and the outages in their area) is made when ``cti.call.offered`` arrives,
+before the writer takes it, so no unit of work waits on another service.
 """
 
 from __future__ import annotations
@@ -15,14 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from fastapi import APIRouter, Depends, FastAPI
 
-from services.ivr_engine.db import (
-    due_call_ids,
-    insert_session,
-    load_session,
-    metadata,
-    next_deadline,
-    save_session,
-)
+from services.ivr_engine.db import load_session, metadata, next_deadline
 from services.ivr_engine.domain import (
     Completed,
     Defaults,
@@ -30,6 +26,7 @@ from services.ivr_engine.domain import (
     Interpreter,
     MenuCatalog,
     MenuError,
+    Outage,
     Prompt,
     ReleaseCall,
     SessionState,
@@ -37,8 +34,9 @@ from services.ivr_engine.domain import (
     SurveyAnswered,
     parse_menu_yaml,
 )
+from services.ivr_engine.repository import Sessions
 from services.ivr_engine.settings import IvrSettings
-from services.ivr_engine.workorder import WorkorderClient
+from services.ivr_engine.workorder import Lookup, WorkorderClient
 from shared.auth import require
 from shared.bus import Bus
 from shared.clock import Clock
@@ -62,6 +60,8 @@ from shared.timers import Timer
 log = structlog.get_logger(__name__)
 
 NAME = "ivr_engine"
+# Session fact: the outages active in the caller's area when the call came in.
+AREA_OUTAGES = "area_outages"
 SCHEMA = "ivr"
 CONSUMED = ("cti.call.offered", "cti.call.answered", "cti.call.dtmf_received",
             "cti.call.released")
@@ -99,6 +99,7 @@ class IvrEngine:
         self.interpreters = {menu.name: Interpreter(menu, tz=tz, min_timeout_seconds=floor)
                              for menu in catalog}
         self._workorder: WorkorderClient | None = None
+        self.sessions = Sessions()
         self.timer = Timer(service.clock, self.fire_timeouts,
                            recheck_wall_seconds=settings.timeout_poll_seconds,
                            name="ivr no-input")
@@ -113,6 +114,17 @@ class IvrEngine:
         return self._workorder
 
     # -- consumer ---------------------------------------------------------------------------
+
+    async def prepare(self, envelope: Envelope) -> Lookup | None:
+        """Before the writer takes an inbound call's offer: who is calling, and the outages
+        in their area (one request to workorder; a second one only for an older workorder
+        that does not list them with the customer)."""
+        if envelope.type != "cti.call.offered" or envelope.data.get("direction") != "inbound":
+            return None
+        customer, outages = await self.workorder.lookup(str(envelope.data["from_number"]))
+        if customer is not None and customer.area and outages is None:
+            outages = await self.workorder.active_outages(customer.area)
+        return Lookup(customer, outages)
 
     async def on_call_event(self, tx: Transaction, envelope: Envelope) -> None:
         if envelope.type == "cti.call.offered":
@@ -132,15 +144,19 @@ class IvrEngine:
         if data.direction != "inbound":
             log.info("outbound call offered; surveys start on answer", call_id=data.call_id)
             return
-        if await load_session(tx.session, data.call_id) is not None:
+        if await self.sessions.get(tx, data.call_id) is not None:
             log.info("call already has an ivr session; ignored", call_id=data.call_id)
             return
-        customer = await self.workorder.lookup_customer(data.from_number)
+        lookup: Lookup = tx.prepared or Lookup(None, None)
         interpreter = self.interpreters[self.catalog.for_number(data.to_number).name]
         state, step = interpreter.start(
-            session_id=str(uuid.uuid4()), call_id=data.call_id, now=self.service.clock.now(),
+            session_id=str(uuid.uuid4()), call_id=data.call_id, now=tx.now,
             purpose="inbound", from_number=data.from_number, to_number=data.to_number,
-            customer=customer)
+            customer=lookup.customer)
+        if lookup.customer is not None and lookup.customer.area and lookup.outages is not None:
+            state.facts[AREA_OUTAGES] = {
+                "area": lookup.customer.area,
+                "outages": [o.model_dump(mode="json") for o in lookup.outages]}
         await self._begin(tx, interpreter, state, step)
 
     async def _answered(self, tx: Transaction, data: CallAnswered) -> None:
@@ -156,22 +172,20 @@ class IvrEngine:
         if menu.survey is None:
             log.error("no menu has a survey node; survey call left alone", call_id=data.call_id)
             return
-        if await load_session(tx.session, data.call_id) is not None:
+        if await self.sessions.get(tx, data.call_id) is not None:
             log.info("call already has an ivr session; ignored", call_id=data.call_id)
             return
         interpreter = self.interpreters[menu.name]
         state, step = interpreter.start(
-            session_id=str(uuid.uuid4()), call_id=data.call_id, now=self.service.clock.now(),
+            session_id=str(uuid.uuid4()), call_id=data.call_id, now=tx.now,
             purpose="survey", from_number=data.from_number, to_number=data.to_number,
             context=data.context)
         await self._begin(tx, interpreter, state, step)
 
     async def _begin(self, tx: Transaction, interpreter: Interpreter, state: SessionState,
                      step: Step) -> None:
-        step = await self._resolve(interpreter, state, step)
-        if not await insert_session(tx.session, state, self.service.clock.now()):
-            log.info("call already has an ivr session; ignored", call_id=state.call_id)
-            return
+        step = await self._resolve(interpreter, state, step, tx.now)
+        self.sessions.add(tx, state)
         self._deadline_after_commit(tx, state)
         await tx.emit("ivr.session.started", SessionStarted(
             call_id=state.call_id, session_id=state.session_id, menu=state.menu,
@@ -185,8 +199,7 @@ class IvrEngine:
     async def _advance(self, tx: Transaction, call_id: str, action: str, *,
                        digits: str = "", prompt_id: str | None = None) -> bool:
         """Apply digits, a hang-up or a due timeout to a session; False if it did not apply."""
-        state = await load_session(tx.session, call_id, lock=True,
-                                   skip_locked=action == "timeout")
+        state = await self.sessions.get(tx, call_id)
         if state is None:
             if action != "timeout":
                 log.info("no ivr session for call; event ignored", call_id=call_id,
@@ -197,7 +210,7 @@ class IvrEngine:
                      action=action, outcome=state.outcome)
             return False
         interpreter = self._interpreter_for(state)
-        now = self.service.clock.now()
+        now = tx.now
         try:
             if action == "hangup":
                 step = interpreter.hangup(state, now)
@@ -215,8 +228,8 @@ class IvrEngine:
             return False
         if step.ignored:
             log.info("input ignored", call_id=call_id, reason=step.ignored)
-        step = await self._resolve(interpreter, state, step)
-        await save_session(tx.session, state, self.service.clock.now())
+        step = await self._resolve(interpreter, state, step, now)
+        self.sessions.save(tx, state)
         self._deadline_after_commit(tx, state)
         await self._emit(tx, state, step)
         return not step.ignored
@@ -231,11 +244,18 @@ class IvrEngine:
                         loaded=f"{interpreter.menu.name}@{interpreter.menu.version}")
         return interpreter
 
-    async def _resolve(self, interpreter: Interpreter, state: SessionState, step: Step) -> Step:
-        """Answer the interpreter's lookups until it is waiting for the caller again."""
+    async def _resolve(self, interpreter: Interpreter, state: SessionState, step: Step,
+                       now: datetime) -> Step:
+        """Answer the interpreter's lookups until it is waiting for the caller again: from
+        what was looked up when the call came in (the caller's area), else (another area)
+        from workorder now."""
         while step.need is not None:
-            outages = await self.workorder.active_outages(step.need.area)
-            more = interpreter.provide(state, outages, self.service.clock.now())
+            known = state.facts.get(AREA_OUTAGES)
+            if isinstance(known, dict) and known.get("area") == step.need.area:
+                outages = [Outage.model_validate(o) for o in known.get("outages", [])]
+            else:
+                outages = await self.workorder.active_outages(step.need.area)
+            more = interpreter.provide(state, outages, now)
             step = Step(effects=[*step.effects, *more.effects], need=more.need,
                         ignored=step.ignored)
         return step
@@ -272,13 +292,15 @@ class IvrEngine:
 
     async def fire_due_timeouts(self) -> int:
         """Fire every no-input timeout due by the suite clock; return how many fired."""
-        async with self.service.sessions() as session:
-            due = await due_call_ids(session, self.service.clock.now())
-        fired = 0
-        for call_id in due:
-            async with self.service.transaction() as tx:
+
+        async def work(tx: Transaction) -> int:
+            fired = 0
+            for call_id in await self.sessions.due(tx, tx.now):
                 if await self._advance(tx, call_id, "timeout"):
                     fired += 1
+            return fired
+
+        fired: int = await self.service.run(work, staged=True)
         return fired
 
     async def fire_timeouts(self) -> datetime | None:
@@ -316,7 +338,8 @@ def create_app(settings: IvrSettings | None = None, *, bus: Bus | None = None,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
     engine = IvrEngine(service, settings, catalog)
     # One queue for every call event keeps one call's events in order.
-    service.consumer("calls", *CONSUMED)(engine.on_call_event)
+    service.consumer("calls", *CONSUMED, staged=True, prepare=engine.prepare)(
+        engine.on_call_event)
     service.background(engine.timer.run)
 
     router = APIRouter(prefix="/v1", tags=["ivr"])

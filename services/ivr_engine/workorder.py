@@ -7,6 +7,7 @@ call goes on as an unknown caller or without an outage notice, and is never fail
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -52,27 +53,48 @@ def _unwrap(body: Any, *keys: str) -> Any:
     return body
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What the IVR learns of a caller before their session starts."""
+
+    customer: Customer | None
+    outages: list[Outage] | None
+
+
 class WorkorderClient:
     def __init__(self, http: httpx.AsyncClient, base_url: str, timeout: float) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    async def lookup_customer(self, number: str) -> Customer | None:
+    async def lookup(self, number: str) -> tuple[Customer | None, list[Outage] | None]:
+        """The caller behind ``number``, and the outages active in their area when workorder
+        lists them with the customer (None: it did not say)."""
         body = await self._get("/v1/customers/lookup", {"number": number})
         if body is None:
-            return None
+            return None, None
         try:
             found = _CustomerBody.model_validate(_unwrap(body, "customer"))
         except ValidationError as error:
             log.warning("unreadable customer from workorder", error=str(error))
-            return None
-        return Customer(account=found.account, name=found.name, tier=found.tier or "regular",
-                        area=found.area, flags=found.flags or [], balance=found.balance)
+            return None, None
+        customer = Customer(account=found.account, name=found.name,
+                            tier=found.tier or "regular", area=found.area,
+                            flags=found.flags or [], balance=found.balance)
+        listed = body.get("active_outages") if isinstance(body, Mapping) else None
+        outages = (None if listed is None or customer.area is None
+                   else self._outages(listed, customer.area))
+        return customer, outages
+
+    async def lookup_customer(self, number: str) -> Customer | None:
+        return (await self.lookup(number))[0]
 
     async def active_outages(self, area: str) -> list[Outage]:
         body = await self._get("/v1/outages", {"area": area, "active": "true"})
-        items = _unwrap(body, "outages", "items")
+        return self._outages(_unwrap(body, "outages", "items"), area)
+
+    @staticmethod
+    def _outages(items: Any, area: str) -> list[Outage]:
         if not isinstance(items, list):
             return []
         outages = []

@@ -20,6 +20,7 @@ from services.workorder.schemas import (
     CallbackOut,
     CustomerBatch,
     CustomerIn,
+    CustomerLookup,
     CustomerOut,
     DepartmentReportOut,
     DispatchIn,
@@ -80,12 +81,13 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     # -- customers ---------------------------------------------------------------------------
 
     # Declared before /customers/{account} so "lookup" is not taken for an account.
-    @router.get("/customers/lookup", response_model=CustomerOut, tags=["customers"],
+    @router.get("/customers/lookup", response_model=CustomerLookup, tags=["customers"],
                 dependencies=[Depends(READ)])
     async def lookup_customer(number: str = Query(min_length=1, max_length=32),
                               svc: Service = Depends(service_of)) -> dict[str, Any]:
-        async with svc.sessions() as session:
-            return await handlers.lookup_customer(session, number)
+        """The customer a number belongs to, with the outages now active in their area (the
+        IVR tells a caller from such an area, and routes their repair call)."""
+        return await handlers.lookup_with_outages(svc, number, svc.now())
 
     @router.put("/customers/{account}", response_model=CustomerOut, tags=["customers"],
                 dependencies=[Depends(WRITE_CUSTOMERS)])

@@ -86,6 +86,11 @@ class OutageOut(BaseModel):
     restored_by: str | None
 
 
+class CustomerLookup(CustomerOut):
+    active_outages: list[OutageOut] = Field(description="outages now active in the "
+                                                        "customer's area")
+
+
 class RestoreIn(Strict):
     """The outage is over: its repair order is resolved with this reply, which every reporter
     hears on their callback."""

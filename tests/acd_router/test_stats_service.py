@@ -64,7 +64,9 @@ EXPECTED_REPAIR = {
 
 
 async def test_queue_agent_and_skill_statistics(common: CommonSettings, auth: Auth) -> None:
-    async with acd_running(common, auth, wrapup_seconds=600) as acd:
+    # C4 rings for 30 s: a longer reservation, so its expiry does not race the answer.
+    async with acd_running(common, auth, wrapup_seconds=600,
+                           reservation_timeout_seconds=60) as acd:
         await build_history(acd)
         body = await acd.get("/v1/stats/queues?window=15m")
         assert body["window"]["kind"] == "window" and body["threshold_seconds"] == 20.0

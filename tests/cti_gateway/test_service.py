@@ -481,3 +481,29 @@ def test_ring_timeouts_keep_their_wall_clock_floor_under_a_fast_clock(common) ->
     assert (fast.ring_seconds, fast.customer_ring_seconds) == (40.0, 40.0)
     real = CtiService(CtiSettings(common=common), clock=ScaledClock(scale=1))
     assert (real.ring_seconds, real.customer_ring_seconds) == (20.0, 40.0)
+
+
+async def test_a_call_changed_by_another_process_is_read_again_not_overwritten(
+        gw: Gateway, database_url: str) -> None:
+    """Calls live in memory, but every write checks the version it read: when another
+    process changed the row meanwhile, the unit of work is redone from the table."""
+    import asyncpg
+
+    seen = gw.observer
+    async with gw.switch() as switch:
+        await switch.invite("C1")
+        await seen.wait("cti.call.answered", "C1")
+        conn = await asyncpg.connect(database_url)
+        try:
+            # Another gateway played a prompt on this call.
+            await conn.execute("UPDATE cti.calls SET version = version + 1,"
+                               " last_prompt_id = 'theirs' WHERE call_id = 'C1'")
+            cseq = await switch.request("INFO", "C1", "caller", dtmf="5")
+            await switch.expect_response(cseq, 200)
+            dtmf = await seen.wait("cti.call.dtmf_received", "C1")
+            # Decided on their version of the call, not on the copy this process held.
+            assert dtmf.data["prompt_id"] == "theirs"
+            version = await conn.fetchval("SELECT version FROM cti.calls WHERE call_id = 'C1'")
+            assert version == 3  # offered (1), theirs (2), this DTMF (3)
+        finally:
+            await conn.close()

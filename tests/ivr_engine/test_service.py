@@ -25,6 +25,8 @@ from tests.conftest import bearer, eventually, running
 VIP_NUMBER = "+8613800000001"
 REGULAR_NUMBER = "+8613800000002"
 SLOW_NUMBER = "+8613800000009"
+# A current workorder lists the area's outages with the customer: no second request.
+LISTING_NUMBER = "+8613800000007"
 CUSTOMERS: dict[str, dict[str, Any]] = {
     VIP_NUMBER: {"account": "3100012345", "name": "Wang Wei", "tier": "vip", "area": "A-017",
                  "flags": ["elderly_alone"], "balance": "120.50", "phones": [VIP_NUMBER]},
@@ -49,6 +51,8 @@ class FakeWorkorder:
             self.requests.append(request)
             if number == SLOW_NUMBER:
                 await asyncio.sleep(1.0)
+            if number == LISTING_NUMBER:
+                return {**CUSTOMERS[VIP_NUMBER], "active_outages": OUTAGES}
             if number not in CUSTOMERS:
                 raise HTTPException(404, f"no customer with number {number}")
             return CUSTOMERS[number]
@@ -218,6 +222,19 @@ async def test_vip_outage_call_is_told_the_outage_and_routed_to_repair(
             "completed", "routed", 1)
         assert body["facts"]["outage"]["area"] == "A-017"
         assert body["inputs"][0]["digits"] == "1"
+
+
+async def test_outages_listed_with_the_customer_need_no_second_lookup(
+        harness: Any, workorder: tuple[FakeWorkorder, str]) -> None:
+    fake, url = workorder
+    async with harness(workorder_url=url) as (_client, cti, seen, _clock):
+        await cti.offered("C9", LISTING_NUMBER)
+        [first] = await seen.wait("ivr.prompt.requested", "C9")
+        await cti.dtmf("C9", "1", prompt_id=first.data["prompt_id"])
+        [done] = await seen.wait("ivr.session.completed", "C9")
+        assert done.data["path"] == ["main", "outage", "to_repair"]
+        assert "restored by 14:30" in seen.of("ivr.prompt.requested", "C9")[1].data["text"]
+        assert [r.url.path for r in fake.requests] == ["/v1/customers/lookup"]
 
 
 async def test_complaint_from_vip_takes_the_green_channel(

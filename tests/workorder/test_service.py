@@ -7,7 +7,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -187,6 +187,35 @@ async def test_customer_upsert_get_and_lookup_by_any_number(harness: Harness) ->
     assert mismatch.json()["detail"][0]["loc"] == ["body", "account"]
     refused = await h.client.put("/v1/customers/1", json={}, headers=h.headers("integrator"))
     assert refused.status_code == 403
+
+
+async def test_lookup_lists_the_outages_active_in_the_customers_area(harness: Harness
+                                                                       ) -> None:
+    """What the IVR needs of a caller, in one answer: the customer and the outages now
+    active in their area (not those of other areas, nor restored or future ones)."""
+    h = harness
+    await h.put_customer()  # area A-017
+    now = h.clock.now()
+    ops = h.headers("supervisor")
+    for area, start, eta in (("A-017", now - timedelta(hours=1), now + timedelta(hours=2)),
+                             ("A-017", now + timedelta(hours=1), now + timedelta(hours=3)),
+                             ("B-001", now - timedelta(hours=1), now + timedelta(hours=2))):
+        response = await h.client.post("/v1/outages", json={
+            "area": area, "type": "fault", "start": start.isoformat(),
+            "restore_eta": eta.isoformat()}, headers=ops)
+        assert response.status_code == 201, response.text
+    found = (await h.client.get("/v1/customers/lookup", params={"number": "+8613800000001"},
+                                headers=h.headers("service"))).json()
+    assert found["account"] == "3100012345"
+    [outage] = found["active_outages"]
+    assert (outage["area"], outage["active"]) == ("A-017", True)
+    assert datetime.fromisoformat(outage["restore_eta"]) == now + timedelta(hours=2)
+    restored = await h.client.post(f"/v1/outages/{outage['outage_id']}/restore", json={},
+                                   headers=ops)
+    assert restored.status_code == 200, restored.text
+    again = (await h.client.get("/v1/customers/lookup", params={"number": "+8613800000001"},
+                                headers=h.headers("service"))).json()
+    assert again["active_outages"] == []
 
 
 async def test_batch_accepts_trace_customer_lines(harness: Harness) -> None:
