@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from pathlib import Path
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
@@ -23,6 +24,42 @@ def async_url(url: str) -> str:
 def driver_url(engine: AsyncEngine) -> str:
     """The engine's URL as asyncpg itself takes it (for connections outside the pool)."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Queries(Protocol):
+    """What a repository runs its (prepared) SQL on: a unit of work's ``Transaction``, or a
+    :class:`Reader` for a REST read."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    async def execute(self, sql: str, *args: Any) -> str: ...
+
+
+class Reader:
+    """Reads on one pooled asyncpg connection, outside any transaction."""
+
+    def __init__(self, conn: Any, stats: DbStats) -> None:
+        self._conn = conn
+        self._stats = stats
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        self._stats.statement()
+        return list(await self._conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        self._stats.statement()
+        return await self._conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self._stats.statement()
+        return await self._conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        raise RuntimeError("a reader does not write")
 
 
 class DbStats:

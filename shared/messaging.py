@@ -2,9 +2,11 @@
 
 Every event a service handles goes through one writer task per process. The writer takes
 whatever deliveries (and submitted commands) are queued as one batch and runs them in one
-database transaction, each item in a savepoint of its own so that a failing item costs only
-itself. The batch's inbox ids, per-subject sequences and outbox rows are then written with
-one statement each (prepared, on the asyncpg connection under SQLAlchemy's pool) and the
+database transaction. Handlers that only stage their writes (repositories that keep state
+in memory) cost the batch nothing when they fail; one that runs SQL as it goes and fails
+rolls the batch back, and its items are then run one by one, so only it fails. The batch's
+staged state, inbox ids, per-subject sequences and outbox rows are then written with one
+statement each (prepared, on the asyncpg connection under SQLAlchemy's pool) and the
 transaction commits once. Only after the commit are the deliveries acked, the commands'
 callers answered, after-commit actions run (commands to the switch) and the events handed to
 the :class:`Publisher`, which publishes them in commit order with pipelined confirms and then
@@ -222,8 +224,8 @@ class Transaction:
 
     @property
     def conn(self) -> asyncpg.Connection:
-        """The asyncpg connection this transaction runs on (already open: for handlers that
-        run with a savepoint of their own; staged handlers use :meth:`connection`)."""
+        """The asyncpg connection this transaction runs on (already open for handlers that
+        run SQL as they go; staged handlers use :meth:`connection`)."""
         self.changed = True
         return self._unit.conn
 
@@ -358,30 +360,11 @@ class _Unit:
             raise
         self._sa = sa
 
-    @classmethod
-    def over(cls, messaging: Messaging, session: AsyncSession) -> _Unit:
-        """A unit on a session someone else opened and will end (a read-only view)."""
-        unit = cls(messaging)
-        unit._session = session
-        return unit
-
     def session(self) -> AsyncSession:
         if self._session is None:
             assert self._sa is not None, "the unit of work is not open"
             self._session = AsyncSession(bind=self._sa, expire_on_commit=False)
         return self._session
-
-    async def savepoint(self, name: str) -> None:
-        self.messaging.stats.statement()
-        await self.conn.execute(f"SAVEPOINT {name}")
-
-    async def release(self, name: str) -> None:
-        self.messaging.stats.statement()
-        await self.conn.execute(f"RELEASE SAVEPOINT {name}")
-
-    async def rollback_to(self, name: str) -> None:
-        self.messaging.stats.statement()
-        await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
 
     async def write(self, txs: Sequence[Transaction], inbox: Sequence[tuple[str, Envelope]]
                     ) -> list[tuple[int, Envelope]]:
@@ -473,14 +456,22 @@ class DuplicateDelivery(RedoUnit):
 REDO_ATTEMPTS = 3
 
 
+class _SqlItemFailed(RuntimeError):
+    """A work item that runs SQL as it goes failed: its unit of work is rolled back."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
 @dataclass
 class _Item:
     """One piece of work for the writer: a delivery from the bus, or a submitted command."""
 
     work: Callable[[Transaction], Awaitable[Any]]
     cause: Envelope | None = None
-    # Staged work writes through tx.stage / tx.emit only, so it needs no savepoint of its
-    # own (a failure drops what it staged) and may leave the transaction unopened.
+    # Staged work writes through tx.stage / tx.emit only: a failure drops what it staged
+    # without undoing the rest of the batch, and it may leave the transaction unopened.
     staged: bool = False
     queue: str | None = None
     delivery: Delivery | None = None
@@ -554,10 +545,16 @@ class Messaging:
         self.publisher.submit(published)
         await _run_after_commit(self.service, tx)
 
-    def view(self, session: AsyncSession) -> Transaction:
-        """A transaction object over a session the caller manages (reads that share handler
-        code, e.g. a standby's read model rebuilt in a transaction it rolls back)."""
-        return Transaction(_Unit.over(self, session), None)
+    @contextlib.asynccontextmanager
+    async def read_view(self) -> AsyncIterator[Transaction]:
+        """A unit of work that is always rolled back: reads that share handler code (a
+        standby's read model rebuilt from the tables) and whatever they stage is dropped."""
+        unit = _Unit(self)
+        await unit.open()
+        try:
+            yield Transaction(unit, None)
+        finally:
+            await unit.rollback()
 
     async def run(self, work: Callable[[Transaction], Awaitable[Any]], *,
                   cause: Envelope | None = None, staged: bool = False) -> Any:
@@ -707,7 +704,8 @@ class Messaging:
         except Exception as error:
             raise_if_cancelling()
             if len(items) == 1 and not isinstance(error, RedoUnit):
-                self._settle_failed(items[0], error)
+                failed = error.error if isinstance(error, _SqlItemFailed) else error
+                self._settle_failed(items[0], failed)
                 return
             if len(items) > 1:
                 log.warning("batch failed; running its items one by one",
@@ -728,7 +726,8 @@ class Messaging:
                 raise_if_cancelling()
                 if isinstance(error, RedoUnit) and attempt < REDO_ATTEMPTS:
                     continue
-                self._settle_failed(item, error)
+                self._settle_failed(item, error.error if isinstance(error, _SqlItemFailed)
+                                    else error)
                 return
             await self._settle([item])
             return
@@ -741,10 +740,14 @@ class Messaging:
         unit = _Unit(self)
         try:
             await self._mark_duplicates(unit, items)
-            for index, item in enumerate(items):
+            for item in items:
                 if item.duplicate:
                     continue
-                await self._run_item(unit, item, f"item{index}")
+                await self._run_item(unit, item)
+                if item.error is not None and not item.staged:
+                    # Its SQL ran as it went and cannot be taken back alone: undo the whole
+                    # unit (the writer then runs each item on its own).
+                    raise _SqlItemFailed(item.error)
             done = [item for item in items if item.tx is not None and item.error is None]
             inbox = [(item.queue, item.cause) for item in done
                      if item.queue is not None and item.cause is not None
@@ -775,14 +778,12 @@ class Messaging:
             if item.cause is not None and (item.queue, item.cause.id) in seen:
                 item.duplicate = True
 
-    async def _run_item(self, unit: _Unit, item: _Item, savepoint: str) -> None:
+    async def _run_item(self, unit: _Unit, item: _Item) -> None:
         tx = item.tx = Transaction(unit, item.cause)
         bound = {"event_type": item.cause.type, "event_id": item.cause.id,
                  "call_id": item.cause.correlationid} if item.cause else {}
         if not item.staged:
-            # SQL run as it goes: undone, if it fails, back to where it began.
-            await unit.ensure_open()
-            await unit.savepoint(savepoint)
+            await unit.ensure_open()  # SQL as it goes, on the open transaction
         try:
             with structlog.contextvars.bound_contextvars(**bound):
                 item.result = await item.work(tx)
@@ -795,11 +796,6 @@ class Messaging:
                 undo()
             tx._on_rollback.clear()
             tx.staged.clear()
-            if not item.staged:
-                await unit.rollback_to(savepoint)
-            return
-        if not item.staged:
-            await unit.release(savepoint)
 
     async def _settle(self, items: list[_Item]) -> None:
         """After the commit: answer, ack or nack each item in order, then run its actions."""

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.auth import Auth, signing_secret
 from shared.bus import Bus, make_bus
 from shared.clock import Clock
-from shared.db import DbStats, make_engine, run_migrations
+from shared.db import DbStats, Reader, make_engine, run_migrations
 from shared.envelope import Envelope
 from shared.errors import DomainError
 from shared.logging import configure_logging
@@ -127,13 +127,17 @@ class Service:
     def now(self) -> Any:
         return self.clock.now()
 
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        """One read with SQL written once (a REST route on a hot path), on a pooled connection
-        outside any transaction."""
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[Reader]:
+        """Reads with SQL written once, on a pooled connection outside any transaction."""
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            self.db_stats.statement()
-            return await raw.driver_connection.fetchrow(sql, *args)  # type: ignore[union-attr]
+            yield Reader(raw.driver_connection, self.db_stats)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        """One read with SQL written once (a REST route on a hot path)."""
+        async with self.reader() as db:
+            return await db.fetchrow(sql, *args)
 
     async def start_consumers(self) -> None:
         """Start the registered consumers if the lifespan deferred them (idempotent)."""

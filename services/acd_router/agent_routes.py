@@ -108,7 +108,7 @@ def add_agent_routes(router: APIRouter) -> None:
     @router.get("/agents/{agent_id}/audit", dependencies=[READERS])
     async def get_audit(agent_id: AgentId, svc: Service = Depends(service_of)
                         ) -> list[AuditView]:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             if await store.load_agent(session, agent_id) is None:
                 raise NotFound("agent", agent_id)
             rows = await store.audit_of(session, agent_id)

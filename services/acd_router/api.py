@@ -257,7 +257,7 @@ def build_router() -> APIRouter:
                           skill: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
                           team: str | None = None, svc: Service = Depends(service_of),
                           acd: Acd = Depends(acd_of)) -> list[AgentView]:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             agents = await store.load_agents(session, states=[state] if state else None)
         now = svc.clock.now()
         return [agent_view(a, now, acd) for a in agents
@@ -266,7 +266,7 @@ def build_router() -> APIRouter:
     @router.get("/agents/{agent_id}", dependencies=[READERS])
     async def get_agent(agent_id: AgentId, svc: Service = Depends(service_of),
                         acd: Acd = Depends(acd_of)) -> AgentView:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             agent = await store.load_agent(session, agent_id)
         if agent is None:
             raise NotFound("agent", agent_id)
@@ -274,7 +274,7 @@ def build_router() -> APIRouter:
 
     @router.get("/queues", dependencies=[READERS])
     async def list_queues(svc: Service = Depends(service_of)) -> list[QueueView]:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             names = await store.queue_names(session)
             entries = await store.live_entries(session)
             agents = await store.load_agents(session)
@@ -285,7 +285,7 @@ def build_router() -> APIRouter:
     async def get_queue(queue: Annotated[str, Path(pattern=NAME_PATTERN)],
                         svc: Service = Depends(service_of),
                         acd: Acd = Depends(acd_of)) -> QueueDetail:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             if not await store.queue_exists(session, queue):
                 raise NotFound("queue", queue)
             entries = await store.live_entries(session, queue)
@@ -299,7 +299,7 @@ def build_router() -> APIRouter:
     async def get_call(call_id: Annotated[str, Path(max_length=64)],
                        svc: Service = Depends(service_of),
                        acd: Acd = Depends(acd_of)) -> CallView:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             entry = await store.load_entry(session, call_id)
             if entry is None:
                 raise NotFound("call", call_id)
@@ -336,7 +336,7 @@ def build_router() -> APIRouter:
                                svc: Service = Depends(service_of),
                                acd: Acd = Depends(acd_of)) -> RoutingView:
         """Every decision made for the call, with candidates, scores, step and exclusions."""
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             entry = await store.load_entry(session, call_id)
             if entry is None:
                 raise NotFound("call", call_id)
@@ -351,7 +351,7 @@ def build_router() -> APIRouter:
 
     @router.get("/config", dependencies=[READERS])
     async def get_config(svc: Service = Depends(service_of)) -> ConfigView:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             row = await store.latest_config(session)
         if row is None:
             raise NotFound("config version", "latest")
@@ -368,14 +368,14 @@ def build_router() -> APIRouter:
 
     @router.get("/config/versions", dependencies=[READERS])
     async def list_config_versions(svc: Service = Depends(service_of)) -> list[ConfigVersion]:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             rows = await store.config_versions(session)
         return [ConfigVersion.model_validate(r) for r in rows]
 
     @router.get("/config/versions/{version}", dependencies=[READERS])
     async def get_config_version(version: int, svc: Service = Depends(service_of)
                                  ) -> ConfigView:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             row = await store.config_version(session, version)
         if row is None:
             raise NotFound("config version", str(version))
@@ -407,7 +407,7 @@ def build_router() -> APIRouter:
     @router.get("/skills", dependencies=[READERS])
     async def list_skills(svc: Service = Depends(service_of), acd: Acd = Depends(acd_of)
                           ) -> list[SkillView]:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             agents = await store.load_agents(session)
         names = {s for a in agents for s in a.skills} | {
             s for q in acd.engine.config.queues.values()
@@ -418,7 +418,7 @@ def build_router() -> APIRouter:
     async def get_skill(skill: Annotated[str, Path(pattern=NAME_PATTERN)],
                         svc: Service = Depends(service_of), acd: Acd = Depends(acd_of)
                         ) -> SkillView:
-        async with svc.sessions() as session:
+        async with svc.reader() as session:
             agents = await store.load_agents(session)
         view = skill_view(skill, agents, acd)
         if not view.agents and not view.queues:

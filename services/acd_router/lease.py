@@ -70,6 +70,17 @@ class NotActive(DomainError):
                 "active_instance": self.active, "active_url": self.url}
 
 
+READ_LEASE = ("SELECT holder, url, epoch, expires_at, expires_at < clock_timestamp() AS expired"
+              " FROM acd.leader_lease WHERE id = 1")
+
+
+def _lease_row(found: Any) -> LeaseRow | None:
+    if found is None:
+        return None
+    return LeaseRow(found["holder"], found["url"], int(found["epoch"]), found["expires_at"],
+                    bool(found["expired"]))
+
+
 @dataclass
 class LeaseRow:
     holder: str
@@ -127,9 +138,9 @@ class Leadership:
         # A process paused inside a routing transaction would hold the routing lock and
         # block the takeover; PostgreSQL ends such a session after the lease time.
         timeout_ms = int(self.settings.lease_seconds * 1000)
-        await tx.session.execute(
-            text(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}"))
-        row = await self._read(tx.session)
+        await tx.execute(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}")
+        found = await tx.fetchrow(READ_LEASE)
+        row = _lease_row(found)
         if self.epoch is None or row is None or row.epoch != self.epoch \
                 or row.holder != self.instance:
             if row is not None:
@@ -139,13 +150,7 @@ class Leadership:
     # -- lease operations ----------------------------------------------------------------------
 
     async def _read(self, session: Any) -> LeaseRow | None:
-        found = (await session.execute(text(
-            "SELECT holder, url, epoch, expires_at, expires_at < clock_timestamp() AS expired"
-            " FROM acd.leader_lease WHERE id = 1"))).first()
-        if found is None:
-            return None
-        return LeaseRow(found.holder, found.url, int(found.epoch), found.expires_at,
-                        bool(found.expired))
+        return _lease_row((await session.execute(text(READ_LEASE))).mappings().first())
 
     async def try_acquire(self) -> bool:
         """Take the lease if it is free, expired or already this instance's."""
@@ -250,9 +255,9 @@ class Leadership:
     async def reconcile(self) -> dict[str, int]:
         """Close expired reservations of calls CTI has released; give still-ringing or
         connected ones the normal ring time again; leave the rest to expiry (requeue)."""
-        session_maker, now = self.service.sessions, self.service.clock.now()
-        async with session_maker() as session:
-            due = await store.reservations_due(session, now)
+        now = self.service.clock.now()
+        async with self.service.reader() as db:
+            due = await store.reservations_due(db, now)
         if not due:
             return {}
         verdicts = await asyncio.gather(*(self.cti_verdict(entry) for entry in due))
@@ -261,7 +266,7 @@ class Leadership:
             await self.acd._lock(tx)
             for stale, verdict in zip(due, verdicts, strict=True):
                 counts[verdict] += 1
-                entry = await store.load_entry(tx.session, stale.call_id)
+                entry = await store.load_entry(tx, stale.call_id)
                 if (entry is None or entry.state is not EntryState.RESERVED
                         or entry.reservation_id != stale.reservation_id):
                     continue  # an event from the backlog already moved it on
@@ -277,13 +282,13 @@ class Leadership:
             agent = await acd._reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
             await acd._abandon(tx, entry)
-            await store.close_decision(tx.session, reservation_id, "cancelled", now,
+            await store.close_decision(tx, reservation_id, "cancelled", now,
                                        "reconciled")
             if agent is not None:
                 await acd._save_agent(tx, agent, agent.cancel(now))
         elif verdict == ALIVE:
             entry.reservation_expires_at = now + timedelta(seconds=self.acd.reservation_seconds)
-            await store.save_entry(tx.session, entry)
+            await store.save_entry(tx, entry)
             acd._note_deadline(tx, entry.reservation_expires_at)
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 
@@ -324,20 +329,17 @@ class Leadership:
         """Standby: rebuild the engine (positions, estimates, config for the GETs) when the
         tables changed, in a transaction that is rolled back, without routing anything."""
         acd = self.acd
-        async with self.service.sessions() as session:
-            generation = (await session.execute(text(
-                "SELECT generation FROM acd.engine_state WHERE id = 1"))).scalar()
+        async with self.service.messaging.read_view() as view:
+            generation = await view.fetchval("SELECT generation FROM acd.engine_state WHERE id = 1")
             if generation is None or generation == self._refreshed_generation:
-                await session.rollback()
                 return
             checked, acd._file_checked = acd._file_checked, True
             try:
-                await acd._rebuild(self.service.messaging.view(session))
+                await acd._rebuild(view)
             finally:
                 acd._file_checked = checked
                 acd._decisions.clear()
                 acd._stale = True
-                await session.rollback()
         self._refreshed_generation = int(generation)
 
     # -- the loop ------------------------------------------------------------------------------

@@ -115,8 +115,9 @@ async def snapshot(svc: Service, acd: Acd, span: Range, where: dict[str, Any],
                    threshold: float, parts: tuple[str, ...]) -> dict[str, Any]:
     async with svc.sessions() as session:
         calls, reservations, changes = await load_rows(session, span)
-        names = await store.queue_names(session)
-        agents = await store.load_agents(session)
+    async with svc.reader() as db:
+        names = await store.queue_names(db)
+        agents = await store.load_agents(db)
     out: dict[str, Any] = {"window": where, "threshold_seconds": threshold}
     if "queues" in parts:
         out["queues"] = list(queue_stats(calls, reservations, span, threshold=threshold,
@@ -164,8 +165,8 @@ def add_stats_routes(router: APIRouter) -> None:
                         threshold: Threshold = SERVICE_LEVEL_SECONDS,
                         svc: Service = Depends(service_of), acd: Acd = Depends(acd_of)
                         ) -> dict[str, Any]:
-        async with svc.sessions() as session:
-            if not await store.queue_exists(session, queue):
+        async with svc.reader() as db:
+            if not await store.queue_exists(db, queue):
                 raise NotFound("queue", queue)
         body = await compute(svc, acd, window, interval, start, threshold, ("queues",))
         found = next(q for q in body.pop("queues") if q["queue"] == queue)

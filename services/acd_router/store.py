@@ -1,318 +1,363 @@
-"""Loading and saving domain objects (SQLAlchemy Core over the ``acd`` tables)."""
+"""Loading and saving domain objects over the ``acd`` tables, in SQL written once.
+
+Every function takes what it runs on (:class:`shared.db.Queries`): the unit of work's
+``Transaction`` for the handlers, a ``Reader`` for REST reads. asyncpg prepares each
+statement once per connection; nothing is built or compiled per event. JSON columns travel
+as text (encoded here) and come back decoded.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from shared.db import Queries
 
-from .db import (
-    agent_state_audit,
-    agent_state_changes,
-    agents,
-    engine_state,
-    queue_entries,
-    queues,
-    released_calls,
-    routing_configs,
-    routing_decisions,
-)
+from .db import SCHEMA
 from .domain import Agent, AgentState, EntryState, Pending, QueueEntry
 from .domain.queue import LIVE_STATES
 
+S = SCHEMA
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _decoded(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 # -- agents ------------------------------------------------------------------------------------
+
+AGENT_COLUMNS = ("agent_id, state, reason, skills, device, team, state_since, ready_since,"
+                 " calls_handled, handled_day, pending_state, pending_reason, call_id,"
+                 " reservation_id, wrapup_deadline, wrapup_mandatory, wrapup_limit,"
+                 " auto_ready_at")
+LOAD_AGENT = f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE agent_id = $1"
+LOAD_AGENTS = f"SELECT {AGENT_COLUMNS} FROM {S}.agents ORDER BY agent_id"
+LOAD_AGENTS_IN = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = ANY($1::text[])"
+                  " ORDER BY agent_id")
+SAVE_AGENT = f"""
+    INSERT INTO {S}.agents ({AGENT_COLUMNS})
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            $18)
+    ON CONFLICT (agent_id) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason,
+        skills = EXCLUDED.skills, device = EXCLUDED.device, team = EXCLUDED.team,
+        state_since = EXCLUDED.state_since, ready_since = EXCLUDED.ready_since,
+        calls_handled = EXCLUDED.calls_handled, handled_day = EXCLUDED.handled_day,
+        pending_state = EXCLUDED.pending_state, pending_reason = EXCLUDED.pending_reason,
+        call_id = EXCLUDED.call_id, reservation_id = EXCLUDED.reservation_id,
+        wrapup_deadline = EXCLUDED.wrapup_deadline,
+        wrapup_mandatory = EXCLUDED.wrapup_mandatory, wrapup_limit = EXCLUDED.wrapup_limit,
+        auto_ready_at = EXCLUDED.auto_ready_at"""
+WRAP_UPS_DUE = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = 'wrap_up'"
+                " AND wrapup_deadline <= $1 ORDER BY wrapup_deadline, agent_id")
+AUTO_READIES_DUE = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = 'not_ready'"
+                    " AND auto_ready_at <= $1 ORDER BY auto_ready_at, agent_id")
 
 
 def _agent(row: Any) -> Agent:
-    pending = (Pending(AgentState(row.pending_state), row.pending_reason)
-               if row.pending_state else None)
+    pending = (Pending(AgentState(row["pending_state"]), row["pending_reason"])
+               if row["pending_state"] else None)
     return Agent(
-        agent_id=row.agent_id, state=AgentState(row.state), reason=row.reason,
-        skills=dict(row.skills), device=row.device, team=row.team, state_since=row.state_since,
-        ready_since=row.ready_since, calls_handled=row.calls_handled,
-        handled_day=row.handled_day, pending=pending, call_id=row.call_id,
-        reservation_id=row.reservation_id, wrapup_deadline=row.wrapup_deadline,
-        wrapup_mandatory=row.wrapup_mandatory, wrapup_limit=row.wrapup_limit,
-        auto_ready_at=row.auto_ready_at,
+        agent_id=row["agent_id"], state=AgentState(row["state"]), reason=row["reason"],
+        skills=dict(_decoded(row["skills"])), device=row["device"], team=row["team"],
+        state_since=row["state_since"], ready_since=row["ready_since"],
+        calls_handled=row["calls_handled"], handled_day=row["handled_day"], pending=pending,
+        call_id=row["call_id"], reservation_id=row["reservation_id"],
+        wrapup_deadline=row["wrapup_deadline"], wrapup_mandatory=row["wrapup_mandatory"],
+        wrapup_limit=row["wrapup_limit"], auto_ready_at=row["auto_ready_at"],
     )
 
 
-async def load_agent(session: AsyncSession, agent_id: str) -> Agent | None:
-    row = (await session.execute(select(agents).where(agents.c.agent_id == agent_id))).first()
+async def load_agent(db: Queries, agent_id: str) -> Agent | None:
+    row = await db.fetchrow(LOAD_AGENT, agent_id)
     return _agent(row) if row else None
 
 
-async def load_agents(session: AsyncSession, *, states: Iterable[AgentState] | None = None
+async def load_agents(db: Queries, *, states: Iterable[AgentState] | None = None
                       ) -> list[Agent]:
-    query = select(agents).order_by(agents.c.agent_id)
-    if states is not None:
-        query = query.where(agents.c.state.in_([s.value for s in states]))
-    return [_agent(row) for row in await session.execute(query)]
-
-
-async def save_agent(session: AsyncSession, agent: Agent) -> None:
-    values = {
-        "state": agent.state.value, "reason": agent.reason, "skills": agent.skills,
-        "device": agent.device, "team": agent.team, "state_since": agent.state_since,
-        "ready_since": agent.ready_since, "calls_handled": agent.calls_handled,
-        "handled_day": agent.handled_day,
-        "pending_state": agent.pending.state.value if agent.pending else None,
-        "pending_reason": agent.pending.reason if agent.pending else None,
-        "call_id": agent.call_id, "reservation_id": agent.reservation_id,
-        "wrapup_deadline": agent.wrapup_deadline,
-        "wrapup_mandatory": agent.wrapup_mandatory, "wrapup_limit": agent.wrapup_limit,
-        "auto_ready_at": agent.auto_ready_at,
-    }
-    await session.execute(insert(agents).values(agent_id=agent.agent_id, **values)
-                          .on_conflict_do_update(index_elements=["agent_id"], set_=values))
-
-
-async def wrap_ups_due(session: AsyncSession, now: datetime) -> list[Agent]:
-    rows = await session.execute(
-        select(agents).where(agents.c.state == AgentState.WRAP_UP.value,
-                             agents.c.wrapup_deadline <= now)
-        .order_by(agents.c.wrapup_deadline, agents.c.agent_id))
+    if states is None:
+        rows = await db.fetch(LOAD_AGENTS)
+    else:
+        rows = await db.fetch(LOAD_AGENTS_IN, [s.value for s in states])
     return [_agent(row) for row in rows]
 
 
-async def auto_readies_due(session: AsyncSession, now: datetime) -> list[Agent]:
-    rows = await session.execute(
-        select(agents).where(agents.c.state == AgentState.NOT_READY.value,
-                             agents.c.auto_ready_at <= now)
-        .order_by(agents.c.auto_ready_at, agents.c.agent_id))
-    return [_agent(row) for row in rows]
+async def save_agent(db: Queries, agent: Agent) -> None:
+    await db.execute(
+        SAVE_AGENT, agent.agent_id, agent.state.value, agent.reason, _json(agent.skills),
+        agent.device, agent.team, agent.state_since, agent.ready_since, agent.calls_handled,
+        agent.handled_day, agent.pending.state.value if agent.pending else None,
+        agent.pending.reason if agent.pending else None, agent.call_id, agent.reservation_id,
+        agent.wrapup_deadline, agent.wrapup_mandatory, agent.wrapup_limit, agent.auto_ready_at)
+
+
+async def wrap_ups_due(db: Queries, now: datetime) -> list[Agent]:
+    return [_agent(row) for row in await db.fetch(WRAP_UPS_DUE, now)]
+
+
+async def auto_readies_due(db: Queries, now: datetime) -> list[Agent]:
+    return [_agent(row) for row in await db.fetch(AUTO_READIES_DUE, now)]
 
 
 # -- queues and entries -------------------------------------------------------------------------
 
+ENSURE_QUEUES = (f"INSERT INTO {S}.queues (name, created_at)"
+                 " SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING")
+QUEUE_NAMES = f"SELECT name FROM {S}.queues ORDER BY name"
+QUEUE_EXISTS = f"SELECT 1 FROM {S}.queues WHERE name = $1"
+ENTRY_COLUMNS = ("call_id, queue, priority, state, skills, customer, from_number, enqueued_at,"
+                 " agent_id, reservation_id, reservation_expires_at, answered_at, ended_at,"
+                 " ring_failures, outcome_reason, callback_number, callback_call_id,"
+                 " callback_dials")
+LOAD_ENTRY = f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries WHERE call_id = $1"
+ENTRY_FOR_CALL = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries"
+                  " WHERE call_id = $1 OR callback_call_id = $1 LIMIT 1")
+LIVE_ENTRIES = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries WHERE state = ANY($1::text[])"
+                " ORDER BY priority DESC, enqueued_at, call_id")
+LIVE_ENTRIES_OF = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries"
+                   " WHERE state = ANY($1::text[]) AND queue = $2"
+                   " ORDER BY priority DESC, enqueued_at, call_id")
+RESERVATIONS_DUE = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries WHERE state = 'reserved'"
+                    " AND reservation_expires_at <= $1 ORDER BY reservation_expires_at, call_id")
+SAVE_ENTRY = f"""
+    INSERT INTO {S}.queue_entries ({ENTRY_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+            $17, $18)
+    ON CONFLICT (call_id) DO UPDATE SET queue = EXCLUDED.queue, priority = EXCLUDED.priority,
+        state = EXCLUDED.state, skills = EXCLUDED.skills, customer = EXCLUDED.customer,
+        from_number = EXCLUDED.from_number, enqueued_at = EXCLUDED.enqueued_at,
+        agent_id = EXCLUDED.agent_id, reservation_id = EXCLUDED.reservation_id,
+        reservation_expires_at = EXCLUDED.reservation_expires_at,
+        answered_at = EXCLUDED.answered_at, ended_at = EXCLUDED.ended_at,
+        ring_failures = EXCLUDED.ring_failures, outcome_reason = EXCLUDED.outcome_reason,
+        callback_number = EXCLUDED.callback_number,
+        callback_call_id = EXCLUDED.callback_call_id, callback_dials = EXCLUDED.callback_dials"""
 
-async def ensure_queues(session: AsyncSession, names: Iterable[str], now: datetime) -> None:
-    rows = [{"name": name, "created_at": now} for name in sorted(set(names))]
-    if rows:
-        await session.execute(insert(queues).values(rows).on_conflict_do_nothing())
+
+async def ensure_queues(db: Queries, names: Iterable[str], now: datetime) -> None:
+    wanted = sorted(set(names))
+    if wanted:
+        await db.execute(ENSURE_QUEUES, wanted, now)
 
 
-async def queue_names(session: AsyncSession) -> list[str]:
-    return list((await session.execute(select(queues.c.name).order_by(queues.c.name))).scalars())
+async def queue_names(db: Queries) -> list[str]:
+    return [row["name"] for row in await db.fetch(QUEUE_NAMES)]
 
 
-async def queue_exists(session: AsyncSession, name: str) -> bool:
-    return (await session.execute(select(queues.c.name).where(queues.c.name == name))
-            ).first() is not None
+async def queue_exists(db: Queries, name: str) -> bool:
+    return await db.fetchval(QUEUE_EXISTS, name) is not None
 
 
 def _entry(row: Any) -> QueueEntry:
     return QueueEntry(
-        call_id=row.call_id, queue=row.queue, enqueued_at=row.enqueued_at,
-        priority=row.priority, state=EntryState(row.state), skills=list(row.skills),
-        customer=row.customer, from_number=row.from_number, agent_id=row.agent_id,
-        reservation_id=row.reservation_id, reservation_expires_at=row.reservation_expires_at,
-        answered_at=row.answered_at, ended_at=row.ended_at, ring_failures=row.ring_failures,
-        outcome_reason=row.outcome_reason, callback_number=row.callback_number,
-        callback_call_id=row.callback_call_id, callback_dials=row.callback_dials,
+        call_id=row["call_id"], queue=row["queue"], enqueued_at=row["enqueued_at"],
+        priority=row["priority"], state=EntryState(row["state"]),
+        skills=list(_decoded(row["skills"])), customer=_decoded(row["customer"]),
+        from_number=row["from_number"], agent_id=row["agent_id"],
+        reservation_id=row["reservation_id"],
+        reservation_expires_at=row["reservation_expires_at"], answered_at=row["answered_at"],
+        ended_at=row["ended_at"], ring_failures=row["ring_failures"],
+        outcome_reason=row["outcome_reason"], callback_number=row["callback_number"],
+        callback_call_id=row["callback_call_id"], callback_dials=row["callback_dials"],
     )
 
 
-async def load_entry(session: AsyncSession, call_id: str) -> QueueEntry | None:
-    row = (await session.execute(select(queue_entries)
-                                 .where(queue_entries.c.call_id == call_id))).first()
+async def load_entry(db: Queries, call_id: str) -> QueueEntry | None:
+    row = await db.fetchrow(LOAD_ENTRY, call_id)
     return _entry(row) if row else None
 
 
-async def entry_for_call(session: AsyncSession, call_id: str) -> QueueEntry | None:
+async def entry_for_call(db: Queries, call_id: str) -> QueueEntry | None:
     """The entry a CTI event is about: the routed call itself, or (virtual hold) the
     agent-first dial that calls its customer back."""
-    entries = queue_entries.c
-    row = (await session.execute(select(queue_entries).where(
-        (entries.call_id == call_id) | (entries.callback_call_id == call_id)))).first()
+    row = await db.fetchrow(ENTRY_FOR_CALL, call_id)
     return _entry(row) if row else None
 
 
-async def live_entries(session: AsyncSession, queue: str | None = None,
+async def live_entries(db: Queries, queue: str | None = None,
                        states: Iterable[EntryState] = LIVE_STATES) -> list[QueueEntry]:
-    query = (select(queue_entries)
-             .where(queue_entries.c.state.in_([s.value for s in states]))
-             .order_by(queue_entries.c.priority.desc(), queue_entries.c.enqueued_at,
-                       queue_entries.c.call_id))
-    if queue is not None:
-        query = query.where(queue_entries.c.queue == queue)
-    return [_entry(row) for row in await session.execute(query)]
-
-
-async def reservations_due(session: AsyncSession, now: datetime) -> list[QueueEntry]:
-    rows = await session.execute(
-        select(queue_entries).where(queue_entries.c.state == EntryState.RESERVED.value,
-                                    queue_entries.c.reservation_expires_at <= now)
-        .order_by(queue_entries.c.reservation_expires_at, queue_entries.c.call_id))
+    wanted = [s.value for s in states]
+    if queue is None:
+        rows = await db.fetch(LIVE_ENTRIES, wanted)
+    else:
+        rows = await db.fetch(LIVE_ENTRIES_OF, wanted, queue)
     return [_entry(row) for row in rows]
 
 
-async def save_entry(session: AsyncSession, entry: QueueEntry) -> None:
-    values = {
-        "queue": entry.queue, "priority": entry.priority, "state": entry.state.value,
-        "skills": entry.skills, "customer": entry.customer, "from_number": entry.from_number,
-        "enqueued_at": entry.enqueued_at, "agent_id": entry.agent_id,
-        "reservation_id": entry.reservation_id,
-        "reservation_expires_at": entry.reservation_expires_at,
-        "answered_at": entry.answered_at, "ended_at": entry.ended_at,
-        "ring_failures": entry.ring_failures, "outcome_reason": entry.outcome_reason,
-        "callback_number": entry.callback_number, "callback_call_id": entry.callback_call_id,
-        "callback_dials": entry.callback_dials,
-    }
-    await session.execute(insert(queue_entries).values(call_id=entry.call_id, **values)
-                          .on_conflict_do_update(index_elements=["call_id"], set_=values))
+async def reservations_due(db: Queries, now: datetime) -> list[QueueEntry]:
+    return [_entry(row) for row in await db.fetch(RESERVATIONS_DUE, now)]
+
+
+async def save_entry(db: Queries, entry: QueueEntry) -> None:
+    await db.execute(
+        SAVE_ENTRY, entry.call_id, entry.queue, entry.priority, entry.state.value,
+        _json(entry.skills), _json(entry.customer), entry.from_number, entry.enqueued_at,
+        entry.agent_id, entry.reservation_id, entry.reservation_expires_at,
+        entry.answered_at, entry.ended_at, entry.ring_failures, entry.outcome_reason,
+        entry.callback_number, entry.callback_call_id, entry.callback_dials)
 
 
 # -- routing decisions --------------------------------------------------------------------------
 
+RECORD_DECISION = f"""
+    INSERT INTO {S}.routing_decisions (reservation_id, call_id, agent_id, queue, strategy,
+        decided_at, expires_at, outcome, kind, step, explanation)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 'reserved', $8, $9::jsonb)"""
+RECORD_OUTCOME = f"""
+    INSERT INTO {S}.routing_decisions (reservation_id, call_id, agent_id, queue, strategy,
+        decided_at, expires_at, outcome, outcome_reason, outcome_at, kind, step, explanation)
+    VALUES ($1, $2, NULL, $3, $4, $5, NULL, $6, $7, $5, $6, $8, $9::jsonb)"""
+CLOSE_DECISION = (f"UPDATE {S}.routing_decisions SET outcome = $2, outcome_reason = $3,"
+                  " outcome_at = $4 WHERE reservation_id = $1 AND outcome = 'pending'")
+MARK_ALERTING = (f"UPDATE {S}.routing_decisions SET alerting_at = $2"
+                 " WHERE reservation_id = $1 AND alerting_at IS NULL")
+DECISIONS_OF = (f"SELECT * FROM {S}.routing_decisions WHERE call_id = $1 ORDER BY id")
 
-async def record_decision(session: AsyncSession, entry: QueueEntry, strategy: str,
-                          now: datetime, *, step: int | None = None,
+
+async def record_decision(db: Queries, entry: QueueEntry, strategy: str, now: datetime, *,
+                          step: int | None = None,
                           explanation: dict[str, Any] | None = None) -> None:
     assert entry.reservation_id and entry.agent_id and entry.reservation_expires_at
-    await session.execute(routing_decisions.insert().values(
-        reservation_id=entry.reservation_id, call_id=entry.call_id, agent_id=entry.agent_id,
-        queue=entry.queue, strategy=strategy[:32], decided_at=now,
-        expires_at=entry.reservation_expires_at, outcome="pending", kind="reserved", step=step,
-        explanation=explanation))
+    await db.execute(RECORD_DECISION, entry.reservation_id, entry.call_id, entry.agent_id,
+                     entry.queue, strategy[:32], now, entry.reservation_expires_at, step,
+                     _json(explanation))
 
 
-async def record_outcome(session: AsyncSession, *, decision_id: str, call_id: str, queue: str,
-                         kind: str, rule: str, step: int, reason: str | None,
+async def record_outcome(db: Queries, *, decision_id: str, call_id: str, queue: str, kind: str,
+                         rule: str, step: int, reason: str | None,
                          explanation: dict[str, Any], now: datetime) -> None:
     """A decision without an agent (overflow, callback, release): final when made."""
-    await session.execute(routing_decisions.insert().values(
-        reservation_id=decision_id, call_id=call_id, agent_id=None, queue=queue,
-        strategy=rule[:32], decided_at=now, expires_at=None, outcome=kind,
-        outcome_reason=reason, outcome_at=now, kind=kind, step=step,
-        explanation=explanation))
+    await db.execute(RECORD_OUTCOME, decision_id, call_id, queue, rule[:32], now, kind, reason,
+                     step, _json(explanation))
 
 
-async def close_decision(session: AsyncSession, reservation_id: str | None, outcome: str,
+async def close_decision(db: Queries, reservation_id: str | None, outcome: str,
                          now: datetime, reason: str | None = None) -> None:
-    if reservation_id is None:
-        return
-    await session.execute(
-        update(routing_decisions)
-        .where(routing_decisions.c.reservation_id == reservation_id,
-               routing_decisions.c.outcome == "pending")
-        .values(outcome=outcome, outcome_reason=reason, outcome_at=now))
+    if reservation_id is not None:
+        await db.execute(CLOSE_DECISION, reservation_id, outcome, reason, now)
 
 
-async def mark_alerting(session: AsyncSession, reservation_id: str, now: datetime) -> None:
-    await session.execute(
-        update(routing_decisions)
-        .where(routing_decisions.c.reservation_id == reservation_id,
-               routing_decisions.c.alerting_at.is_(None))
-        .values(alerting_at=now))
+async def mark_alerting(db: Queries, reservation_id: str, now: datetime) -> None:
+    await db.execute(MARK_ALERTING, reservation_id, now)
 
 
-async def decisions_of(session: AsyncSession, call_id: str) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(routing_decisions).where(routing_decisions.c.call_id == call_id)
-        .order_by(routing_decisions.c.id))
-    return [dict(row._mapping) for row in rows]
+async def decisions_of(db: Queries, call_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(DECISIONS_OF, call_id)
+    return [{**dict(row), "explanation": _decoded(row["explanation"])} for row in rows]
 
 
 # -- calls released before they were queued -----------------------------------------------------
 
+REMEMBER_RELEASED = (f"INSERT INTO {S}.released_calls (call_id, released_at) VALUES ($1, $2)"
+                     " ON CONFLICT DO NOTHING")
+WAS_RELEASED = f"SELECT 1 FROM {S}.released_calls WHERE call_id = $1"
 
-async def remember_released(session: AsyncSession, call_id: str, now: datetime) -> None:
-    await session.execute(insert(released_calls).values(call_id=call_id, released_at=now)
-                          .on_conflict_do_nothing())
+
+async def remember_released(db: Queries, call_id: str, now: datetime) -> None:
+    await db.execute(REMEMBER_RELEASED, call_id, now)
 
 
-async def was_released(session: AsyncSession, call_id: str) -> bool:
-    return (await session.execute(select(released_calls.c.call_id)
-                                  .where(released_calls.c.call_id == call_id))).first() is not None
+async def was_released(db: Queries, call_id: str) -> bool:
+    return await db.fetchval(WAS_RELEASED, call_id) is not None
 
 
 # -- routing configuration and the engine generation ---------------------------------------------
 
-
-async def latest_config(session: AsyncSession) -> dict[str, Any] | None:
-    row = (await session.execute(select(routing_configs)
-                                 .order_by(routing_configs.c.version.desc()).limit(1))).first()
-    return dict(row._mapping) if row else None
-
-
-async def config_version(session: AsyncSession, version: int) -> dict[str, Any] | None:
-    row = (await session.execute(select(routing_configs)
-                                 .where(routing_configs.c.version == version))).first()
-    return dict(row._mapping) if row else None
-
-
-async def config_versions(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = await session.execute(select(routing_configs.c.version, routing_configs.c.source,
-                                        routing_configs.c.created_by,
-                                        routing_configs.c.created_at,
-                                        routing_configs.c.warnings)
-                                 .order_by(routing_configs.c.version))
-    return [dict(row._mapping) for row in rows]
+LATEST_CONFIG = f"SELECT * FROM {S}.routing_configs ORDER BY version DESC LIMIT 1"
+CONFIG_VERSION = f"SELECT * FROM {S}.routing_configs WHERE version = $1"
+CONFIG_VERSIONS = (f"SELECT version, source, created_by, created_at, warnings"
+                   f" FROM {S}.routing_configs ORDER BY version")
+SAVE_CONFIG = f"""
+    INSERT INTO {S}.routing_configs (version, config, warnings, source, created_by, created_at)
+    SELECT coalesce(max(version), 0) + 1, $1::jsonb, $2::jsonb, $3, $4, $5
+      FROM {S}.routing_configs RETURNING version"""
+BUMP_GENERATION = (f"UPDATE {S}.engine_state SET generation = generation + 1 WHERE id = 1"
+                   " RETURNING generation")
 
 
-async def save_config(session: AsyncSession, config: dict[str, Any], warnings: list[str],
-                      source: str, created_by: str | None, now: datetime) -> int:
-    latest = await latest_config(session)
-    version = (latest["version"] if latest else 0) + 1
-    await session.execute(routing_configs.insert().values(
-        version=version, config=config, warnings=warnings, source=source,
-        created_by=created_by, created_at=now))
-    return version
+def _config_row(row: Any) -> dict[str, Any]:
+    found = dict(row)
+    for key in ("config", "warnings"):
+        if key in found:
+            found[key] = _decoded(found[key])
+    return found
 
 
-async def bump_generation(session: AsyncSession) -> tuple[int, int]:
+async def latest_config(db: Queries) -> dict[str, Any] | None:
+    row = await db.fetchrow(LATEST_CONFIG)
+    return _config_row(row) if row else None
+
+
+async def config_version(db: Queries, version: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(CONFIG_VERSION, version)
+    return _config_row(row) if row else None
+
+
+async def config_versions(db: Queries) -> list[dict[str, Any]]:
+    return [_config_row(row) for row in await db.fetch(CONFIG_VERSIONS)]
+
+
+async def save_config(db: Queries, config: dict[str, Any], warnings: list[str], source: str,
+                      created_by: str | None, now: datetime) -> int:
+    return int(await db.fetchval(SAVE_CONFIG, _json(config), _json(warnings), source,
+                                 created_by, now))
+
+
+async def bump_generation(db: Queries) -> tuple[int, int]:
     """(generation before, generation after) of the routing state."""
-    new = (await session.execute(
-        update(engine_state).where(engine_state.c.id == 1)
-        .values(generation=engine_state.c.generation + 1)
-        .returning(engine_state.c.generation))).scalar_one()
-    return int(new) - 1, int(new)
+    new = int(await db.fetchval(BUMP_GENERATION))
+    return new - 1, new
 
 
 # -- agent history: state changes and supervisor overrides --------------------------------------
 
-
-async def record_state_change(session: AsyncSession, *, agent_id: str, at: datetime,
-                              previous: str, state: str, reason: str | None,
-                              call_id: str | None) -> None:
-    await session.execute(agent_state_changes.insert().values(
-        agent_id=agent_id, at=at, previous=previous, state=state, reason=reason,
-        call_id=call_id))
-
-
-async def mark_wrapup_ended(session: AsyncSession, call_id: str, now: datetime) -> None:
-    await session.execute(
-        update(queue_entries)
-        .where(queue_entries.c.call_id == call_id, queue_entries.c.wrapup_ended_at.is_(None),
-               queue_entries.c.answered_at.is_not(None))
-        .values(wrapup_ended_at=now))
+RECORD_STATE_CHANGE = (f"INSERT INTO {S}.agent_state_changes (agent_id, at, previous, state,"
+                       " reason, call_id) VALUES ($1, $2, $3, $4, $5, $6)")
+MARK_WRAPUP_ENDED = (f"UPDATE {S}.queue_entries SET wrapup_ended_at = $2 WHERE call_id = $1"
+                     " AND wrapup_ended_at IS NULL AND answered_at IS NOT NULL")
+AUDIT_OF = f"SELECT * FROM {S}.agent_state_audit WHERE agent_id = $1 ORDER BY id"
+LAST_SERVED = f"""
+    SELECT DISTINCT ON (customer->>'account') customer->>'account' AS account, agent_id,
+           answered_at
+      FROM {S}.queue_entries
+     WHERE answered_at >= $1 AND agent_id IS NOT NULL AND customer->>'account' IS NOT NULL
+     ORDER BY customer->>'account', answered_at DESC"""
 
 
-async def record_audit(session: AsyncSession, **values: Any) -> dict[str, Any]:
-    row = (await session.execute(agent_state_audit.insert().values(**values)
-                                 .returning(agent_state_audit))).one()
-    return dict(row._mapping)
+async def record_state_change(db: Queries, *, agent_id: str, at: datetime, previous: str,
+                              state: str, reason: str | None, call_id: str | None) -> None:
+    await db.execute(RECORD_STATE_CHANGE, agent_id, at, previous, state, reason, call_id)
 
 
-async def audit_of(session: AsyncSession, agent_id: str) -> list[dict[str, Any]]:
-    rows = await session.execute(select(agent_state_audit)
-                                 .where(agent_state_audit.c.agent_id == agent_id)
-                                 .order_by(agent_state_audit.c.id))
-    return [dict(row._mapping) for row in rows]
+async def mark_wrapup_ended(db: Queries, call_id: str, now: datetime) -> None:
+    await db.execute(MARK_WRAPUP_ENDED, call_id, now)
 
 
-async def last_served(session: AsyncSession, since: datetime) -> list[tuple[str, str, datetime]]:
+RECORD_AUDIT = (f"INSERT INTO {S}.agent_state_audit (agent_id, at, actor, from_state,"
+                " from_reason, to_state, to_reason, why, deferred, call_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *")
+
+
+async def record_audit(db: Queries, *, agent_id: str, at: datetime, actor: str,
+                       from_state: str, from_reason: str | None, to_state: str,
+                       to_reason: str | None, why: str, deferred: bool,
+                       call_id: str | None) -> dict[str, Any]:
+    row = await db.fetchrow(RECORD_AUDIT, agent_id, at, actor, from_state, from_reason,
+                            to_state, to_reason, why, deferred, call_id)
+    return dict(row)
+
+
+async def audit_of(db: Queries, agent_id: str) -> list[dict[str, Any]]:
+    return [dict(row) for row in await db.fetch(AUDIT_OF, agent_id)]
+
+
+async def last_served(db: Queries, since: datetime) -> list[tuple[str, str, datetime]]:
     """(customer account, agent, answered at) of the latest answered call of each customer
     since ``since``: the preferred-agent history a rebuilt engine starts from."""
-    account = queue_entries.c.customer["account"].astext
-    rows = await session.execute(
-        select(account, queue_entries.c.agent_id, queue_entries.c.answered_at)
-        .where(queue_entries.c.answered_at >= since, queue_entries.c.agent_id.is_not(None),
-               account.is_not(None))
-        .distinct(account).order_by(account, queue_entries.c.answered_at.desc()))
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [(row["account"], row["agent_id"], row["answered_at"])
+            for row in await db.fetch(LAST_SERVED, since)]

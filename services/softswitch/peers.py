@@ -248,17 +248,23 @@ class Peers:
         self._check(response, f"resolve order {order_id}")
         return True
 
-    async def get_order(self, order_id: str) -> dict[str, Any] | None:
-        url = f"{self.common.workorder_url}/v1/orders/{order_id}"
+    async def callbacks_of(self, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The callbacks of many orders in one request (the drain's settlement poll)."""
+        url = f"{self.common.workorder_url}/v1/callbacks"
         try:
-            response = await self._call("GET", url, headers=self._operator, attempts=2)
-        except PeerError as error:
-            log.warning("order read failed", order_id=order_id, error=str(error))
-            return None
+            response = await self.http.get(url, params={"order_ids": ",".join(order_ids),
+                                                        "limit": 5000},
+                                           headers=self._operator)
+        except httpx.HTTPError as error:
+            log.warning("callbacks read failed", error=str(error))
+            return {}
         if response.status_code >= 400:
-            return None
-        data = response.json()
-        return data if isinstance(data, dict) else None
+            log.warning("callbacks read refused", status=response.status_code)
+            return {}
+        found: dict[str, list[dict[str, Any]]] = {order_id: [] for order_id in order_ids}
+        for callback in response.json():
+            found.setdefault(str(callback.get("order_id")), []).append(callback)
+        return found
 
 
 def order_id_of(order: dict[str, Any]) -> str | None:
@@ -271,8 +277,9 @@ SATISFACTIONS = ("satisfied", "neutral", "dissatisfied")
 
 
 def callback_status(order: dict[str, Any]) -> dict[str, Any]:
-    """Read an order's callbacks from workorder's ``GET /orders/{id}``: one reading per task
-    (each resolution owes one to the order's caller and one to every linked reporter).
+    """Read an order's callbacks (as workorder's ``GET /callbacks`` lists them): one reading
+    per task (each resolution owes one to the order's caller and one to every linked
+    reporter).
 
     ``settled`` once the order has callbacks and none is still pending or dialling."""
     callbacks = [_reading(cb) for cb in order.get("callbacks") or [] if isinstance(cb, dict)]

@@ -38,6 +38,7 @@ from shared.service import Service
 log = structlog.get_logger(__name__)
 
 ACTIVE_STATES = ("running", "draining")
+ORDERS_PER_POLL = 200
 MAX_WARNINGS = 100
 DEFAULT_RESTORE_SECONDS = 7200.0
 SWITCH_TOKEN_TTL = 30 * 24 * 3600
@@ -379,22 +380,19 @@ class Replay:
             await asyncio.sleep(0.1)
 
     async def poll_orders(self, *, everything: bool = False) -> None:
+        """Read how the resolved orders' callbacks stand, a few hundred orders a request."""
         pending = [o for o in self.orders.values()
                    if o.resolved and (everything or not o.callback.get("settled"))]
-        if not pending:
-            return
-        gate = asyncio.Semaphore(8)
-
-        async def read(order: OrderRun) -> None:
-            async with gate:
-                data = await self.peers.get_order(order.order_id)
-            if data is not None:
+        for start in range(0, len(pending), ORDERS_PER_POLL):
+            chunk = pending[start:start + ORDERS_PER_POLL]
+            found = await self.peers.callbacks_of([order.order_id for order in chunk])
+            for order in chunk:
+                if order.order_id not in found:
+                    continue
                 before = order.callback.get("settled")
-                order.callback = callback_status(data)
+                order.callback = callback_status({"callbacks": found[order.order_id]})
                 if order.callback.get("settled") != before:
                     self._changed += 1
-
-        await asyncio.gather(*(read(order) for order in pending))
 
     async def _finish(self) -> None:
         drained = self._done()

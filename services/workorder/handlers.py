@@ -670,11 +670,14 @@ def _callback_of(row: Row[Any]) -> Callback:
 
 
 async def list_callbacks(session: AsyncSession, *, order_id: str | None,
-                         state: CallbackState | None, limit: int = 1000) -> list[dict[str, Any]]:
+                         state: CallbackState | None, limit: int = 1000,
+                         order_ids: list[str] | None = None) -> list[dict[str, Any]]:
     t = db.callbacks
     query = select(t).order_by(t.c.created_at, t.c.order_id, t.c.resolution).limit(limit)
     if order_id is not None:
         query = query.where(t.c.order_id == order_id)
+    if order_ids is not None:
+        query = query.where(t.c.order_id.in_(order_ids))
     if state is not None:
         query = query.where(t.c.state == state.value)
     rows = (await session.execute(query)).all()

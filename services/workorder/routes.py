@@ -307,12 +307,21 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
 
     @router.get("/callbacks", response_model=list[CallbackOut], tags=["callbacks"],
                 dependencies=[Depends(READ)])
-    async def list_callbacks(order_id: str | None = None, state: CallbackState | None = None,
-                             limit: int = Query(default=100, ge=1, le=1000),
+    async def list_callbacks(order_id: str | None = None,
+                             order_ids: str | None = Query(
+                                 default=None, max_length=20_000,
+                                 description="several orders at once: comma-separated ids"),
+                             state: CallbackState | None = None,
+                             limit: int = Query(default=100, ge=1, le=5000),
                              svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+        many = None
+        if order_ids is not None:
+            many = [part for part in order_ids.split(",") if part]
+            if len(many) > 500:
+                raise Invalid("order_ids", "at most 500 orders at once")
         async with svc.sessions() as session:
             return await handlers.list_callbacks(session, order_id=order_id, state=state,
-                                                 limit=limit)
+                                                 limit=limit, order_ids=many)
 
     @router.get("/reports/summary", response_model=Summary, tags=["reports"],
                 dependencies=[Depends(REPORTS)])

@@ -394,10 +394,12 @@ class StandIn:
             standin.spawn(standin.originate(order_id, 1))
             return order
 
-        @app.get("/v1/orders/{order_id}")
-        async def get_order(order_id: str, request: Request) -> dict[str, Any]:
+        @app.get("/v1/callbacks")
+        async def callbacks(order_ids: str, request: Request) -> list[dict[str, Any]]:
             standin._check(request, "service")
-            return standin.seen.orders[order_id]
+            return [{**callback, "order_id": order_id}
+                    for order_id in order_ids.split(",")
+                    for callback in standin.seen.orders.get(order_id, {}).get("callbacks", [])]
 
         return app
 
