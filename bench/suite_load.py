@@ -487,6 +487,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                                    start=START)
             env["SOFTSWITCH_MEDIA_ENABLED"] = "true" if args.media else "false"
             env["SOFTSWITCH_DRAIN_TIMEOUT_SECONDS"] = "60"
+            # Past what it sustains the suite rings agents late; they come back on their own.
+            env["ACD_RING_NO_ANSWER_READY_SECONDS"] = "10"
             result: dict[str, Any] = {"speed": args.speed, "talk": args.talk,
                                       "media": args.media, "steps": []}
             with distributed_suite(env, work / "logs") as suite:

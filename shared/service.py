@@ -181,8 +181,11 @@ class Service:
                 self.messaging.consumer(purpose, *types, staged=staged,
                                         prepare=prepare)(handler)
             token = self.auth.mint(self.name, ["service"], ttl_seconds=SERVICE_TOKEN_TTL)
-            self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
-                                          timeout=10.0)
+            # Connections to the peers kept open: a busy service (the replay's desktops above
+            # all) would otherwise open one per request beyond httpx's default twenty.
+            self.http = httpx.AsyncClient(
+                headers={"Authorization": f"Bearer {token}"}, timeout=10.0,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
             for hook in self._startup:
                 await hook()
             await self.messaging.start(consumers=not self.defer_consumers)

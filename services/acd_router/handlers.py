@@ -72,6 +72,10 @@ def ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
+async def _nothing_to_write(_: object) -> None:
+    """The routing state is written as it goes; the unit only reports its commit."""
+
+
 def _earliest(*moments: datetime | None) -> datetime | None:
     known = [m for m in moments if m is not None]
     return min(known) if known else None
@@ -597,37 +601,37 @@ class Acd:
         """Take the routing lock, fence and bump the generation once per database
         transaction (a batch's later handlers find them held), and rebuild the engine first
         if the tables moved on without it."""
-        self._decisions.clear()
-        if "acd.locked_by" not in tx.shared:
+        if "acd.generation" not in tx.shared:
             await tx.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
             if self.fence is not None:
                 await self.fence(tx)
             before, after = await store.bump_generation(tx)
-            tx.shared["acd.locked_by"], tx.shared["acd.generation"] = tx, after
+            tx.shared["acd.generation"] = after
             if self.generation != before:
                 self._stale = True
             # Until this commits, the engine is ahead of the tables: a rollback must rebuild.
             self.generation = None
+
+            def committed() -> None:
+                # Adopted the moment the commit returns, before the routing lock's next
+                # holder (a concurrent REST request) runs: it then finds the engine current.
+                if not self._stale:
+                    self.generation = after
+                if self.on_deadline is not None:
+                    self.on_deadline(_earliest(tx.shared.get("acd.deadline"),
+                                               self._engine_deadline()))
+
+            def rolled_back() -> None:
+                self._stale = True
+
+            tx.stage("acd.generation", _nothing_to_write, committed=committed,
+                     rolled_back=rolled_back)
+        # Only now, holding the lock: what is left over belongs to nobody (an earlier handler
+        # of this batch flushed its own).
+        self._decisions.clear()
         if self._stale:
             self._stale = False
             await self._rebuild(tx)
-
-        def undone() -> None:
-            # This handler's changes are gone (and with them the lock and the bump, if it
-            # took them): the engine has to be rebuilt from the tables.
-            self._stale = True
-            if tx.shared.get("acd.locked_by") is tx:
-                del tx.shared["acd.locked_by"]
-
-        async def adopt() -> None:
-            if not self._stale:
-                self.generation = tx.shared["acd.generation"]
-            if self.on_deadline is not None:
-                self.on_deadline(_earliest(tx.shared.get("acd.deadline"),
-                                           self._engine_deadline()))
-
-        tx.on_rollback(undone)
-        tx.after_commit(adopt)
 
     async def _ensure_queues(self, tx: Transaction, names: Iterable[str]) -> None:
         """Queues are created on first use; the ones this process knows exist cost nothing."""

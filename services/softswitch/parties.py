@@ -384,6 +384,7 @@ class AgentSim:
         replay = self.replay
         async with replay.busy():
             await replay.clock.sleep(replay.settings.missed_ring_ready_seconds)
+        pause = 1.0
         for attempt in range(replay.settings.missed_ring_ready_attempts):
             if not self.logged_in or self.logged_out or self.legs:
                 return
@@ -394,8 +395,10 @@ class AgentSim:
                          error=str(error))
                 view = None
             if attempt + 1 < replay.settings.missed_ring_ready_attempts:
+                # Look again a little later (longer each time: a late suite is a busy one).
                 async with replay.busy():
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
                 view = await replay.peers.agent_state(self.id)
             if view is not None and view.get("state") != "not_ready":
                 return

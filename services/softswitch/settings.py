@@ -34,9 +34,10 @@ class SoftswitchSettings(ServiceSettings):
     # Trace seconds after a ring the agent missed (the ACD made them not ready) before the agent
     # notices and makes themselves ready again, as people on a floor do.
     missed_ring_ready_seconds: float = Field(default=5.0, ge=0)
-    # How often the agent asks again when the ACD still has them not ready after a missed
-    # ring (the ring failure can reach the ACD after the first request).
-    missed_ring_ready_attempts: int = Field(default=5, ge=1)
+    # How many times the agent asks (looking again 1, 2, 4 ... up to 10 wall seconds later)
+    # while the ACD still has them not ready after a missed ring: the ring failure can reach
+    # a late ACD after the first request. About a minute by default.
+    missed_ring_ready_attempts: int = Field(default=9, ge=1)
     # The suite is falling behind when its replies to the parties (a prompt after the call
     # is answered or a key is pressed, the ACK after an agent answers) take longer than this
     # many trace seconds at the 90th percentile of the latest ones: what the trace says
