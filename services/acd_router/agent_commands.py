@@ -23,7 +23,7 @@ FORCED_REASON = "supervisor"
 
 async def _agent(acd: Acd, tx: Transaction, agent_id: str) -> Agent:
     await acd._lock(tx)
-    agent = await store.load_agent(tx, agent_id)
+    agent = acd.floor.agent(agent_id)
     if agent is None:
         raise NotFound("agent", agent_id)
     return agent
@@ -44,7 +44,7 @@ async def extend_wrap_up(acd: Acd, tx: Transaction, agent_id: str, seconds: floa
     if seconds is None:
         # The call's queue says how much one extension adds (outside wrap-up there is no
         # call, and the domain refuses the request below).
-        entry = await store.load_entry(tx, agent.call_id or "")
+        entry = await acd.floor.entry(tx, agent.call_id or "")
         seconds = (wrapup_of(acd.engine.config, entry.queue, acd.settings.wrapup_seconds)
                    if entry else Wrapup()).extend_seconds
     added = agent.extend_wrap_up(tx.now, seconds)
@@ -58,26 +58,26 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
     back to its place; CTI stops the ring on ``acd.reservation.expired``); a call in progress
     is not cut: the state becomes the agent's next one. Every force is audited."""
     agent = await _agent(acd, tx, agent_id)
-    db, now = tx, tx.now
+    now = tx.now
     before, before_reason = agent.state, agent.reason
     call_id, reservation_id = agent.call_id, agent.reservation_id
     code = (reason_code or FORCED_REASON) if state is AgentState.NOT_READY else None
     change = agent.force(FORCES[state], now, reason=code)
     deferred = before is AgentState.ON_CALL
     if before is AgentState.RESERVED and call_id is not None:
-        entry = await store.load_entry(db, call_id)
+        entry = await acd.floor.entry(tx, call_id)
         if entry is not None and entry.holds(reservation_id):
             # Not the agent's failure to answer: no ring-no-answer counted against the call.
             entry.requeue(ring_failed=False)
-            await store.save_entry(db, entry)
-            await store.close_decision(db, reservation_id, "withdrawn", now, "supervisor")
+            acd.floor.save_entry(tx, entry)
+            acd.floor.close_decision(tx, reservation_id, "withdrawn", now, "supervisor")
             await tx.emit("acd.reservation.expired", {
                 "call_id": call_id, "agent_id": agent.agent_id,
                 "reservation_id": reservation_id,
             }, subject=f"call/{call_id}", correlationid=call_id)
             acd._decisions.extend(acd.engine.requeue(call_id, ts(now)))
     await acd._save_agent(tx, agent, change)
-    audit = await store.record_audit(db, agent_id=agent.agent_id, at=now, actor=actor, from_state=before.value,
+    audit = await store.record_audit(tx, agent_id=agent.agent_id, at=now, actor=actor, from_state=before.value,
         from_reason=before_reason, to_state=state.value, to_reason=code, why=why,
         deferred=deferred, call_id=call_id)
     await acd._flush(tx)

@@ -58,14 +58,11 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
         # Deadlines live in PostgreSQL, so a restarted (or promoted) replica picks them up.
         if not leadership.deadlines_allowed:
             return None  # standby, or a takeover still reconciling: look again later
-        async with service.reader() as db:
-            upcoming = await acd.next_deadline(db)
+        upcoming = acd.next_deadline()
         if upcoming is None or upcoming > service.clock.now():
             return upcoming
-        async with service.transaction() as tx:
-            await acd.run_deadlines(tx)
-        async with service.reader() as db:
-            return await acd.next_deadline(db)
+        await service.run(acd.run_deadlines)
+        return acd.next_deadline()
 
     deadlines = Timer(service.clock, fire_deadlines,
                       recheck_wall_seconds=settings.poll_interval_wall_seconds,

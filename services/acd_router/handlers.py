@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import structlog
 import yaml
 
-from shared.db import Queries, advisory_key
+from shared.db import advisory_key
 from shared.envelope import Envelope
 from shared.errors import Conflict, IllegalTransition, Invalid, NotFound
 from shared.events.cti import (
@@ -49,15 +49,12 @@ from .domain.engine import (
     RoutingEngine,
 )
 from .domain.queue import valid_name
+from .repository import ENDED_KEPT, Floor
 from .settings import AcdSettings
 
 log = structlog.get_logger(__name__)
 
 ROUTING_LOCK = advisory_key("acd:routing")
-NEXT_DEADLINE = """SELECT least(
-    (SELECT min(reservation_expires_at) FROM acd.queue_entries WHERE state = 'reserved'),
-    (SELECT min(wrapup_deadline) FROM acd.agents WHERE state = 'wrap_up'),
-    (SELECT min(auto_ready_at) FROM acd.agents WHERE state = 'not_ready'))"""
 DEFAULT_CONFIG_FILE = Path(__file__).parent / "config" / "default.yaml"
 CONSUMED = ("ivr.session.completed", "cti.call.connected", "cti.call.released",
             "cti.agent.ring_failed", "cti.agent.alerting", "cti.call.dtmf_received")
@@ -115,6 +112,8 @@ class Acd:
         self.zone = ZoneInfo(settings.timezone)
         self.auto_ready_seconds = settings.ring_no_answer_ready_seconds
         self._known_queues: set[str] = set()
+        # Every agent and live entry, as the tables hold them once this unit commits.
+        self.floor = Floor()
         self.engine = RoutingEngine(RoutingConfig())
         self.config_version = 0
         self.config_warnings: list[str] = []
@@ -135,7 +134,7 @@ class Acd:
                     device: str | None, team: str | None) -> Agent:
         await self._lock(tx)
         now = tx.now
-        agent = await store.load_agent(tx, agent_id) or Agent(agent_id)
+        agent = self.floor.agent(agent_id) or Agent(agent_id)
         change = agent.login(now, skills=skills, device=device, team=team)
         await self._ensure_queues(tx, skills)
         self.engine.agent_logged_in(AgentSpec(agent.agent_id, dict(skills), team=team), ts(now))
@@ -146,7 +145,7 @@ class Acd:
     async def request_state(self, tx: Transaction, agent_id: str, action: Action,
                             reason: str | None) -> Agent:
         await self._lock(tx)
-        agent = await store.load_agent(tx, agent_id)
+        agent = self.floor.agent(agent_id)
         if agent is None:
             raise NotFound("agent", agent_id)
         change = agent.request(action, tx.now, reason=reason)
@@ -160,8 +159,8 @@ class Acd:
         digit pressed while waiting). Refused unless the call waits in a queue that offers
         virtual hold and its estimated wait has reached the queue's threshold."""
         await self._lock(tx)
-        db, now = tx, tx.now
-        entry = await store.load_entry(db, call_id)
+        now = tx.now
+        entry = await self.floor.entry(tx, call_id)
         if entry is None:
             raise NotFound("call", call_id)
         policy = self._virtual_hold_policy(entry.queue)
@@ -175,7 +174,7 @@ class Acd:
         if not self._long_wait(policy, estimate):
             raise Conflict(f"estimated wait {estimate} s is below queue {entry.queue}'s "
                            f"virtual hold threshold of {policy.min_estimated_wait_seconds} s")
-        await store.save_entry(db, entry)
+        self.floor.save_entry(tx, entry)
         held = {"call_id": call_id, "queue": entry.queue, "number": number,
                 "position": self.engine.position(call_id, ts(now)),
                 "estimated_wait_seconds": estimate}
@@ -189,13 +188,13 @@ class Acd:
         """Take a waiting call out of routing for good (an operator's clean-up). Recorded as a
         routing outcome; no abandonment event, so nobody is owed a callback for it."""
         await self._lock(tx)
-        entry = await store.load_entry(tx, call_id)
+        entry = await self.floor.entry(tx, call_id)
         if entry is None:
             raise NotFound("call", call_id)
         entry.withdraw(tx.now, reason)
-        await store.save_entry(tx, entry)
+        self.floor.save_entry(tx, entry)
         self.engine.call_left(call_id, ts(tx.now))
-        await store.record_outcome(
+        self.floor.record_outcome(
             tx, decision_id=f"withdrawn:{uuid.uuid4()}", call_id=call_id,
             queue=entry.queue, kind="withdrawn", rule="operator", step=0, reason=reason,
             explanation={"reason": reason}, now=tx.now)
@@ -218,7 +217,8 @@ class Acd:
     async def _dtmf(self, tx: Transaction, event: DtmfReceived) -> None:
         """A key pressed while waiting in a queue may be the virtual-hold digit. Digits in
         the IVR are the IVR's: cheap unlocked check first, the routing lock only for ours."""
-        entry = await store.load_entry(tx, event.call_id)
+        # Only a live entry can take the digit, and every live one is on the floor.
+        entry = self.floor.entries.get(event.call_id)
         if entry is None or entry.state is not EntryState.WAITING or entry.on_virtual_hold:
             return
         policy = self._virtual_hold_policy(entry.queue)
@@ -259,16 +259,17 @@ class Acd:
         route = event.route
         if event.outcome != "routed" or route is None:
             return
-        db, now, call_id = tx, tx.now, event.call_id
+        now, call_id = tx.now, event.call_id
         if not valid_name(route.queue) or len(call_id) > 64:
             # Redelivery cannot fix a bad name; dead-lettering it would only hide the log line.
             log.error("unroutable: bad queue name or call id", call_id=call_id,
                       queue=route.queue)
             return
-        if await store.was_released(db, call_id):
+        if call_id in self.floor.released:
             log.info("stale: call released before it was routed", call_id=call_id)
             return
-        if await store.load_entry(db, call_id) is not None:
+        # Queued before (a second request for it): the floor has every recent entry.
+        if self.floor.entries.get(call_id) is not None:
             log.info("stale: call already queued", call_id=call_id)
             return
         await self._ensure_queues(tx, [route.queue])
@@ -278,7 +279,7 @@ class Acd:
             customer=route.customer.model_dump(mode="json") if route.customer else None,
             from_number=route.from_number,
         )
-        await store.save_entry(db, entry)
+        self.floor.save_entry(tx, entry)
         decisions = self.engine.call_arrived(call_spec(entry, restore=False), ts(now))
         if any(d.kind not in (RESERVED, OVERFLOWED) for d in decisions):
             self._decisions.extend(decisions)
@@ -299,8 +300,8 @@ class Acd:
         self._decisions.extend(decisions)
 
     async def _connected(self, tx: Transaction, event: CallConnected) -> None:
-        db, now = tx, tx.now
-        entry = await store.entry_for_call(db, event.call_id)
+        now = tx.now
+        entry = await self.floor.entry_for_call(tx, event.call_id)
         if entry is None:
             return  # not a call ACD routed (an outbound callback, a direct transfer)
         if not entry.holds(event.reservation_id, event.agent_id):
@@ -311,16 +312,16 @@ class Acd:
         reservation_id = entry.reservation_id
         entry.answer(now)
         self.engine.call_left(entry.call_id, ts(now))
-        await store.save_entry(db, entry)
-        await store.close_decision(db, reservation_id, "connected", now)
+        self.floor.save_entry(tx, entry)
+        self.floor.close_decision(tx, reservation_id, "connected", now)
         if agent is not None:
             await self._save_agent(tx, agent, agent.connect(now, self.today(now)))
 
     async def _released(self, tx: Transaction, event: CallReleased) -> None:
-        db, now = tx, tx.now
-        entry = await store.entry_for_call(db, event.call_id)
+        now = tx.now
+        entry = await self.floor.entry_for_call(tx, event.call_id)
         if entry is None:
-            await store.remember_released(db, event.call_id, now)
+            self.floor.remember_released(tx, event.call_id, now)
             return
         call_id = entry.call_id
         if event.call_id != entry.live_call_id:
@@ -340,13 +341,13 @@ class Acd:
             agent = await self._reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
             await self._abandon(tx, entry)
-            await store.close_decision(db, reservation_id, "cancelled", now, event.cause)
+            self.floor.close_decision(tx, reservation_id, "cancelled", now, event.cause)
             if agent is not None:
                 await self._save_agent(tx, agent, agent.cancel(now))
         elif entry.state is EntryState.ANSWERED and entry.ended_at is None:
             entry.finish(now)
-            await store.save_entry(db, entry)
-            agent = await store.load_agent(db, entry.agent_id or "")
+            self.floor.save_entry(tx, entry)
+            agent = self.floor.agent(entry.agent_id or "")
             if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
                 log.warning("released call's agent is not on it", call_id=call_id,
                             agent_id=entry.agent_id)
@@ -366,14 +367,14 @@ class Acd:
                      entry_state=entry.state.value)
 
     async def _ring_failed(self, tx: Transaction, event: AgentRingFailed) -> None:
-        db, now = tx, tx.now
-        entry = await store.entry_for_call(db, event.call_id)
+        now = tx.now
+        entry = await self.floor.entry_for_call(tx, event.call_id)
         if entry is None or not entry.holds(event.reservation_id):
             log.info("stale: ring failure for a reservation no longer held",
                      call_id=event.call_id, reservation_id=event.reservation_id)
             return
         agent = await self._reserved_agent(tx, entry)
-        await store.close_decision(db, entry.reservation_id, "ring_failed", now,
+        self.floor.close_decision(tx, entry.reservation_id, "ring_failed", now,
                                    event.reason)
         if event.reason == "caller_gone":
             # The caller is gone for good: requeueing would only ring another agent for
@@ -382,7 +383,7 @@ class Acd:
             change = agent.cancel(now) if agent else None
         else:
             entry.requeue()
-            await store.save_entry(db, entry)
+            self.floor.save_entry(tx, entry)
             change = (agent.ring_failed(now, auto_ready_after=self.auto_ready_seconds)
                       if agent else None)
         if agent is not None:
@@ -391,19 +392,18 @@ class Acd:
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
 
     async def _alerting(self, tx: Transaction, event: AgentAlerting) -> None:
-        entry = await store.entry_for_call(tx, event.call_id)
+        entry = await self.floor.entry_for_call(tx, event.call_id)
         if entry is None or not entry.holds(event.reservation_id):
             log.info("stale: alerting for a reservation no longer held", call_id=event.call_id)
             return
-        await store.mark_alerting(tx, event.reservation_id, tx.now)
+        self.floor.record(tx, store.MARK_ALERTING, event.reservation_id, tx.now)
 
     # -- deadlines -----------------------------------------------------------------------------
 
-    async def next_deadline(self, db: Queries) -> datetime | None:
-        """The earliest deadline of the tables (reservations, wrap-ups, auto-readies) and of
+    def next_deadline(self) -> datetime | None:
+        """The earliest deadline of the floor (reservations, wrap-ups, auto-readies) and of
         the engine (queue timers), due or not."""
-        stored: datetime | None = await db.fetchval(NEXT_DEADLINE)
-        return _earliest(stored, self._engine_deadline())
+        return _earliest(self.floor.next_deadline(), self._engine_deadline())
 
     def _engine_deadline(self) -> datetime | None:
         deadline = self.engine.next_deadline()
@@ -417,17 +417,17 @@ class Acd:
     async def run_deadlines(self, tx: Transaction) -> int:
         """Expire overdue reservations and end over-long wrap-ups; returns how many."""
         await self._lock(tx)
-        db, now = tx, tx.now
+        now = tx.now
         done = 0
-        for entry in await store.reservations_due(db, now):
+        for entry in self.floor.reservations_due(now):
             agent = await self._reserved_agent(tx, entry)
             reservation_id, agent_id = entry.reservation_id, entry.agent_id
             assert reservation_id is not None and agent_id is not None
             dial_call_id = entry.callback_call_id  # set only for a held caller's dial
             entry.requeue()
-            await store.save_entry(db, entry)
+            self.floor.save_entry(tx, entry)
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
-            await store.close_decision(db, reservation_id, "expired", now)
+            self.floor.close_decision(tx, reservation_id, "expired", now)
             await tx.emit("acd.reservation.expired", {
                 "call_id": entry.call_id, "agent_id": agent_id, "reservation_id": reservation_id,
                 "dial_call_id": dial_call_id,
@@ -436,10 +436,10 @@ class Acd:
                 await self._save_agent(
                     tx, agent, agent.expire(now, auto_ready_after=self.auto_ready_seconds))
             done += 1
-        for agent in await store.wrap_ups_due(db, now):
+        for agent in self.floor.wrap_ups_due(now):
             await self._save_agent(tx, agent, agent.end_wrap_up(now))
             done += 1
-        for agent in await store.auto_readies_due(db, now):
+        for agent in self.floor.auto_readies_due(now):
             await self._save_agent(tx, agent, agent.auto_ready(now))
             done += 1
         ticked = self.engine.tick(ts(now))
@@ -461,8 +461,8 @@ class Acd:
             await self._apply(tx, decision)
 
     async def _apply(self, tx: Transaction, decision: Decision) -> None:
-        db, now = tx, tx.now
-        entry = await store.load_entry(db, decision.call_id)
+        now = tx.now
+        entry = self.floor.entries.get(decision.call_id)  # the engine decides on live ones
         explanation = decision.explanation.as_dict()
         if entry is None or entry.state is not EntryState.WAITING:
             log.error("engine out of step: decision for a call not waiting",
@@ -470,7 +470,7 @@ class Acd:
             self._stale = True
             return
         if decision.kind == RESERVED:
-            agent = await store.load_agent(db, decision.agent_id or "")
+            agent = self.floor.agent(decision.agent_id or "")
             if agent is None or agent.state is not AgentState.READY:
                 log.error("engine out of step: decision for an agent not ready",
                           call_id=decision.call_id, agent_id=decision.agent_id)
@@ -487,8 +487,8 @@ class Acd:
                           timeout_seconds=timeout)
             self._note_deadline(tx, entry.reservation_expires_at)
             change = agent.reserve(now, call_id=entry.call_id, reservation_id=reservation_id)
-            await store.save_entry(db, entry)
-            await store.record_decision(db, entry, decision.explanation.rule, now,
+            self.floor.save_entry(tx, entry)
+            self.floor.record_decision(tx, entry, decision.explanation.rule, now,
                                         step=decision.step, explanation=explanation)
             await tx.emit("acd.agent.reserved", {
                 "call_id": entry.call_id, "agent_id": agent.agent_id, "device": agent.device,
@@ -499,21 +499,21 @@ class Acd:
             await self._save_agent(tx, agent, change)
             return
         decision_id = f"{decision.kind}:{uuid.uuid4()}"
-        await store.record_outcome(db, decision_id=decision_id, call_id=entry.call_id, queue=decision.queue,
+        self.floor.record_outcome(tx, decision_id=decision_id, call_id=entry.call_id, queue=decision.queue,
             kind=decision.kind, rule=decision.explanation.rule, step=decision.step,
             reason=decision.reason, explanation=explanation, now=now)
         await self._emit_decided(tx, decision, explanation, None)
         if decision.kind == OVERFLOWED and decision.target_queue:
             await self._ensure_queues(tx, [decision.target_queue])
             previous, entry.queue = entry.queue, decision.target_queue
-            await store.save_entry(db, entry)
+            self.floor.save_entry(tx, entry)
             await tx.emit("acd.call.overflowed", {
                 "call_id": entry.call_id, "from_queue": previous, "to_queue": entry.queue,
                 "reason": decision.reason or "", "announcement": decision.announcement,
             }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             return
         entry.reject(now, decision.reason or "")
-        await store.save_entry(db, entry)
+        self.floor.save_entry(tx, entry)
         self.engine.call_left(entry.call_id, ts(now))
         await tx.emit("acd.call.rejected", {
             "call_id": entry.call_id, "queue": entry.queue, "reason": decision.reason or "",
@@ -539,10 +539,10 @@ class Acd:
 
     async def _store_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
                             created_by: str | None) -> tuple[int, list[str]]:
-        db, now = tx, tx.now
-        skills = [a.skills for a in await store.load_agents(db)]
+        now = tx.now
+        skills = [a.skills for a in self.floor.agents.values()]
         warnings = config_warnings(config, skills)
-        version = await store.save_config(db, config.model_dump(mode="json"), warnings,
+        version = await store.save_config(tx, config.model_dump(mode="json"), warnings,
                                           source, created_by, now)
         await self._ensure_queues(tx, config.queues)
         self.engine.set_config(config)
@@ -556,12 +556,17 @@ class Acd:
     async def _rebuild(self, tx: Transaction) -> None:
         """Build the engine from the tables (at startup, or after another process or a
         rolled-back transaction changed them)."""
-        db, now = tx, tx.now
-        stored = await store.latest_config(db)
+        now = tx.now
+        # What this unit staged so far is part of the tables it rebuilds from.
+        await self.floor.flush(tx)
+        stored = await store.latest_config(tx)
         config = RoutingConfig.model_validate(stored["config"]) if stored else None
         self.engine = RoutingEngine(config or RoutingConfig())
-        agents = [a for a in await store.load_agents(db)
-                  if a.state is not AgentState.LOGGED_OUT]
+        everyone = await store.load_agents(tx)
+        entries = await store.live_entries(tx)
+        self.floor.reset(everyone, entries, [r["call_id"] for r in await tx.fetch(
+            store.RECENTLY_RELEASED, ENDED_KEPT)])
+        agents = [a for a in everyone if a.state is not AgentState.LOGGED_OUT]
         today = self.today(now)
         for agent in agents:
             self.engine.agent_logged_in(
@@ -570,9 +575,8 @@ class Acd:
         if self.engine.history_days > 0:
             # Whom each caller last spoke to, so their preferred agent survives a restart.
             since = now - timedelta(days=self.engine.history_days)
-            for customer, agent_id, answered_at in await store.last_served(db, since):
+            for customer, agent_id, answered_at in await store.last_served(tx, since):
                 self.engine.remember_served(customer, agent_id, ts(answered_at))
-        entries = await store.live_entries(db)
         for entry in entries:
             if entry.state is EntryState.RESERVED and entry.agent_id:
                 self.engine.call_reserved(call_spec(entry), entry.agent_id, ts(now))
@@ -645,7 +649,7 @@ class Acd:
     async def _reserved_agent(self, tx: Transaction, entry: QueueEntry) -> Agent | None:
         """The agent holding the entry's reservation, or None (and a warning) if the two
         records disagree; the entry is still moved on so the call is not stuck."""
-        agent = await store.load_agent(tx, entry.agent_id or "")
+        agent = self.floor.agent(entry.agent_id or "")
         if (agent is None or agent.state is not AgentState.RESERVED
                 or agent.reservation_id != entry.reservation_id):
             log.warning("reserved entry without its reserved agent", call_id=entry.call_id,
@@ -656,14 +660,14 @@ class Acd:
     async def _abandon(self, tx: Transaction, entry: QueueEntry) -> None:
         waited = entry.abandon(tx.now)
         self.engine.call_left(entry.call_id, ts(tx.now))
-        await store.save_entry(tx, entry)
+        self.floor.save_entry(tx, entry)
         await tx.emit("acd.call.abandoned", {
             "call_id": entry.call_id, "queue": entry.queue, "waited_seconds": waited,
         }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
 
     async def _save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
                           ) -> None:
-        await store.save_agent(tx, agent)
+        self.floor.save_agent(tx, agent)
         self._note_deadline(tx, agent.wrapup_deadline)
         self._note_deadline(tx, agent.auto_ready_at)
         self._sync_agent(agent, tx.now)
@@ -671,11 +675,11 @@ class Acd:
             return
         # Kept for the statistics: occupancy from the state history, handle time from the
         # end of wrap-up.
-        await store.record_state_change(
+        self.floor.record_state_change(
             tx, agent_id=change.agent_id, at=tx.now, previous=change.previous.value,
             state=change.state.value, reason=change.reason, call_id=change.call_id)
         if change.previous is AgentState.WRAP_UP and change.call_id is not None:
-            await store.mark_wrapup_ended(tx, change.call_id, tx.now)
+            self.floor.record(tx, store.MARK_WRAPUP_ENDED, change.call_id, tx.now)
         await tx.emit("acd.agent.state_changed", {
             "agent_id": change.agent_id, "previous": change.previous.value,
             "state": change.state.value, "reason": change.reason, "call_id": change.call_id,

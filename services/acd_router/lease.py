@@ -37,7 +37,6 @@ from shared.errors import DomainError
 from shared.messaging import Transaction
 from shared.service import Service
 
-from . import store
 from .api import READERS
 from .domain import EntryState, QueueEntry
 from .handlers import ROUTING_LOCK, Acd
@@ -255,9 +254,7 @@ class Leadership:
     async def reconcile(self) -> dict[str, int]:
         """Close expired reservations of calls CTI has released; give still-ringing or
         connected ones the normal ring time again; leave the rest to expiry (requeue)."""
-        now = self.service.clock.now()
-        async with self.service.reader() as db:
-            due = await store.reservations_due(db, now)
+        due = self.acd.floor.reservations_due(self.service.clock.now())
         if not due:
             return {}
         verdicts = await asyncio.gather(*(self.cti_verdict(entry) for entry in due))
@@ -266,7 +263,7 @@ class Leadership:
             await self.acd._lock(tx)
             for stale, verdict in zip(due, verdicts, strict=True):
                 counts[verdict] += 1
-                entry = await store.load_entry(tx, stale.call_id)
+                entry = await self.acd.floor.entry(tx, stale.call_id)
                 if (entry is None or entry.state is not EntryState.RESERVED
                         or entry.reservation_id != stale.reservation_id):
                     continue  # an event from the backlog already moved it on
@@ -282,13 +279,12 @@ class Leadership:
             agent = await acd._reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
             await acd._abandon(tx, entry)
-            await store.close_decision(tx, reservation_id, "cancelled", now,
-                                       "reconciled")
+            acd.floor.close_decision(tx, reservation_id, "cancelled", now, "reconciled")
             if agent is not None:
                 await acd._save_agent(tx, agent, agent.cancel(now))
         elif verdict == ALIVE:
             entry.reservation_expires_at = now + timedelta(seconds=self.acd.reservation_seconds)
-            await store.save_entry(tx, entry)
+            acd.floor.save_entry(tx, entry)
             acd._note_deadline(tx, entry.reservation_expires_at)
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 

@@ -22,7 +22,8 @@ from .domain.queue import LIVE_STATES
 S = SCHEMA
 
 
-def _json(value: Any) -> str | None:
+def json_text(value: Any) -> str | None:
+    """A JSON column's value as it travels (the connection's codec takes text)."""
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
@@ -53,10 +54,6 @@ SAVE_AGENT = f"""
         wrapup_deadline = EXCLUDED.wrapup_deadline,
         wrapup_mandatory = EXCLUDED.wrapup_mandatory, wrapup_limit = EXCLUDED.wrapup_limit,
         auto_ready_at = EXCLUDED.auto_ready_at"""
-WRAP_UPS_DUE = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = 'wrap_up'"
-                " AND wrapup_deadline <= $1 ORDER BY wrapup_deadline, agent_id")
-AUTO_READIES_DUE = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = 'not_ready'"
-                    " AND auto_ready_at <= $1 ORDER BY auto_ready_at, agent_id")
 
 
 def _agent(row: Any) -> Agent:
@@ -87,21 +84,14 @@ async def load_agents(db: Queries, *, states: Iterable[AgentState] | None = None
     return [_agent(row) for row in rows]
 
 
-async def save_agent(db: Queries, agent: Agent) -> None:
-    await db.execute(
-        SAVE_AGENT, agent.agent_id, agent.state.value, agent.reason, _json(agent.skills),
-        agent.device, agent.team, agent.state_since, agent.ready_since, agent.calls_handled,
-        agent.handled_day, agent.pending.state.value if agent.pending else None,
-        agent.pending.reason if agent.pending else None, agent.call_id, agent.reservation_id,
-        agent.wrapup_deadline, agent.wrapup_mandatory, agent.wrapup_limit, agent.auto_ready_at)
-
-
-async def wrap_ups_due(db: Queries, now: datetime) -> list[Agent]:
-    return [_agent(row) for row in await db.fetch(WRAP_UPS_DUE, now)]
-
-
-async def auto_readies_due(db: Queries, now: datetime) -> list[Agent]:
-    return [_agent(row) for row in await db.fetch(AUTO_READIES_DUE, now)]
+def agent_args(agent: Agent) -> tuple[Any, ...]:
+    """SAVE_AGENT's arguments."""
+    return (agent.agent_id, agent.state.value, agent.reason, json_text(agent.skills), agent.device,
+            agent.team, agent.state_since, agent.ready_since, agent.calls_handled,
+            agent.handled_day, agent.pending.state.value if agent.pending else None,
+            agent.pending.reason if agent.pending else None, agent.call_id,
+            agent.reservation_id, agent.wrapup_deadline, agent.wrapup_mandatory,
+            agent.wrapup_limit, agent.auto_ready_at)
 
 
 # -- queues and entries -------------------------------------------------------------------------
@@ -122,8 +112,6 @@ LIVE_ENTRIES = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries WHERE state = AN
 LIVE_ENTRIES_OF = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries"
                    " WHERE state = ANY($1::text[]) AND queue = $2"
                    " ORDER BY priority DESC, enqueued_at, call_id")
-RESERVATIONS_DUE = (f"SELECT {ENTRY_COLUMNS} FROM {S}.queue_entries WHERE state = 'reserved'"
-                    " AND reservation_expires_at <= $1 ORDER BY reservation_expires_at, call_id")
 SAVE_ENTRY = f"""
     INSERT INTO {S}.queue_entries ({ENTRY_COLUMNS})
     VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
@@ -189,21 +177,19 @@ async def live_entries(db: Queries, queue: str | None = None,
     return [_entry(row) for row in rows]
 
 
-async def reservations_due(db: Queries, now: datetime) -> list[QueueEntry]:
-    return [_entry(row) for row in await db.fetch(RESERVATIONS_DUE, now)]
-
-
-async def save_entry(db: Queries, entry: QueueEntry) -> None:
-    await db.execute(
-        SAVE_ENTRY, entry.call_id, entry.queue, entry.priority, entry.state.value,
-        _json(entry.skills), _json(entry.customer), entry.from_number, entry.enqueued_at,
-        entry.agent_id, entry.reservation_id, entry.reservation_expires_at,
-        entry.answered_at, entry.ended_at, entry.ring_failures, entry.outcome_reason,
-        entry.callback_number, entry.callback_call_id, entry.callback_dials)
+def entry_args(entry: QueueEntry) -> tuple[Any, ...]:
+    """SAVE_ENTRY's arguments."""
+    return (entry.call_id, entry.queue, entry.priority, entry.state.value, json_text(entry.skills),
+            json_text(entry.customer), entry.from_number, entry.enqueued_at, entry.agent_id,
+            entry.reservation_id, entry.reservation_expires_at, entry.answered_at,
+            entry.ended_at, entry.ring_failures, entry.outcome_reason, entry.callback_number,
+            entry.callback_call_id, entry.callback_dials)
 
 
 # -- routing decisions --------------------------------------------------------------------------
 
+RECENTLY_RELEASED = (f"SELECT call_id FROM {S}.released_calls ORDER BY released_at DESC"
+                     " LIMIT $1")
 RECORD_DECISION = f"""
     INSERT INTO {S}.routing_decisions (reservation_id, call_id, agent_id, queue, strategy,
         decided_at, expires_at, outcome, kind, step, explanation)
@@ -219,33 +205,6 @@ MARK_ALERTING = (f"UPDATE {S}.routing_decisions SET alerting_at = $2"
 DECISIONS_OF = (f"SELECT * FROM {S}.routing_decisions WHERE call_id = $1 ORDER BY id")
 
 
-async def record_decision(db: Queries, entry: QueueEntry, strategy: str, now: datetime, *,
-                          step: int | None = None,
-                          explanation: dict[str, Any] | None = None) -> None:
-    assert entry.reservation_id and entry.agent_id and entry.reservation_expires_at
-    await db.execute(RECORD_DECISION, entry.reservation_id, entry.call_id, entry.agent_id,
-                     entry.queue, strategy[:32], now, entry.reservation_expires_at, step,
-                     _json(explanation))
-
-
-async def record_outcome(db: Queries, *, decision_id: str, call_id: str, queue: str, kind: str,
-                         rule: str, step: int, reason: str | None,
-                         explanation: dict[str, Any], now: datetime) -> None:
-    """A decision without an agent (overflow, callback, release): final when made."""
-    await db.execute(RECORD_OUTCOME, decision_id, call_id, queue, rule[:32], now, kind, reason,
-                     step, _json(explanation))
-
-
-async def close_decision(db: Queries, reservation_id: str | None, outcome: str,
-                         now: datetime, reason: str | None = None) -> None:
-    if reservation_id is not None:
-        await db.execute(CLOSE_DECISION, reservation_id, outcome, reason, now)
-
-
-async def mark_alerting(db: Queries, reservation_id: str, now: datetime) -> None:
-    await db.execute(MARK_ALERTING, reservation_id, now)
-
-
 async def decisions_of(db: Queries, call_id: str) -> list[dict[str, Any]]:
     rows = await db.fetch(DECISIONS_OF, call_id)
     return [{**dict(row), "explanation": _decoded(row["explanation"])} for row in rows]
@@ -255,15 +214,6 @@ async def decisions_of(db: Queries, call_id: str) -> list[dict[str, Any]]:
 
 REMEMBER_RELEASED = (f"INSERT INTO {S}.released_calls (call_id, released_at) VALUES ($1, $2)"
                      " ON CONFLICT DO NOTHING")
-WAS_RELEASED = f"SELECT 1 FROM {S}.released_calls WHERE call_id = $1"
-
-
-async def remember_released(db: Queries, call_id: str, now: datetime) -> None:
-    await db.execute(REMEMBER_RELEASED, call_id, now)
-
-
-async def was_released(db: Queries, call_id: str) -> bool:
-    return await db.fetchval(WAS_RELEASED, call_id) is not None
 
 
 # -- routing configuration and the engine generation ---------------------------------------------
@@ -304,7 +254,7 @@ async def config_versions(db: Queries) -> list[dict[str, Any]]:
 
 async def save_config(db: Queries, config: dict[str, Any], warnings: list[str], source: str,
                       created_by: str | None, now: datetime) -> int:
-    return int(await db.fetchval(SAVE_CONFIG, _json(config), _json(warnings), source,
+    return int(await db.fetchval(SAVE_CONFIG, json_text(config), json_text(warnings), source,
                                  created_by, now))
 
 
@@ -327,15 +277,6 @@ LAST_SERVED = f"""
       FROM {S}.queue_entries
      WHERE answered_at >= $1 AND agent_id IS NOT NULL AND customer->>'account' IS NOT NULL
      ORDER BY customer->>'account', answered_at DESC"""
-
-
-async def record_state_change(db: Queries, *, agent_id: str, at: datetime, previous: str,
-                              state: str, reason: str | None, call_id: str | None) -> None:
-    await db.execute(RECORD_STATE_CHANGE, agent_id, at, previous, state, reason, call_id)
-
-
-async def mark_wrapup_ended(db: Queries, call_id: str, now: datetime) -> None:
-    await db.execute(MARK_WRAPUP_ENDED, call_id, now)
 
 
 RECORD_AUDIT = (f"INSERT INTO {S}.agent_state_audit (agent_id, at, actor, from_state,"
