@@ -320,10 +320,14 @@ class _Unit:
     """One database transaction (a batch of work items, or one standalone unit): the
     SQLAlchemy connection, the asyncpg connection under it, and what it will write."""
 
-    def __init__(self, messaging: Messaging) -> None:
+    def __init__(self, messaging: Messaging, *, dedicated: bool = False) -> None:
         self.messaging = messaging
+        # On the writer's own connection (no pool checkout, no SQLAlchemy session), or on
+        # one of the pool's.
+        self._dedicated = dedicated
         self._sa: AsyncConnection | None = None
         self._session: AsyncSession | None = None
+        self._transaction: Any = None
         self.conn: asyncpg.Connection
         self.shared: dict[str, Any] = {}
         self._hooks: dict[str, tuple[Callable[[asyncpg.Connection], Awaitable[None]],
@@ -331,10 +335,10 @@ class _Unit:
 
     @property
     def opened(self) -> bool:
-        return self._sa is not None
+        return self._sa is not None or self._transaction is not None
 
     async def ensure_open(self) -> None:
-        if self._sa is None:
+        if not self.opened:
             await self.open()
 
     def stage(self, key: str, flush: Callable[[asyncpg.Connection], Awaitable[None]],
@@ -343,6 +347,16 @@ class _Unit:
         self._hooks.setdefault(key, (flush, committed, rolled_back))
 
     async def open(self) -> None:
+        if self._dedicated:
+            self.conn = await self.messaging.writer_connection()
+            transaction = self.conn.transaction()
+            try:
+                await transaction.start()
+            except BaseException:
+                await self.messaging.drop_writer_connection()
+                raise
+            self._transaction = transaction
+            return
         sa = await self.messaging.engine.connect()
         try:
             await sa.begin()
@@ -361,6 +375,8 @@ class _Unit:
         self._sa = sa
 
     def session(self) -> AsyncSession:
+        if self._dedicated:
+            raise RuntimeError("this service's writer runs prepared SQL only (no session)")
         if self._session is None:
             assert self._sa is not None, "the unit of work is not open"
             self._session = AsyncSession(bind=self._sa, expire_on_commit=False)
@@ -411,6 +427,14 @@ class _Unit:
         return out
 
     async def commit(self) -> None:
+        if self._transaction is not None:
+            transaction, self._transaction = self._transaction, None
+            try:
+                await transaction.commit()
+            except BaseException:
+                await self.messaging.drop_writer_connection()
+                raise
+            self.messaging.stats.commit()
         if self._sa is not None:
             try:
                 await self._sa.commit()
@@ -423,6 +447,12 @@ class _Unit:
 
     async def rollback(self) -> None:
         try:
+            if self._transaction is not None:
+                transaction, self._transaction = self._transaction, None
+                try:
+                    await transaction.rollback()
+                except Exception:
+                    await self.messaging.drop_writer_connection()
             if self._sa is not None:
                 try:
                     await self._sa.rollback()
@@ -504,6 +534,7 @@ class Messaging:
 
     def __init__(self, service: str, engine: AsyncEngine, tables: MessagingTables, bus: Bus,
                  clock: Clock, *, batch: int = 256, stats: DbStats | None = None,
+                 writer_sessions: bool = True,
                  on_published: Callable[[Envelope], None] | None = None,
                  on_consumed: Callable[[str, Envelope, str], None] | None = None,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
@@ -516,6 +547,10 @@ class Messaging:
         self.clock = clock
         self.max_batch = batch
         self.stats = stats or DbStats()
+        # False: the writer's handlers never use SQLAlchemy sessions, so its units run on a
+        # connection of its own (one writer, one connection) instead of the pool's.
+        self.writer_sessions = writer_sessions
+        self._writer_conn: asyncpg.Connection | None = None
         self._on_consumed = on_consumed
         self._on_batch = on_batch
         self.publisher = Publisher(self, on_published=on_published)
@@ -573,6 +608,22 @@ class Messaging:
     def backlog(self) -> int:
         """Work items queued for the writer."""
         return len(self._queue)
+
+    async def writer_connection(self) -> asyncpg.Connection:
+        if self._writer_conn is None or self._writer_conn.is_closed():
+            conn = await asyncpg.connect(driver_url(self.engine))
+            # As SQLAlchemy's connections do: JSON travels as text, comes back decoded.
+            for kind in ("json", "jsonb"):
+                await conn.set_type_codec(kind, encoder=str, decoder=json.loads,
+                                          schema="pg_catalog")
+            self._writer_conn = conn
+        return self._writer_conn
+
+    async def drop_writer_connection(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
 
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
@@ -648,8 +699,11 @@ class Messaging:
                 await task
         self._tasks = []
         await self.publisher.close()
+        await self.drop_writer_connection()
 
     async def pending_count(self) -> int:
+        """Events not yet confirmed by the bus (their rows are marked first)."""
+        await self.publisher.flush_marks()
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             return int(await raw.driver_connection.fetchval(self.sql.pending))  # type: ignore[union-attr]
@@ -737,7 +791,7 @@ class Messaging:
         item.tx, item.result, item.error, item.duplicate = None, None, None, False
 
     async def _attempt(self, items: list[_Item]) -> None:
-        unit = _Unit(self)
+        unit = _Unit(self, dedicated=not self.writer_sessions)
         try:
             await self._mark_duplicates(unit, items)
             for item in items:
@@ -835,17 +889,22 @@ async def _run_after_commit(service: str, tx: Transaction) -> None:
 
 class Publisher:
     """Publishes committed events in commit order, many in flight at once (pipelined
-    confirms), and marks their outbox rows sent in one statement per round. Rows that a
-    crash left unsent are published at start-up (:meth:`recover`) and by a periodic scan for
-    rows older than ``orphan_seconds`` (a replica that died after its commit)."""
+    confirms), and marks their outbox rows sent, in one statement for everything confirmed
+    within ``mark_seconds`` (losing a mark only means publishing that event again, which
+    consumers deduplicate). Rows that a crash left unsent are published at start-up
+    (:meth:`recover`) and by a periodic scan for rows older than ``orphan_seconds`` (a
+    replica that died after its commit)."""
 
     def __init__(self, messaging: Messaging, *, round_size: int = 500,
-                 orphan_seconds: float = 30.0,
+                 orphan_seconds: float = 30.0, mark_seconds: float = 0.5,
                  on_published: Callable[[Envelope], None] | None = None) -> None:
         self.messaging = messaging
         self.round_size = round_size
         self.orphan_seconds = orphan_seconds
+        self.mark_seconds = mark_seconds
         self._on_published = on_published
+        self._confirmed: list[int] = []
+        self._mark_due: float | None = None
         self._queue: deque[tuple[int, Envelope]] = deque()
         self._wake = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
@@ -869,10 +928,22 @@ class Publisher:
         return self._conn
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush_marks()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+    async def flush_marks(self) -> None:
+        """Mark every confirmed event's row sent now."""
+        ids, self._confirmed, self._mark_due = self._confirmed, [], None
+        if ids:
+            try:
+                await self._mark(ids)
+            except BaseException:
+                self._confirmed[:0] = ids
+                raise
 
     async def run(self) -> None:
         backoff = 0.1
@@ -880,12 +951,15 @@ class Publisher:
         while True:
             if not self._queue:
                 self._wake.clear()
-                wait = max(0.0, next_scan - time.monotonic())
+                until = next_scan if self._mark_due is None else min(next_scan, self._mark_due)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, until - time.monotonic()))
             try:
                 if self._queue:
                     await self._round()
+                if self._mark_due is not None and (time.monotonic() >= self._mark_due
+                                                   or len(self._confirmed) >= 5_000):
+                    await self.flush_marks()
                 if time.monotonic() >= next_scan:
                     next_scan = time.monotonic() + self.orphan_seconds
                     await self.recover(older_than=self.orphan_seconds)
@@ -909,7 +983,9 @@ class Publisher:
         self._queue.extendleft(reversed([row for row, ok in zip(batch, confirmed, strict=True)
                                          if not ok]))
         if sent:
-            await self._mark([row_id for row_id, _ in sent])
+            self._confirmed.extend(row_id for row_id, _ in sent)
+            if self._mark_due is None:
+                self._mark_due = time.monotonic() + self.mark_seconds
             if self._on_published:
                 for _, envelope in sent:
                     self._on_published(envelope)

@@ -50,11 +50,14 @@ SERVICE_TOKEN_TTL = 30 * 24 * 3600
 class Service:
     def __init__(self, name: str, schema: str, settings: ServiceSettings, *, metadata: MetaData,
                  migrations_dir: Path, bus: Bus | None = None, clock: Clock | None = None,
-                 defer_consumers: bool = False) -> None:
+                 defer_consumers: bool = False, writer_sessions: bool = True) -> None:
         self.name = name
         # True: the lifespan starts the outbox relay but not the consumers; the service calls
         # start_consumers() when it may consume (acd_router's standby must not).
         self.defer_consumers = defer_consumers
+        # False: handlers in the writer run prepared SQL only (``tx.session`` refused), which
+        # lets the writer keep one connection of its own.
+        self.writer_sessions = writer_sessions
         # Extra fields for the /ready body (e.g. acd_router's active/standby role).
         self.ready_info: Callable[[], dict[str, Any]] | None = None
         self.schema = schema
@@ -174,7 +177,8 @@ class Service:
             if own_bus:
                 await self.bus.start()
             self.messaging = Messaging(self.name, self.engine, self.tables, self.bus, self.clock,
-                                       stats=self.db_stats, on_published=self.metrics.published,
+                                       stats=self.db_stats, writer_sessions=self.writer_sessions,
+                                       on_published=self.metrics.published,
                                        on_consumed=self.metrics.consumed,
                                        on_batch=self.metrics.batch)
             for purpose, types, handler, staged, prepare in self._consumers:

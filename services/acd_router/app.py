@@ -32,7 +32,7 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     # Consumers start when this process becomes the active instance (lease.py), not at once.
     service = Service(NAME, SCHEMA, settings, metadata=metadata,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
-                      defer_consumers=True)
+                      defer_consumers=True, writer_sessions=False)
     acd = Acd(settings, time_scale=service.clock.scale)
     leadership = Leadership(service, acd, settings)
     acd.fence = leadership.fence

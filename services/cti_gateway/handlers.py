@@ -53,7 +53,7 @@ class CtiService(Service):
                  clock: Clock | None = None) -> None:
         super().__init__("cti_gateway", db.SCHEMA, settings, metadata=db.metadata,
                          migrations_dir=Path(__file__).parent / "migrations", bus=bus,
-                         clock=clock)
+                         clock=clock, writer_sessions=False)
         self.cti: CtiSettings = settings
         self.switchboard = Switchboard()
         self.calls = Calls()

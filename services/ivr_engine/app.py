@@ -335,7 +335,8 @@ def create_app(settings: IvrSettings | None = None, *, bus: Bus | None = None,
     # Validated before anything starts: a bad tree must refuse to serve, naming its node.
     catalog = load_menus(settings)
     service = Service(NAME, SCHEMA, settings, metadata=metadata,
-                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
+                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
+                      writer_sessions=False)
     engine = IvrEngine(service, settings, catalog)
     # One queue for every call event keeps one call's events in order.
     service.consumer("calls", *CONSUMED, staged=True, prepare=engine.prepare)(

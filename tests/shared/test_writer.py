@@ -1,0 +1,103 @@
+"""The batching writer: many units in one commit, a failing unit fails alone, a writer without
+sessions keeps its own connection (and gets a new one when the server drops it), and the
+publisher's lazy marks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from shared.bus.memory import MemoryBus
+from shared.db import driver_url
+from shared.messaging import Transaction
+from tests.conftest import eventually, running
+from tests.shared.kit_service import create_app
+
+INSERT = "INSERT INTO kit.notes (call_id, seen) VALUES ($1, $2)"
+
+
+async def noted(service) -> set[str]:
+    async with service.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        return {row["call_id"] for row in await raw.fetch("SELECT call_id FROM kit.notes")}
+
+
+def writing(call_id: str, *, fail: bool = False):
+    async def work(tx: Transaction) -> str:
+        await tx.execute(INSERT, call_id, "direct")
+        if fail:
+            raise ValueError(f"{call_id} refuses")
+        return call_id
+    return work
+
+
+async def test_concurrent_units_share_commits_and_a_failing_one_fails_alone(common) -> None:
+    app = create_app(common, bus=MemoryBus())
+    async with running(app):
+        service = app.state.service
+        futures = [service.messaging.submit(writing(f"C{i}", fail=i == 7)) for i in range(200)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        assert isinstance(results[7], ValueError)
+        assert [r for i, r in enumerate(results) if i != 7] == [f"C{i}" for i in range(200)
+                                                                if i != 7]
+        assert await noted(service) == {f"C{i}" for i in range(200)} - {"C7"}
+
+
+async def test_batch_of_queued_units_commits_once(common) -> None:
+    app = create_app(common, bus=MemoryBus())
+    async with running(app):
+        service = app.state.service
+        commits = service.db_stats.commits
+        await asyncio.gather(*(service.messaging.submit(writing(f"B{i}")) for i in range(100)))
+        assert await noted(service) == {f"B{i}" for i in range(100)}
+        assert service.db_stats.commits - commits <= 3
+
+
+async def test_writer_without_sessions_owns_a_connection_and_replaces_a_dropped_one(
+        common) -> None:
+    app = create_app(common, bus=MemoryBus())
+    service = app.state.service
+    service.writer_sessions = False
+    async with running(app):
+        messaging = service.messaging
+
+        async def with_session(tx: Transaction) -> None:
+            tx.session  # noqa: B018 - the access is what is refused
+        with pytest.raises(RuntimeError, match="no session"):
+            await messaging.run(with_session)
+
+        assert await messaging.run(writing("W1")) == "W1"
+        first = await messaging.writer_connection()
+        pid = first.get_server_pid()
+        # The server drops the writer's connection while it is idle.
+        killer = await asyncpg.connect(driver_url(service.engine))
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        await eventually(first.is_closed, timeout=5)
+        assert await messaging.run(writing("W2")) == "W2"
+        assert (await messaging.writer_connection()).get_server_pid() != pid
+        assert await noted(service) == {"W1", "W2"}
+
+
+async def test_confirmed_events_are_marked_sent_within_mark_seconds(common, auth) -> None:
+    from tests.conftest import bearer
+
+    app = create_app(common, bus=MemoryBus())
+    async with running(app) as client:
+        service = app.state.service
+        for call in ("M1", "M2", "M3"):
+            await client.post("/offers", json={"call_id": call, "from_number": "+861"},
+                              headers=bearer(auth, "switch"))
+        await eventually(lambda: len(service.seen) == 3)
+
+        async def all_marked() -> bool:
+            async with service.engine.connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                return await raw.fetchval(service.messaging.sql.pending) == 0
+        # Without anyone asking (pending_count would flush them), the marks land shortly
+        # after the confirms, in one statement.
+        await eventually(all_marked, timeout=5)
