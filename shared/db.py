@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,9 +39,53 @@ class Queries(Protocol):
 
     async def execute(self, sql: str, *args: Any) -> str: ...
 
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None: ...
 
-class Reader:
-    """Reads on one pooled asyncpg connection, outside any transaction."""
+
+class Row(Mapping[str, Any]):
+    """An asyncpg record read like SQLAlchemy's rows (``row.state``, ``row._asdict()``), so
+    code written against those reads prepared SQL's records unchanged."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._record.keys())
+
+    def __len__(self) -> int:
+        return len(self._record)
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(self._record.items())
+
+    @property
+    def _mapping(self) -> Row:
+        return self
+
+
+async def row(db: Queries, sql: str, *args: Any) -> Row | None:
+    record = await db.fetchrow(sql, *args)
+    return None if record is None else Row(record)
+
+
+async def rows(db: Queries, sql: str, *args: Any) -> list[Row]:
+    return [Row(record) for record in await db.fetch(sql, *args)]
+
+
+class Counted:
+    """An asyncpg connection whose statements are counted in :class:`DbStats` (each row of
+    an ``executemany`` is a statement the server runs)."""
 
     def __init__(self, conn: Any, stats: DbStats) -> None:
         self._conn = conn
@@ -59,6 +104,22 @@ class Reader:
         return await self._conn.fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> str:
+        self._stats.statement()
+        return str(await self._conn.execute(sql, *args))
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        if args:
+            self._stats.statement(len(args))
+            await self._conn.executemany(sql, args)
+
+
+class Reader(Counted):
+    """Reads on one pooled asyncpg connection, outside any transaction."""
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        raise RuntimeError("a reader does not write")
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
         raise RuntimeError("a reader does not write")
 
 

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.bus import Bus, Delivery
 from shared.clock import Clock
-from shared.db import DbStats, advisory_key, driver_url
+from shared.db import Counted, DbStats, advisory_key, driver_url
 from shared.envelope import Envelope
 from shared.events import EventData, validate_data
 
@@ -197,9 +197,12 @@ class Transaction:
     ``conn`` for prepared SQL on the same transaction), ``now``, the event that caused it,
     and what to emit or do once it commits. Inside a batch each handler gets its own."""
 
-    def __init__(self, unit: _Unit, cause: Envelope | None) -> None:
+    def __init__(self, unit: _Unit, cause: Envelope | None, *, as_it_goes: bool = True) -> None:
         self._unit = unit
         self.cause = cause
+        # SQL run as it goes (not staged): any statement may have written, so any statement
+        # counts as a change (the delivery is recorded in the inbox).
+        self._as_it_goes = as_it_goes
         self.now: datetime = unit.messaging.clock.now()
         self.staged: list[StagedEvent] = []
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
@@ -245,19 +248,28 @@ class Transaction:
         self._unit.messaging.stats.statement()
         return str(await (await self.connection()).execute(sql, *args))
 
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        if args:
+            self.changed = True
+            self._unit.messaging.stats.statement(len(args))
+            await (await self.connection()).executemany(sql, args)
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.changed = self.changed or self._as_it_goes
         self._unit.messaging.stats.statement()
         return list(await (await self.connection()).fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self.changed = self.changed or self._as_it_goes
         self._unit.messaging.stats.statement()
         return await (await self.connection()).fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.changed = self.changed or self._as_it_goes
         self._unit.messaging.stats.statement()
         return await (await self.connection()).fetchval(sql, *args)
 
-    def stage(self, key: str, flush: Callable[[asyncpg.Connection], Awaitable[None]], *,
+    def stage(self, key: str, flush: Callable[[Counted], Awaitable[None]], *,
               committed: Callable[[], None] | None = None,
               rolled_back: Callable[[], None] | None = None) -> None:
         """Have ``flush(conn)`` write a repository's changed state once for the whole unit
@@ -330,7 +342,7 @@ class _Unit:
         self._transaction: Any = None
         self.conn: asyncpg.Connection
         self.shared: dict[str, Any] = {}
-        self._hooks: dict[str, tuple[Callable[[asyncpg.Connection], Awaitable[None]],
+        self._hooks: dict[str, tuple[Callable[[Counted], Awaitable[None]],
                                      Callable[[], None] | None, Callable[[], None] | None]] = {}
 
     @property
@@ -341,7 +353,7 @@ class _Unit:
         if not self.opened:
             await self.open()
 
-    def stage(self, key: str, flush: Callable[[asyncpg.Connection], Awaitable[None]],
+    def stage(self, key: str, flush: Callable[[Counted], Awaitable[None]],
               committed: Callable[[], None] | None,
               rolled_back: Callable[[], None] | None) -> None:
         self._hooks.setdefault(key, (flush, committed, rolled_back))
@@ -391,8 +403,10 @@ class _Unit:
         if not self._hooks and not inbox and not staged:
             return []
         await self.ensure_open()
-        for flush, _, _ in self._hooks.values():
-            await flush(self.conn)
+        if self._hooks:
+            counted = Counted(self.conn, m.stats)
+            for flush, _, _ in self._hooks.values():
+                await flush(counted)
         if inbox:
             m.stats.statement()
             recorded = await self.conn.fetch(
@@ -833,7 +847,7 @@ class Messaging:
                 item.duplicate = True
 
     async def _run_item(self, unit: _Unit, item: _Item) -> None:
-        tx = item.tx = Transaction(unit, item.cause)
+        tx = item.tx = Transaction(unit, item.cause, as_it_goes=not item.staged)
         bound = {"event_type": item.cause.type, "event_id": item.cause.id,
                  "call_id": item.cause.correlationid} if item.cause else {}
         if not item.staged:

@@ -16,8 +16,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
+from shared.db import Queries
 from shared.messaging import Transaction
 
 from . import store
@@ -150,7 +149,7 @@ class Floor:
         """Write what the unit staged so far (before reading the tables back in it)."""
         dirty = tx.shared.get("acd.floor")
         if dirty is not None:
-            await self._write(dirty, await tx.connection())
+            await self._write(dirty, tx)
 
     def _dirty(self, tx: Transaction) -> dict[str, Any]:
         dirty: dict[str, Any] | None = tx.shared.get("acd.floor")
@@ -159,7 +158,7 @@ class Floor:
             tx.stage("acd.floor", lambda conn: self._write(dirty, conn))
         return dirty
 
-    async def _write(self, dirty: dict[str, Any], conn: asyncpg.Connection) -> None:
+    async def _write(self, dirty: dict[str, Any], conn: Queries) -> None:
         agents, entries, rows = dirty["agents"], dirty["entries"], dirty["rows"]
         if entries:
             await conn.executemany(store.SAVE_ENTRY, [store.entry_args(e)

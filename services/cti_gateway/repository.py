@@ -22,6 +22,7 @@ import asyncpg
 
 from services.cti_gateway.db import SCHEMA
 from services.cti_gateway.domain import Call, CallState, LegState
+from shared.db import Queries
 from shared.messaging import RedoUnit, Transaction
 
 # Column name -> the array type its values travel as in the batched write.
@@ -141,7 +142,7 @@ class Calls:
         touched: set[str] = tx.shared.setdefault("cti.touched", set())
         return touched
 
-    async def _write(self, tx: Transaction, conn: asyncpg.Connection) -> None:
+    async def _write(self, tx: Transaction, conn: Queries) -> None:
         if tx.shared.get("cti.poisoned"):
             raise StaleCall("a handler failed after changing a call: redo the batch")
         dirty: dict[str, Call] = tx.shared.get("cti.dirty", {})

@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from services.ivr_engine.domain import SessionState
+from shared.db import Queries
 from shared.messaging import RedoUnit, Transaction
 
 SCHEMA = "ivr"
@@ -100,7 +99,7 @@ class Sessions:
         touched: set[str] = tx.shared.setdefault("ivr.touched", set())
         return touched
 
-    async def _write(self, tx: Transaction, conn: asyncpg.Connection) -> None:
+    async def _write(self, tx: Transaction, conn: Queries) -> None:
         if tx.shared.get("ivr.poisoned"):
             raise StaleSession("a handler failed after changing a session: redo the batch")
         dirty: dict[str, tuple[SessionState, datetime]] = tx.shared.get("ivr.dirty", {})

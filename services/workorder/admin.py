@@ -60,7 +60,7 @@ async def replan_batch(tx: Transaction, rt: Runtime, actor: str, limit: int) -> 
     """Move up to ``limit`` open cases whose running clocks are on an older policy version to
     the latest one, keeping the time they have already run. Returns how many moved; cases
     another worker holds are left for the next batch."""
-    policy = await rt.sla_policy(tx.session)
+    policy = await rt.sla_policy(tx)
     o, c = db.orders, db.sla_clocks
     behind = select(c.c.order_id).where(c.c.state != "stopped",
                                         c.c.policy_version < policy.version)

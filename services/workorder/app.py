@@ -37,27 +37,37 @@ def _cancelling() -> bool:
 
 
 async def fire_one(service: Service, rt: Runtime, batch: int = 1) -> bool:
-    """Fire the earliest due SLA clocks (up to ``batch`` in one transaction), else the earliest
-    due callback task in its own."""
+    """Fire the earliest due SLA clocks (up to ``batch``), else the earliest due callback
+    task, in one transaction. False when nothing due was free to take."""
     async with service.transaction() as tx:
-        if await clocks.fire_due(tx, rt, TIMER_ACTOR, batch):
-            return True
-    async with service.transaction() as tx:
-        return await handlers.fire_one_callback(tx, rt)
+        return bool(await clocks.fire_due(tx, rt, TIMER_ACTOR, batch)
+                    or await handlers.fire_one_callback(tx, rt))
 
 
 async def fire_timers(service: Service, rt: Runtime, workers: int, batch: int
                       ) -> datetime | None:
-    """The timer's work: ``workers`` at once fire due rows until none is due (rows are taken
-    with SKIP LOCKED, so they never fire one twice); then the earliest deadline ahead."""
+    """The timer's work: fire what is due, then say when the next deadline is. Rows are taken
+    with SKIP LOCKED (never fired twice); a backlog left after the first round (a burst of
+    deadlines) is drained by ``workers`` at once. A look with nothing due is one read."""
+
+    async def earliest() -> datetime | None:
+        async with service.reader() as reader:
+            return await clocks.earliest_due(reader)
 
     async def drain() -> None:
         while await fire_one(service, rt, batch):
             pass
 
-    await asyncio.gather(*(drain() for _ in range(workers)))
-    async with service.sessions() as session:
-        return await clocks.earliest_due(session)
+    due = await earliest()
+    if due is None or due > service.now():
+        return due
+    if not await fire_one(service, rt, batch):
+        return due  # held by another unit of work: the timer looks again shortly
+    due = await earliest()
+    if due is not None and due <= service.now():
+        await asyncio.gather(*(drain() for _ in range(workers)))
+        due = await earliest()
+    return due
 
 
 def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = None,

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.workorder import db
+from services.workorder import db, journal
 from services.workorder.clocks import WORK_CLOCKS, Runtime
 from services.workorder.clocks import pause_clocks as _pause_clocks
 from services.workorder.clocks import rebudget_clocks as _rebudget_clocks
@@ -30,12 +30,16 @@ from services.workorder.domain.callbacks import Callback, CallbackAction, Callba
 from services.workorder.domain.orders import Order, OrderState, OrderType, Transition
 from services.workorder.domain.reports import callback_completion_rate
 from services.workorder.schemas import CustomerIn, DispatchIn, OrderIn, OutageIn
+from shared.db import Queries, Row
+from shared.db import row as fetch_row
+from shared.db import rows as fetch_rows
 from shared.errors import IllegalTransition, Invalid, NotFound
 from shared.messaging import Transaction
 
 log = structlog.get_logger(__name__)
 
 SYSTEM_ACTOR = "workorder"
+S = db.SCHEMA
 
 
 def _new_id(prefix: str) -> str:
@@ -122,22 +126,14 @@ async def lookup_with_outages(service: Any, number: str, now: datetime) -> dict[
     return found
 
 
-async def _first_number(session: AsyncSession, account: str | None) -> str | None:
-    if account is None:
-        return None
-    return (await session.execute(
-        select(db.customer_numbers.c.number).where(db.customer_numbers.c.account == account)
-        .order_by(db.customer_numbers.c.position).limit(1))).scalar()
-
-
 # -- outages --------------------------------------------------------------------------------
 
-def _outage_active(row: Row[Any], now: datetime) -> bool:
+def _outage_active(row: Any, now: datetime) -> bool:
     return (row.restored_at is None and row.start_at <= now
             and (row.restore_eta is None or now < row.restore_eta))
 
 
-def _outage_out(row: Row[Any], now: datetime) -> dict[str, Any]:
+def _outage_out(row: Any, now: datetime) -> dict[str, Any]:
     return {"outage_id": row.outage_id, "area": row.area, "type": row.type,
             "start": row.start_at, "restore_eta": row.restore_eta,
             "created_at": row.created_at, "active": _outage_active(row, now),
@@ -202,47 +198,86 @@ async def restore_outage(tx: Transaction, outage_id: str, reply: str | None, act
 
 # -- orders ---------------------------------------------------------------------------------
 
-def _order_of(row: Row[Any]) -> Order:
+def _order_of(row: Row) -> Order:
     return Order(order_id=row.order_id, type=OrderType(row.type), state=OrderState(row.state),
                  resolution=row.resolution, reply=row.reply, satisfaction=row.satisfaction,
                  department=row.department, owner=row.owner, dispatches=row.dispatches)
 
 
-def order_out(row: Row[Any]) -> dict[str, Any]:
+def order_out(row: Row | Any) -> dict[str, Any]:
     data = row._asdict()
     data["allowed_actions"] = od.allowed_actions(OrderState(row.state), OrderType(row.type))
     return data
 
 
-async def _lock_order(tx: Transaction, order_id: str) -> Row[Any]:
-    row = (await tx.session.execute(select(db.orders).where(db.orders.c.order_id == order_id)
-                                    .with_for_update())).first()
+LOCK_ORDER = f"SELECT * FROM {S}.orders WHERE order_id = $1 FOR UPDATE"
+
+# The domain's new state of the order; the dispatch may complete its details ($10-$12).
+
+
+SAVE_ORDER = f"""
+    UPDATE {S}.orders
+       SET state = $2::text, resolution = $3, reply = $4, satisfaction = $5,
+           department = $6, owner = $7, dispatches = $8, updated_at = $9,
+           area = coalesce($10, area), description = coalesce($11, description),
+           category = coalesce($12, category),
+           resolved_at = CASE WHEN $2::text = 'resolved' THEN $9 ELSE resolved_at END,
+           first_resolved_at = CASE WHEN $2::text = 'resolved' THEN coalesce(first_resolved_at, $9)
+                                    ELSE first_resolved_at END,
+           closed_at = CASE WHEN $2::text = 'closed' THEN $9 ELSE closed_at END
+     WHERE order_id = $1
+    RETURNING *"""
+
+
+async def _lock_order(tx: Transaction, order_id: str) -> Row:
+    row = await fetch_row(tx, LOCK_ORDER, order_id)
     if row is None:
         raise NotFound("order", order_id)
     return row
 
 
-async def _save_order(tx: Transaction, order: Order, step: Transition,
-                      **extra: Any) -> None:
-    values: dict[str, Any] = {"state": order.state.value, "resolution": order.resolution,
-                              "reply": order.reply, "satisfaction": order.satisfaction,
-                              "department": order.department, "owner": order.owner,
-                              "dispatches": order.dispatches, "updated_at": step.at, **extra}
-    if step.to_state is OrderState.RESOLVED:
-        values["resolved_at"] = step.at
-        values["first_resolved_at"] = func.coalesce(db.orders.c.first_resolved_at, step.at)
-    if step.to_state is OrderState.CLOSED:
-        values["closed_at"] = step.at
-    await tx.session.execute(update(db.orders).where(db.orders.c.order_id == order.order_id)
-                             .values(**values))
-    await _audit(tx, step)
+async def _save_order(tx: Transaction, order: Order, step: Transition, *,
+                      area: str | None = None, description: str | None = None,
+                      category: str | None = None) -> Row:
+    """Write the order's new state and its history step; the row as saved."""
+    saved = await fetch_row(tx, SAVE_ORDER, order.order_id, order.state.value, order.resolution,
+                            order.reply, order.satisfaction, order.department, order.owner,
+                            order.dispatches, step.at, area, description, category)
+    assert saved is not None, "the order was locked"
+    _audit(tx, step)
+    return saved
 
 
-async def _audit(tx: Transaction, step: Transition) -> None:
-    await tx.session.execute(db.order_history.insert().values(
-        order_id=step.order_id, action=step.action.value,
-        from_state=step.from_state.value if step.from_state else None,
-        to_state=step.to_state.value, actor=step.actor, reason=step.reason, at=step.at))
+def _audit(tx: Transaction, step: Transition) -> None:
+    journal.order_step(tx, step.order_id, step.action.value,
+                       step.from_state.value if step.from_state else None,
+                       step.to_state.value, step.actor, step.reason, step.at)
+
+
+EXISTING_ORDER = f"""
+    SELECT o.* FROM {S}.orders o
+     WHERE o.order_id = (SELECT m.order_id FROM (
+             SELECT 0 AS rank, order_id FROM {S}.orders WHERE idempotency_key = $1
+             UNION ALL
+             SELECT 1, order_id FROM {S}.orders WHERE call_id = $2 AND type = $3) m
+           ORDER BY m.rank LIMIT 1)"""
+
+# The order a repeated request joined the first time, with its reporter row.
+
+
+EXISTING_REPORT = f"""
+    SELECT o.*, r AS reporter_row
+      FROM {S}.order_reporters r JOIN {S}.orders o ON o.order_id = r.order_id
+     WHERE r.idempotency_key = $1 OR (r.call_id = $2 AND r.type = $3)
+     ORDER BY r.idempotency_key = $1 DESC NULLS LAST LIMIT 1"""
+
+
+def _request_keys(body: OrderIn) -> tuple[str | None, str | None, str | None] | None:
+    """What marks a row as made by this request: its idempotency key (which wins a tie: it
+    is the client's own word for "this request"), or its call and type."""
+    if body.idempotency_key is None and body.call_id is None:
+        return None
+    return body.idempotency_key, body.call_id, body.type.value
 
 
 async def _emit_ticket(tx: Transaction, event_type: str, data: dict[str, Any], *,
@@ -250,56 +285,70 @@ async def _emit_ticket(tx: Transaction, event_type: str, data: dict[str, Any], *
     await tx.emit(event_type, data, subject=f"ticket/{order_id}", correlationid=call_id)
 
 
-def _same_request(table: Any, body: OrderIn) -> list[Any]:
-    """What marks a row of ``table`` as made by this request: its idempotency key, or its
-    call and type."""
-    matches = []
-    if body.idempotency_key is not None:
-        matches.append(table.c.idempotency_key == body.idempotency_key)
-    if body.call_id is not None:
-        matches.append(and_(table.c.call_id == body.call_id, table.c.type == body.type.value))
-    return matches
+async def _existing_order(db_: Queries, body: OrderIn) -> Row | None:
+    keys = _request_keys(body)
+    return None if keys is None else await fetch_row(db_, EXISTING_ORDER, *keys)
 
 
-async def _existing_order(session: AsyncSession, body: OrderIn) -> Row[Any] | None:
-    t = db.orders
-    matches = _same_request(t, body)
-    if not matches:
-        return None
-    rows = (await session.execute(select(t).where(or_(*matches)))).all()
-    # The idempotency key is the client's own word for "this request"; it wins a tie.
-    for row in rows:
-        if body.idempotency_key is not None and row.idempotency_key == body.idempotency_key:
-            return row
-    return rows[0] if rows else None
-
-
-async def _existing_report(session: AsyncSession, body: OrderIn) -> dict[str, Any] | None:
+async def _existing_report(db_: Queries, body: OrderIn) -> dict[str, Any] | None:
     """The order a repeated request joined the first time, with its place on the list."""
-    r = db.order_reporters
-    matches = _same_request(r, body)
-    if not matches:
+    keys = _request_keys(body)
+    found = None if keys is None else await fetch_row(db_, EXISTING_REPORT, *keys)
+    if found is None:
         return None
-    reporter = (await session.execute(select(r).where(or_(*matches)).limit(1))).first()
-    if reporter is None:
-        return None
-    order = (await session.execute(select(db.orders)
-                                   .where(db.orders.c.order_id == reporter.order_id))).one()
-    return {**order_out(order), "linked": reporter._asdict()}
+    order = found._asdict()
+    linked = dict(order.pop("reporter_row").items())
+    order["allowed_actions"] = od.allowed_actions(OrderState(found.state), OrderType(found.type))
+    return {**order, "linked": linked}
 
 
-def _reporters_of(order_id: str) -> Any:
-    """The callers whose reports joined the order, in the order they joined."""
-    r = db.order_reporters
-    return select(r).where(r.c.order_id == order_id).order_by(r.c.linked_at, r.c.reporter_id)
-
-
-async def _start_work_round(tx: Transaction, rt: Runtime, order_id: str, actor: str) -> None:
+async def _start_work_round(tx: Transaction, rt: Runtime, order: Row, actor: str) -> None:
     """A new round of work (creation, reopen): the dispatch, arrival and resolution clocks."""
-    row = (await tx.session.execute(select(db.orders)
-                                    .where(db.orders.c.order_id == order_id))).one()
-    await _start_clocks(tx, rt, row, ("dispatch", "arrival", "resolution"),
-                        round_=row.resolution + 1, actor=actor)
+    await _start_clocks(tx, rt, order, ("dispatch", "arrival", "resolution"),
+                        round_=order.resolution + 1, actor=actor)
+
+
+CUSTOMER_CONTACT = f"""
+    SELECT c.area, (SELECT n.number FROM {S}.customer_numbers n WHERE n.account = c.account
+                     ORDER BY n.position LIMIT 1) AS first_number
+      FROM {S}.customers c WHERE c.account = $1"""
+
+
+LINK_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+
+IVR_PATH = f"SELECT ivr_path::text FROM {S}.call_contexts WHERE call_id = $1"
+
+# JSON goes in as text, whatever codec the connection has for jsonb.
+
+
+INSERT_ORDER = f"""
+    INSERT INTO {S}.orders (order_id, type, state, call_id, customer_account, contact_number,
+                            area, description, category, idempotency_key, resolution,
+                            created_by, created_at, updated_at, priority, address, ivr_path,
+                            flags, outage_id, abandoned_call_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15,
+            $16::text::jsonb, '[]'::jsonb, $17, $18)
+    ON CONFLICT DO NOTHING
+    RETURNING *"""
+
+
+OUTAGE_ORDER = f"UPDATE {S}.outages SET order_id = $2 WHERE outage_id = $1"
+
+
+async def _insert_order(tx: Transaction, order: Order, *, actor: str, call_id: str | None,
+                        account: str | None, contact_number: str | None, area: str | None,
+                        description: str | None, category: str | None,
+                        idempotency_key: str | None = None, priority: str = "normal",
+                        address: str | None = None, ivr_path: str | None = None,
+                        outage_id: str | None = None,
+                        abandoned_call_id: str | None = None) -> Row | None:
+    """The new order's row; None when a twin (same call and type, idempotency key or
+    abandoned call) is already there."""
+    return await fetch_row(
+        tx, INSERT_ORDER, order.order_id, order.type.value, order.state.value, call_id, account,
+        contact_number, area, description, category, idempotency_key, order.resolution, actor,
+        tx.now, priority, address, ivr_path, outage_id, abandoned_call_id)
 
 
 async def create_order(tx: Transaction, body: OrderIn, actor: str,
@@ -307,98 +356,96 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
     """Return (order, created). A repeated request gets the order it created (or joined) the
     first time; a repair of a fault already reported joins that order (``linked``)."""
     od.require_contact(body.customer_account, body.contact_number)
-    existing = await _existing_order(tx.session, body)
+    existing = await _existing_order(tx, body)
     if existing is not None:
         return order_out(existing), False
-    joined = await _existing_report(tx.session, body)
+    joined = await _existing_report(tx, body)
     if joined is not None:
         return joined, False
     area = body.area
     if body.customer_account is not None:
-        customer = (await tx.session.execute(
-            select(db.customers.c.area)
-            .where(db.customers.c.account == body.customer_account))).first()
+        customer = await fetch_row(tx, CUSTOMER_CONTACT, body.customer_account)
         if customer is None:
             raise Invalid("customer_account", f"unknown customer_account {body.customer_account!r}")
         area = area or customer.area
-        if body.contact_number is None and await _first_number(tx.session,
-                                                                body.customer_account) is None:
+        if body.contact_number is None and customer.first_number is None:
             raise Invalid("contact_number", f"customer {body.customer_account!r} has no number "
                           "on file to call back; give a contact_number")
     outage_id: str | None = None
     if area is not None and body.type in od.LINKABLE_TYPES and not body.standalone:
         # Reports from one area are decided one at a time, so a burst of calls about the
         # same fault cannot open two orders side by side.
-        await tx.session.execute(select(func.pg_advisory_xact_lock(
-            func.hashtext(f"workorder.link:{body.type.value}:{area}"))))
+        await tx.execute(LINK_LOCK, f"workorder.link:{body.type.value}:{area}")
         active_outages = await _active_outages(tx, area)
-        joined = await _existing_report(tx.session, body) or await _link_report(
+        joined = await _existing_report(tx, body) or await _link_report(
             tx, body, area, active_outages, actor)
         if joined is not None:
             return joined, False
         # Nothing open to join: if the area has an active outage, this is its order now.
         outage_id = active_outages[0] if active_outages else None
-    ivr_path = body.ivr_path
+    ivr_path = None if body.ivr_path is None else json.dumps(body.ivr_path)
     if ivr_path is None and body.call_id is not None:
-        ivr_path = await _ivr_path(tx.session, body.call_id)
-    now = tx.now
-    order, step = od.create(_new_id("WO"), body.type, now=now, actor=actor)
-    inserted = (await tx.session.execute(
-        insert(db.orders).values(
-            order_id=order.order_id, type=order.type.value, state=order.state.value,
-            call_id=body.call_id, customer_account=body.customer_account,
-            contact_number=body.contact_number, area=area, description=body.description,
-            category=body.category, idempotency_key=body.idempotency_key,
-            resolution=order.resolution, created_by=actor, created_at=now, updated_at=now,
-            priority=body.priority, address=body.address, ivr_path=ivr_path, flags=[],
-            outage_id=outage_id)
-        # A concurrent twin committed first: its row is the answer, not a 500.
-        .on_conflict_do_nothing().returning(db.orders.c.order_id))).first()
+        ivr_path = await tx.fetchval(IVR_PATH, body.call_id)
+    order, step = od.create(_new_id("WO"), body.type, now=tx.now, actor=actor)
+    inserted = await _insert_order(
+        tx, order, actor=actor, call_id=body.call_id, account=body.customer_account,
+        contact_number=body.contact_number, area=area, description=body.description,
+        category=body.category, idempotency_key=body.idempotency_key, priority=body.priority,
+        address=body.address, ivr_path=ivr_path, outage_id=outage_id)
     if inserted is None:
-        existing = await _existing_order(tx.session, body)
+        # A concurrent twin committed first: its row is the answer, not a 500.
+        existing = await _existing_order(tx, body)
         if existing is None:
             raise RuntimeError("order insert conflicted but no existing order matches")
         return order_out(existing), False
     if outage_id is not None:
-        await tx.session.execute(update(db.outages).where(db.outages.c.outage_id == outage_id)
-                                 .values(order_id=order.order_id))
-    await _audit(tx, step)
+        await tx.execute(OUTAGE_ORDER, outage_id, order.order_id)
+    _audit(tx, step)
     await _emit_ticket(tx, "workorder.ticket.created", {
         "order_id": order.order_id, "type": order.type.value, "call_id": body.call_id,
         "customer_account": body.customer_account, "area": area, "outage_id": outage_id,
     }, order_id=order.order_id, call_id=body.call_id)
-    await _start_work_round(tx, rt, order.order_id, actor)
+    await _start_work_round(tx, rt, inserted, actor)
     if order.type is OrderType.COMPLAINT and body.customer_account is not None:
-        await _check_repeat_complaint(tx, rt, order.order_id, body.customer_account,
-                                      body.call_id, actor)
-    row = (await tx.session.execute(select(db.orders)
-                                    .where(db.orders.c.order_id == order.order_id))).one()
-    return order_out(row), True
+        inserted = await _check_repeat_complaint(tx, rt, inserted, body.customer_account,
+                                                 body.call_id, actor)
+    return order_out(inserted), True
 
 
-async def _ivr_path(session: AsyncSession, call_id: str) -> list[str] | None:
-    return (await session.execute(select(db.call_contexts.c.ivr_path)
-                                  .where(db.call_contexts.c.call_id == call_id))).scalar()
+ACTIVE_OUTAGES = f"""
+    SELECT outage_id FROM {S}.outages
+     WHERE area = $1 AND restored_at IS NULL AND start_at <= $2
+       AND (restore_eta IS NULL OR restore_eta > $2)
+     ORDER BY start_at, outage_id FOR UPDATE"""
 
 
 async def _active_outages(tx: Transaction, area: str) -> list[str]:
     """The area's active outages, oldest first, locked: a new order may become one's order."""
-    t = db.outages
-    return list((await tx.session.execute(
-        select(t.c.outage_id).where(t.c.area == area, _outage_active_clause(tx.now))
-        .order_by(t.c.start_at, t.c.outage_id).with_for_update())).scalars())
+    return [r["outage_id"] for r in await tx.fetch(ACTIVE_OUTAGES, area, tx.now)]
+
+
+LINK_CANDIDATES = f"""
+    SELECT order_id, state, outage_id FROM {S}.orders
+     WHERE area = $1 AND type = $2 AND state = ANY($3::text[])
+     ORDER BY created_at, order_id"""
+
+
+INSERT_REPORTER = f"""
+    INSERT INTO {S}.order_reporters (reporter_id, order_id, type, call_id, customer_account,
+                                     contact_number, description, idempotency_key, reason,
+                                     linked_by, linked_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
+
+
+LINKABLE = [s.value for s in od.LINKABLE_STATES]
 
 
 async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages: list[str],
                        actor: str) -> dict[str, Any] | None:
     """Join the report to the open order for the same fault, if there is one."""
-    o = db.orders
-    candidates = [od.LinkCandidate(row.order_id, OrderState(row.state), row.outage_id)
-                  for row in (await tx.session.execute(
-                      select(o.c.order_id, o.c.state, o.c.outage_id)
-                      .where(o.c.area == area, o.c.type == body.type.value,
-                             o.c.state.in_([s.value for s in od.LINKABLE_STATES]))
-                      .order_by(o.c.created_at, o.c.order_id))).all()]
+    candidates = [od.LinkCandidate(r.order_id, OrderState(r.state), r.outage_id)
+                  for r in await fetch_rows(tx, LINK_CANDIDATES, area, body.type.value,
+                                            LINKABLE)]
     target = od.link_target(body.type, candidates, active_outages)
     if target is None:
         return None
@@ -409,44 +456,48 @@ async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages
     step = od.link(_order_of(order_row), f"{reason}: call {body.call_id or '-'} joins",
                    now=tx.now, actor=actor)
     reporter_id = _new_id("RP")
-    await tx.session.execute(db.order_reporters.insert().values(
-        reporter_id=reporter_id, order_id=candidate.order_id, type=body.type.value,
-        call_id=body.call_id, customer_account=body.customer_account,
-        contact_number=body.contact_number, description=body.description,
-        idempotency_key=body.idempotency_key, reason=reason, linked_by=actor,
-        linked_at=tx.now))
-    await _audit(tx, step)
+    await tx.execute(INSERT_REPORTER, reporter_id, candidate.order_id, body.type.value,
+                     body.call_id, body.customer_account, body.contact_number,
+                     body.description, body.idempotency_key, reason, actor, tx.now)
+    _audit(tx, step)
     await _emit_ticket(tx, "workorder.ticket.linked", {
         "order_id": candidate.order_id, "reporter_id": reporter_id, "call_id": body.call_id,
         "customer_account": body.customer_account, "reason": reason,
         "outage_id": candidate.outage_id if reason == "outage" else None,
     }, order_id=candidate.order_id, call_id=body.call_id)
-    return await _existing_report(tx.session, body)
+    return await _existing_report(tx, body)
 
 
-async def _check_repeat_complaint(tx: Transaction, rt: Runtime, order_id: str, account: str,
-                                  call_id: str | None, actor: str) -> None:
-    t = db.orders
+EARLIER_COMPLAINTS = f"""
+    SELECT order_id FROM {S}.orders
+     WHERE customer_account = $1 AND type = 'complaint' AND order_id <> $2 AND created_at >= $3
+     ORDER BY created_at"""
+
+
+FLAG_REPEAT = f"""
+    UPDATE {S}.orders SET flags = flags || '["repeat_complaint"]'::jsonb, priority = 'urgent'
+     WHERE order_id = $1 RETURNING *"""
+
+
+async def _check_repeat_complaint(tx: Transaction, rt: Runtime, order: Row, account: str,
+                                  call_id: str | None, actor: str) -> Row:
+    """The order as it stands after the check (flagged and urgent for a repeat)."""
     since = tx.now - timedelta(days=rt.repeat_complaint_days)
-    earlier = list((await tx.session.execute(
-        select(t.c.order_id).where(t.c.customer_account == account,
-                                   t.c.type == OrderType.COMPLAINT.value,
-                                   t.c.order_id != order_id, t.c.created_at >= since)
-        .order_by(t.c.created_at))).scalars())
+    earlier = [r["order_id"] for r in await tx.fetch(EARLIER_COMPLAINTS, account,
+                                                      order.order_id, since)]
     if not od.is_repeat_complaint(OrderType.COMPLAINT, len(earlier)):
-        return
-    row = (await tx.session.execute(select(t).where(t.c.order_id == order_id))).one()
-    await tx.session.execute(update(t).where(t.c.order_id == order_id).values(
-        flags=[*row.flags, "repeat_complaint"], priority="urgent"))
+        return order
+    flagged = await fetch_row(tx, FLAG_REPEAT, order.order_id)
+    assert flagged is not None
     await _emit_ticket(tx, "workorder.ticket.flagged", {
-        "order_id": order_id, "flag": "repeat_complaint", "related_order_ids": earlier,
-    }, order_id=order_id, call_id=call_id)
+        "order_id": order.order_id, "flag": "repeat_complaint", "related_order_ids": earlier,
+    }, order_id=order.order_id, call_id=call_id)
     await _emit_ticket(tx, "workorder.sla.escalated", {
-        "order_id": order_id, "level": 1, "level_name": "repeat_complaint",
-        "reason": "repeat_complaint"}, order_id=order_id, call_id=call_id)
+        "order_id": order.order_id, "level": 1, "level_name": "repeat_complaint",
+        "reason": "repeat_complaint"}, order_id=order.order_id, call_id=call_id)
     # A repeat complainant is urgent: the running clocks take the urgent budgets.
-    fresh = (await tx.session.execute(select(t).where(t.c.order_id == order_id))).one()
-    await _rebudget_clocks(tx, rt, fresh, "urgent", actor=actor, reason="repeat_complaint")
+    await _rebudget_clocks(tx, rt, flagged, "urgent", actor=actor, reason="repeat_complaint")
+    return flagged
 
 
 async def dispatch_order(tx: Transaction, order_id: str, body: DispatchIn, actor: str,
@@ -458,12 +509,10 @@ async def dispatch_order(tx: Transaction, order_id: str, body: DispatchIn, actor
     od.require_for_dispatch(OrderType(row.type), details)
     order, step = od.dispatch(_order_of(row), body.department, now=tx.now, actor=actor,
                               reason=body.reason)
-    await _save_order(tx, order, step, area=details["area"], description=details["description"],
-                      category=details["category"])
+    saved = await _save_order(tx, order, step, **details)
     await _stop_clocks(tx, rt, order_id, ("dispatch", "acceptance"), actor=actor,
                        reason=f"dispatched to {body.department}")
-    fresh = await _lock_order(tx, order_id)
-    await _start_clocks(tx, rt, fresh, ("acceptance",), round_=order.resolution + 1, actor=actor)
+    await _start_clocks(tx, rt, saved, ("acceptance",), round_=order.resolution + 1, actor=actor)
     await _emit_ticket(tx, "workorder.ticket.dispatched", {
         "order_id": order_id, "department": body.department, "dispatches": order.dispatches,
         "reason": body.reason}, order_id=order_id, call_id=row.call_id)
@@ -494,11 +543,10 @@ async def transfer_order(tx: Transaction, order_id: str, department: str, reason
                          actor: str, rt: Runtime) -> None:
     row = await _lock_order(tx, order_id)
     order, step = od.transfer(_order_of(row), department, reason, now=tx.now, actor=actor)
-    await _save_order(tx, order, step)
+    saved = await _save_order(tx, order, step)
     await _stop_clocks(tx, rt, order_id, ("acceptance",), actor=actor,
                        reason=f"transferred to {department}")
-    fresh = await _lock_order(tx, order_id)
-    await _start_clocks(tx, rt, fresh, ("acceptance",), round_=order.resolution + 1, actor=actor)
+    await _start_clocks(tx, rt, saved, ("acceptance",), round_=order.resolution + 1, actor=actor)
     await _emit_ticket(tx, "workorder.ticket.transferred", {
         "order_id": order_id, "from_department": row.department, "to_department": department,
         "reason": reason}, order_id=order_id, call_id=row.call_id)
@@ -508,10 +556,13 @@ async def reopen_order(tx: Transaction, order_id: str, reason: str, actor: str,
                        rt: Runtime) -> None:
     row = await _lock_order(tx, order_id)
     order, step = od.reopen_closed(_order_of(row), reason, now=tx.now, actor=actor)
-    await _save_order(tx, order, step)
+    saved = await _save_order(tx, order, step)
     await _emit_ticket(tx, "workorder.ticket.reopened", {"order_id": order_id, "reason": reason},
                        order_id=order_id, call_id=row.call_id)
-    await _start_work_round(tx, rt, order_id, actor)
+    await _start_work_round(tx, rt, saved, actor)
+
+
+SET_PRIORITY = f"UPDATE {S}.orders SET priority = $2, updated_at = $3 WHERE order_id = $1"
 
 
 async def pause_order(tx: Transaction, order_id: str, reason: str, actor: str,
@@ -533,8 +584,7 @@ async def change_priority(tx: Transaction, order_id: str, priority: str, reason:
     row = await _lock_order(tx, order_id)
     if row.priority == priority:
         return
-    await tx.session.execute(update(db.orders).where(db.orders.c.order_id == order_id)
-                             .values(priority=priority, updated_at=tx.now))
+    await tx.execute(SET_PRIORITY, order_id, priority, tx.now)
     await _rebudget_clocks(tx, rt, row, priority, actor=actor,
                            reason=reason or f"priority {row.priority} -> {priority}")
     await _emit_ticket(tx, "workorder.ticket.priority_changed", {
@@ -542,12 +592,34 @@ async def change_priority(tx: Transaction, order_id: str, priority: str, reason:
     }, order_id=order_id, call_id=row.call_id)
 
 
+RESTORE_OUTAGE_OF_ORDER = f"""
+    UPDATE {S}.outages SET restored_at = $2, restored_by = $3
+     WHERE outage_id = $1 AND restored_at IS NULL"""
+
+# Whom a resolution owes a callback: the reporters, and each party's latest outcome.
+
+
+CALLBACK_PARTIES = f"""
+    SELECT ARRAY(SELECT reporter_id FROM {S}.order_reporters WHERE order_id = $1
+                  ORDER BY linked_at, reporter_id) AS reporters,
+           ARRAY(SELECT ROW(reporter_id, outcome) FROM {S}.callbacks WHERE order_id = $1
+                  ORDER BY resolution DESC) AS outcomes"""
+
+
+INSERT_CALLBACK = f"""
+    INSERT INTO {S}.callbacks (callback_id, order_id, resolution, state, attempts,
+                               max_attempts, due_at, created_at, reporter_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    ON CONFLICT ON CONSTRAINT uq_callbacks_order_resolution_party DO NOTHING
+    RETURNING callback_id"""
+
+
 async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
                         rt: Runtime) -> None:
     row = await _lock_order(tx, order_id)
     now = tx.now
     order, step = od.resolve(_order_of(row), reply, now=now, actor=actor)
-    await _save_order(tx, order, step)
+    saved = await _save_order(tx, order, step)
     await _stop_clocks(tx, rt, order_id, WORK_CLOCKS, actor=actor, reason="resolved")
     await _emit_ticket(tx, "workorder.ticket.resolved", {
         "order_id": order.order_id, "resolution": order.resolution, "reply": reply,
@@ -562,71 +634,81 @@ async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
         return
     if row.outage_id is not None:
         # The repair is done, so is the outage: later calls from the area are news.
-        await tx.session.execute(
-            update(db.outages).where(db.outages.c.outage_id == row.outage_id,
-                                     db.outages.c.restored_at.is_(None))
-            .values(restored_at=now, restored_by=actor))
-    fresh = await _lock_order(tx, order_id)
-    await _start_clocks(tx, rt, fresh, ("reply",), round_=order.resolution, actor=actor)
+        await tx.execute(RESTORE_OUTAGE_OF_ORDER, row.outage_id, now, actor)
+    await _start_clocks(tx, rt, saved, ("reply",), round_=order.resolution, actor=actor)
     # The callers who reported the fault are owed the callback, one task each: the order's
     # own caller and every linked reporter (on a re-resolution, those not yet content).
-    reporters = (await tx.session.execute(_reporters_of(order_id))).all()
-    c = db.callbacks
-    latest_first = (await tx.session.execute(
-        select(c.c.reporter_id, c.c.outcome).where(c.c.order_id == order_id)
-        .order_by(c.c.resolution.desc()))).all()
+    parties = await fetch_row(tx, CALLBACK_PARTIES, order_id)
+    assert parties is not None
     last_outcome: dict[str | None, str | None] = {}
-    for earlier in latest_first:
-        last_outcome.setdefault(earlier.reporter_id, earlier.outcome)
-    owed = od.owed_callbacks([None, *(r.reporter_id for r in reporters)], last_outcome)
+    for reporter_id, outcome in parties.outcomes:
+        last_outcome.setdefault(reporter_id, outcome)
+    owed = od.owed_callbacks([None, *parties.reporters], last_outcome)
     for position, reporter_id in enumerate(owed):
         callback = cbd.schedule(_new_id("CB"), order.order_id, order.resolution, now=now,
                                 policy=rt.callback_policy, position=position)
         # The order row lock serializes resolutions; the unique key is the backstop.
-        inserted = (await tx.session.execute(insert(db.callbacks).values(
-            callback_id=callback.callback_id, order_id=callback.order_id,
-            resolution=callback.resolution, state=callback.state.value,
-            attempts=callback.attempts, max_attempts=callback.max_attempts,
-            due_at=callback.due_at, created_at=now, reporter_id=reporter_id,
-        ).on_conflict_do_nothing(constraint="uq_callbacks_order_resolution_party")
-            .returning(db.callbacks.c.callback_id))).first()
+        inserted = await tx.fetchval(
+            INSERT_CALLBACK, callback.callback_id, callback.order_id, callback.resolution,
+            callback.state.value, callback.attempts, callback.max_attempts, callback.due_at,
+            now, reporter_id)
         if inserted is not None:
             rt.woken_after_commit(tx, callback.due_at)
-            await _start_clocks(tx, rt, fresh, ("callback",), round_=order.resolution,
+            await _start_clocks(tx, rt, saved, ("callback",), round_=order.resolution,
                                 actor=actor, callback_id=callback.callback_id)
 
 
-async def order_detail(session: AsyncSession, order_id: str, rt: Runtime | None = None,
-                       now: datetime | None = None) -> dict[str, Any]:
+ORDER_DETAIL = f"""
+    SELECT o.*,
+           ARRAY(SELECT h FROM {S}.order_history h WHERE h.order_id = o.order_id
+                  ORDER BY h.id) AS detail_history,
+           ARRAY(SELECT r.recording_id FROM {S}.recordings r
+                  WHERE o.call_id IS NOT NULL AND r.call_id = o.call_id
+                  ORDER BY r.stored_at) AS detail_recordings,
+           ARRAY(SELECT c FROM {S}.sla_clocks c WHERE c.order_id = o.order_id
+                  ORDER BY c.clock_id) AS detail_clocks,
+           ARRAY(SELECT ch FROM {S}.clock_history ch WHERE ch.order_id = o.order_id
+                  ORDER BY ch.id) AS detail_clock_history,
+           ARRAY(SELECT r FROM {S}.order_reporters r WHERE r.order_id = o.order_id
+                  ORDER BY r.linked_at, r.reporter_id) AS detail_reporters,
+           ARRAY(SELECT cb FROM {S}.callbacks cb WHERE cb.order_id = o.order_id
+                  ORDER BY cb.created_at, cb.order_id, cb.resolution) AS detail_callbacks,
+           ARRAY(SELECT a FROM {S}.callback_attempts a JOIN {S}.callbacks cb
+                           ON cb.callback_id = a.callback_id
+                  WHERE cb.order_id = o.order_id
+                  ORDER BY a.callback_id, a.attempt) AS detail_attempts
+      FROM {S}.orders o WHERE o.order_id = $1"""
+
+
+def _records(values: Sequence[Any]) -> list[dict[str, Any]]:
+    return [dict(value.items()) for value in values]
+
+
+def _with_attempts(callbacks: list[dict[str, Any]], attempts: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    log_of: dict[str, list[dict[str, Any]]] = {c["callback_id"]: [] for c in callbacks}
+    for attempt in attempts:
+        log_of[attempt["callback_id"]].append(attempt)
+    return [{**c, "attempt_log": log_of[c["callback_id"]]} for c in callbacks]
+
+
+async def order_detail(db_: Queries, order_id: str, rt: Runtime, now: datetime
+                       ) -> dict[str, Any]:
     from services.workorder.clocks import clock_view
 
-    row = (await session.execute(select(db.orders)
-                                 .where(db.orders.c.order_id == order_id))).first()
-    if row is None:
+    found = await fetch_row(db_, ORDER_DETAIL, order_id)
+    if found is None:
         raise NotFound("order", order_id)
-    history = (await session.execute(
-        select(db.order_history).where(db.order_history.c.order_id == order_id)
-        .order_by(db.order_history.c.id))).all()
-    recordings: Sequence[str] = []
-    if row.call_id is not None:
-        recordings = (await session.execute(
-            select(db.recordings.c.recording_id).where(db.recordings.c.call_id == row.call_id)
-            .order_by(db.recordings.c.stored_at))).scalars().all()
-    clocks: list[dict[str, Any]] = []
-    clock_log: list[dict[str, Any]] = []
-    if rt is not None and now is not None:
-        clock_rows = (await session.execute(
-            select(db.sla_clocks).where(db.sla_clocks.c.order_id == order_id)
-            .order_by(db.sla_clocks.c.clock_id))).all()
-        clocks = [clock_view(c, now, rt.calendar) for c in clock_rows]
-        clock_log = [h._asdict() for h in (await session.execute(
-            select(db.clock_history).where(db.clock_history.c.order_id == order_id)
-            .order_by(db.clock_history.c.id))).all()]
-    reporters = (await session.execute(_reporters_of(order_id))).all()
-    return {**order_out(row), "history": [h._asdict() for h in history],
-            "reporters": [r._asdict() for r in reporters],
-            "callbacks": await list_callbacks(session, order_id=order_id, state=None),
-            "recording_ids": list(recordings), "clocks": clocks, "clock_history": clock_log}
+    order = found._asdict()
+    parts = {key: order.pop(key) for key in list(order) if key.startswith("detail_")}
+    order["allowed_actions"] = od.allowed_actions(OrderState(found.state), OrderType(found.type))
+    return {**order, "history": _records(parts["detail_history"]),
+            "reporters": _records(parts["detail_reporters"]),
+            "callbacks": _with_attempts(_records(parts["detail_callbacks"]),
+                                        _records(parts["detail_attempts"])),
+            "recording_ids": list(parts["detail_recordings"]),
+            "clocks": [clock_view(Row(c), now, rt.calendar) for c in parts["detail_clocks"]],
+            "clock_history": _records(parts["detail_clock_history"])}
 
 
 async def list_orders(session: AsyncSession, *, call_id: str | None, state: OrderState | None,
@@ -661,7 +743,7 @@ async def list_orders(session: AsyncSession, *, call_id: str | None, state: Orde
 
 # -- callbacks ------------------------------------------------------------------------------
 
-def _callback_of(row: Row[Any]) -> Callback:
+def _callback_of(row: Row) -> Callback:
     return Callback(callback_id=row.callback_id, order_id=row.order_id,
                     resolution=row.resolution, max_attempts=row.max_attempts,
                     state=CallbackState(row.state), attempts=row.attempts, due_at=row.due_at,
@@ -669,67 +751,64 @@ def _callback_of(row: Row[Any]) -> Callback:
                     last_failure=row.last_failure, completed_at=row.completed_at)
 
 
-async def list_callbacks(session: AsyncSession, *, order_id: str | None,
-                         state: CallbackState | None, limit: int = 1000,
-                         order_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    t = db.callbacks
-    query = select(t).order_by(t.c.created_at, t.c.order_id, t.c.resolution).limit(limit)
-    if order_id is not None:
-        query = query.where(t.c.order_id == order_id)
-    if order_ids is not None:
-        query = query.where(t.c.order_id.in_(order_ids))
-    if state is not None:
-        query = query.where(t.c.state == state.value)
-    rows = (await session.execute(query)).all()
-    attempts: dict[str, list[dict[str, Any]]] = {row.callback_id: [] for row in rows}
-    if rows:
-        a = db.callback_attempts
-        for attempt in (await session.execute(
-                select(a).where(a.c.callback_id.in_(list(attempts)))
-                .order_by(a.c.callback_id, a.c.attempt))).all():
-            attempts[attempt.callback_id].append(attempt._asdict())
-    return [{**row._asdict(), "attempt_log": attempts[row.callback_id]} for row in rows]
+LIST_CALLBACKS = f"""
+    SELECT cb.*, ARRAY(SELECT a FROM {S}.callback_attempts a
+                        WHERE a.callback_id = cb.callback_id ORDER BY a.attempt) AS attempt_log
+      FROM {S}.callbacks cb
+     WHERE ($1::text IS NULL OR cb.order_id = $1)
+       AND ($2::text[] IS NULL OR cb.order_id = ANY($2::text[]))
+       AND ($3::text IS NULL OR cb.state = $3)
+     ORDER BY cb.created_at, cb.order_id, cb.resolution LIMIT $4"""
+
+
+async def list_callbacks(db_: Queries, *, order_id: str | None, state: CallbackState | None,
+                         limit: int = 1000, order_ids: list[str] | None = None
+                         ) -> list[dict[str, Any]]:
+    return [{**found._asdict(), "attempt_log": _records(found.attempt_log)}
+            for found in await fetch_rows(db_, LIST_CALLBACKS, order_id, order_ids,
+                                          None if state is None else state.value, limit)]
+
+
+SAVE_CALLBACK = f"""
+    UPDATE {S}.callbacks
+       SET state = $2, attempts = $3, due_at = $4, satisfaction = $5, outcome = $6,
+           last_failure = $7, completed_at = $8
+     WHERE callback_id = $1"""
+
+
+END_ATTEMPT = f"""
+    UPDATE {S}.callback_attempts SET ended_at = $3, result = $4
+     WHERE callback_id = $1 AND attempt = $2"""
 
 
 async def _save_callback(tx: Transaction, callback: Callback) -> None:
-    await tx.session.execute(update(db.callbacks)
-                             .where(db.callbacks.c.callback_id == callback.callback_id)
-                             .values(state=callback.state.value, attempts=callback.attempts,
-                                     due_at=callback.due_at, satisfaction=callback.satisfaction,
-                                     outcome=callback.outcome, last_failure=callback.last_failure,
-                                     completed_at=callback.completed_at))
+    await tx.execute(SAVE_CALLBACK, callback.callback_id, callback.state.value,
+                     callback.attempts, callback.due_at, callback.satisfaction,
+                     callback.outcome, callback.last_failure, callback.completed_at)
 
 
 async def _end_attempt(tx: Transaction, callback_id: str, attempt: int, result: str) -> None:
-    a = db.callback_attempts
-    await tx.session.execute(update(a).where(a.c.callback_id == callback_id,
-                                             a.c.attempt == attempt)
-                             .values(ended_at=tx.now, result=result))
+    await tx.execute(END_ATTEMPT, callback_id, attempt, tx.now, result)
+
+
+DUE_CALLBACK = f"""
+    SELECT * FROM {S}.callbacks WHERE state IN ('pending', 'dialing') AND due_at <= $1
+     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
 
 
 async def fire_one_callback(tx: Transaction, rt: Runtime) -> bool:
     """Take the earliest due callback task nobody else holds; dial it, defer it, or time its
     attempt out. False when none is due."""
-    t = db.callbacks
-    row = (await tx.session.execute(
-        select(t).where(t.c.state.in_([s.value for s in cbd.ACTIVE_STATES]),
-                        t.c.due_at <= tx.now)
-        .order_by(t.c.due_at).limit(1).with_for_update(skip_locked=True))).first()
-    if row is None:
+    found = await fetch_row(tx, DUE_CALLBACK, tx.now)
+    if found is None:
         return False
-    await _fire_callback(tx, _callback_of(row), rt)
+    await _fire_callback(tx, _callback_of(found), rt)
     return True
 
 
-async def fire_callback_timer(tx: Transaction, callback_id: str, rt: Runtime) -> bool:
-    """Fire one named task if it is due. False when another worker holds it or it is not due."""
-    row = (await tx.session.execute(
-        select(db.callbacks).where(db.callbacks.c.callback_id == callback_id)
-        .with_for_update(skip_locked=True))).first()
-    if row is None or not cbd.is_due(_callback_of(row), tx.now):
-        return False
-    await _fire_callback(tx, _callback_of(row), rt)
-    return True
+ATTEMPTS_TODAY = f"""
+    SELECT count(*) FROM {S}.callback_attempts
+     WHERE to_number = $1 AND requested_at >= $2 AND requested_at < $3"""
 
 
 async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None:
@@ -749,19 +828,20 @@ async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None
 
 
 async def _attempts_today(tx: Transaction, number: str, rt: Runtime) -> int:
-    a = db.callback_attempts
     start, end = dialing.local_day_bounds(tx.now, rt.calendar)
-    return int((await tx.session.execute(
-        select(func.count()).select_from(a).where(a.c.to_number == number,
-                                                  a.c.requested_at >= start,
-                                                  a.c.requested_at < end))).scalar_one())
+    return int(await tx.fetchval(ATTEMPTS_TODAY, number, start, end))
+
+
+INSERT_ATTEMPT = f"""
+    INSERT INTO {S}.callback_attempts (callback_id, attempt, request_id, to_number,
+                                       requested_at)
+    VALUES ($1, $2, $3, $4, $5)"""
 
 
 async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     order_row = await _lock_order(tx, pending.order_id)
     now = tx.now
-    to_number, reported_call_id = await _callback_party(tx.session, pending.callback_id,
-                                                        order_row)
+    to_number, reported_call_id = await _callback_party(tx, pending.callback_id)
     order = _order_of(order_row)
     if order.state is OrderState.RESOLVED:
         order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
@@ -781,9 +861,8 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
         return
     callback = cbd.dial(pending, now=now, policy=rt.callback_policy)
     request_id = str(uuid.uuid4())
-    await tx.session.execute(db.callback_attempts.insert().values(
-        callback_id=callback.callback_id, attempt=callback.attempts, request_id=request_id,
-        to_number=to_number, requested_at=now))
+    await tx.execute(INSERT_ATTEMPT, callback.callback_id, callback.attempts, request_id,
+                     to_number, now)
     await _save_callback(tx, callback)
     rt.woken_after_commit(tx, callback.due_at)
     context = {"purpose": "survey", "order_id": callback.order_id,
@@ -796,17 +875,37 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
 
 
-async def _callback_party(session: AsyncSession, callback_id: str,
-                          order_row: Row[Any]) -> tuple[str | None, str | None]:
-    """Whom the task calls, and about which of their calls: its linked reporter, or the
-    order's own caller."""
-    r, c = db.order_reporters, db.callbacks
-    party: Row[Any] | Any = (await session.execute(
-        select(r.c.contact_number, r.c.customer_account, r.c.call_id)
-        .join(c, c.c.reporter_id == r.c.reporter_id)
-        .where(c.c.callback_id == callback_id))).first() or order_row
-    number = party.contact_number or await _first_number(session, party.customer_account)
-    return number, party.call_id
+# Whom a task calls, and about which of their calls: its linked reporter, or else the order's
+# own caller (their number on the case, or else the first on the customer's file).
+
+
+CALLBACK_PARTY = f"""
+    SELECT p.call_id,
+           coalesce(p.contact_number,
+                    (SELECT n.number FROM {S}.customer_numbers n
+                      WHERE n.account = p.customer_account ORDER BY n.position LIMIT 1))
+             AS number
+      FROM {S}.callbacks cb
+      JOIN {S}.orders o ON o.order_id = cb.order_id
+      LEFT JOIN {S}.order_reporters r ON r.reporter_id = cb.reporter_id
+     CROSS JOIN LATERAL (
+           SELECT CASE WHEN r.reporter_id IS NULL THEN o.call_id ELSE r.call_id END,
+                  CASE WHEN r.reporter_id IS NULL THEN o.contact_number
+                       ELSE r.contact_number END,
+                  CASE WHEN r.reporter_id IS NULL THEN o.customer_account
+                       ELSE r.customer_account END) AS p(call_id, contact_number,
+                                                           customer_account)
+     WHERE cb.callback_id = $1"""
+
+
+async def _callback_party(tx: Transaction, callback_id: str) -> tuple[str | None, str | None]:
+    party = await fetch_row(tx, CALLBACK_PARTY, callback_id)
+    assert party is not None, "the callback was locked"
+    return party.number, party.call_id
+
+
+SIBLINGS = f"""
+    SELECT state, outcome FROM {S}.callbacks WHERE order_id = $1 AND resolution = $2"""
 
 
 async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
@@ -823,10 +922,7 @@ async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
     }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
     await _stop_clocks(tx, rt, callback.order_id, ("callback",), actor=SYSTEM_ACTOR,
                        reason=f"callback {callback.outcome}", callback_id=callback.callback_id)
-    c = db.callbacks
-    siblings = (await tx.session.execute(
-        select(c.c.state, c.c.outcome).where(c.c.order_id == callback.order_id,
-                                             c.c.resolution == callback.resolution))).all()
+    siblings = await fetch_rows(tx, SIBLINGS, callback.order_id, callback.resolution)
     if any(CallbackState(sibling.state) in cbd.ACTIVE_STATES for sibling in siblings):
         return  # other reporters of this resolution are still to be called back
     outcome = od.combined_outcome([sibling.outcome for sibling in siblings])
@@ -840,7 +936,7 @@ async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
         log.warning("callback outcome does not apply to the order", order_id=callback.order_id,
                     callback_id=callback.callback_id, error=str(error))
         return
-    await _save_order(tx, order, step)
+    saved = await _save_order(tx, order, step)
     if order.state is OrderState.CLOSED:
         await _stop_clocks(tx, rt, order.order_id, None, actor=SYSTEM_ACTOR, reason="closed")
         await _emit_ticket(tx, "workorder.ticket.closed", {
@@ -851,40 +947,52 @@ async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
             "order_id": order.order_id, "reason": step.reason,
         }, order_id=order.order_id, call_id=order_row.call_id)
         # Reopened work is dispatched again (二次派单): a new round of work clocks.
-        await _start_work_round(tx, rt, order.order_id, SYSTEM_ACTOR)
+        await _start_work_round(tx, rt, saved, SYSTEM_ACTOR)
+
+
+# Which callback attempt an event is about: by request id, by the context we attached, or by
+# the outbound call's id (if CTI did not echo the context), in that order of trust.
+
+
+FIND_ATTEMPT = f"""
+    SELECT a.* FROM (
+        SELECT 0 AS rank, a.* FROM {S}.callback_attempts a WHERE a.request_id = $1
+        UNION ALL
+        SELECT 1, a.* FROM {S}.callback_attempts a WHERE a.callback_id = $2 AND a.attempt = $3
+        UNION ALL
+        (SELECT 2, a.* FROM {S}.callback_attempts a WHERE a.call_id = $4
+          ORDER BY a.requested_at DESC LIMIT 1)) a
+     ORDER BY a.rank LIMIT 1"""
 
 
 # -- events from CTI, IVR and recording -----------------------------------------------------
 
 async def _find_attempt(tx: Transaction, *, request_id: Any = None,
                         context: dict[str, Any] | None = None,
-                        call_id: Any = None) -> Row[Any] | None:
-    """Which callback attempt an event is about: by request id, by the context we attached,
-    or by the outbound call's id (if CTI did not echo the context)."""
-    a = db.callback_attempts
+                        call_id: Any = None) -> Row | None:
     context = context or {}
     request_id = request_id or context.get("request_id")
-    if isinstance(request_id, str):
-        row = (await tx.session.execute(select(a).where(a.c.request_id == request_id))).first()
-        if row is not None:
-            return row
     callback_id, attempt = context.get("callback_id"), context.get("attempt")
-    if isinstance(callback_id, str) and isinstance(attempt, int):
-        row = (await tx.session.execute(select(a).where(a.c.callback_id == callback_id,
-                                                        a.c.attempt == attempt))).first()
-        if row is not None:
-            return row
-    if isinstance(call_id, str):
-        return (await tx.session.execute(select(a).where(a.c.call_id == call_id)
-                                         .order_by(a.c.requested_at.desc()).limit(1))).first()
-    return None
+    if not isinstance(callback_id, str) or not isinstance(attempt, int):
+        callback_id = attempt = None
+    keys = (request_id if isinstance(request_id, str) else None, callback_id, attempt,
+            call_id if isinstance(call_id, str) else None)
+    if not any(key is not None for key in keys):
+        return None
+    return await fetch_row(tx, FIND_ATTEMPT, *keys)
+
+
+LOCK_CALLBACK = f"SELECT * FROM {S}.callbacks WHERE callback_id = $1 FOR UPDATE"
 
 
 async def _lock_callback(tx: Transaction, callback_id: str) -> Callback:
-    row = (await tx.session.execute(select(db.callbacks)
-                                    .where(db.callbacks.c.callback_id == callback_id)
-                                    .with_for_update())).one()
-    return _callback_of(row)
+    found = await fetch_row(tx, LOCK_CALLBACK, callback_id)
+    assert found is not None, "an attempt's callback is never deleted"
+    return _callback_of(found)
+
+
+ATTEMPT_CALL = f"""
+    UPDATE {S}.callback_attempts SET call_id = $3 WHERE callback_id = $1 AND attempt = $2"""
 
 
 def _ignored(event_type: str, why: str, **fields: Any) -> None:
@@ -897,14 +1005,11 @@ async def on_call_originated(tx: Transaction, data: dict[str, Any]) -> None:
     if attempt is None:
         _ignored("cti.call.originated", "unknown request", request_id=data.get("request_id"))
         return
-    a = db.callback_attempts
     # Recorded even for a superseded attempt: the call's release will still need matching.
-    await tx.session.execute(update(a).where(a.c.callback_id == attempt.callback_id,
-                                             a.c.attempt == attempt.attempt)
-                             .values(call_id=data["call_id"]))
+    await tx.execute(ATTEMPT_CALL, attempt.callback_id, attempt.attempt, data["call_id"])
 
 
-async def on_attempt_failed(tx: Transaction, event: str, attempt: Row[Any] | None, reason: str,
+async def on_attempt_failed(tx: Transaction, event: str, attempt: Row | None, reason: str,
                             rt: Runtime) -> None:
     if attempt is None:
         _ignored(event, "not a callback attempt we know")
@@ -918,6 +1023,11 @@ async def on_attempt_failed(tx: Transaction, event: str, attempt: Row[Any] | Non
         return
     await _end_attempt(tx, attempt.callback_id, attempt.attempt, reason)
     await _settle(tx, after, action, rt)
+
+
+INSERT_RECORDING = f"""
+    INSERT INTO {S}.recordings (recording_id, call_id, duration_seconds, stored_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"""
 
 
 async def on_origination_failed(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
@@ -965,30 +1075,45 @@ async def on_survey_completed(tx: Transaction, data: dict[str, Any], rt: Runtime
 
 
 async def on_recording_stored(tx: Transaction, data: dict[str, Any]) -> None:
-    await tx.session.execute(insert(db.recordings).values(
-        recording_id=data["recording_id"], call_id=data["call_id"],
-        duration_seconds=data.get("duration_seconds"), stored_at=tx.now,
-    ).on_conflict_do_nothing())
+    await tx.execute(INSERT_RECORDING, data["recording_id"], data["call_id"],
+                     data.get("duration_seconds"), tx.now)
 
 
 # -- abandoned and dropped calls -> callback_request cases ----------------------------------
+
+IVR_CONTEXT = f"""
+    INSERT INTO {S}.call_contexts AS c (call_id, account, from_number, ivr_path, updated_at)
+    VALUES ($1, $2, $3, $4::text::jsonb, $5)
+    ON CONFLICT (call_id) DO UPDATE
+       SET account = coalesce(excluded.account, c.account),
+           from_number = coalesce(c.from_number, excluded.from_number),
+           ivr_path = excluded.ivr_path, updated_at = excluded.updated_at
+    RETURNING *"""
+
+
+ABANDONED_CONTEXT = f"""
+    INSERT INTO {S}.call_contexts AS c (call_id, from_number, abandoned_at, abandon_reason,
+                                        updated_at)
+    VALUES ($1, $2, $3, $4, $3)
+    ON CONFLICT (call_id) DO UPDATE
+       SET abandoned_at = coalesce(c.abandoned_at, excluded.abandoned_at),
+           abandon_reason = coalesce(c.abandon_reason, excluded.abandon_reason),
+           from_number = coalesce(c.from_number, excluded.from_number),
+           updated_at = excluded.updated_at
+    RETURNING *"""
+
 
 async def on_ivr_session_completed(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
     """Remember who the caller is (the IVR identified them) and the menu path taken."""
     route = data.get("route") or {}
     customer = route.get("customer") or {}
-    c = db.call_contexts
-    statement = insert(c).values(call_id=data["call_id"], account=customer.get("account"),
-                                 from_number=route.get("from_number"),
-                                 ivr_path=data.get("path") or [], updated_at=tx.now)
-    await tx.session.execute(statement.on_conflict_do_update(index_elements=["call_id"], set_={
-        "account": func.coalesce(statement.excluded.account, c.c.account),
-        "from_number": func.coalesce(c.c.from_number, statement.excluded.from_number),
-        "ivr_path": statement.excluded.ivr_path, "updated_at": statement.excluded.updated_at}))
-    row = (await tx.session.execute(select(c).where(c.c.call_id == data["call_id"]))).one()
-    if row.abandoned_at is not None:
+    context = await fetch_row(tx, IVR_CONTEXT, data["call_id"], customer.get("account"),
+                              route.get("from_number"), json.dumps(data.get("path") or []),
+                              tx.now)
+    assert context is not None
+    if context.abandoned_at is not None:
         # The abandonment was heard first; now we know who to call back.
-        await _callback_request(tx, rt, row)
+        await _callback_request(tx, rt, context)
 
 
 async def on_call_abandoned(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
@@ -1004,54 +1129,51 @@ async def on_call_rejected(tx: Transaction, data: dict[str, Any], rt: Runtime) -
 
 async def _call_abandoned(tx: Transaction, rt: Runtime, call_id: str, reason: str, *,
                           from_number: Any = None) -> None:
-    c = db.call_contexts
-    statement = insert(c).values(call_id=call_id, from_number=from_number, abandoned_at=tx.now,
-                                 abandon_reason=reason, updated_at=tx.now)
-    await tx.session.execute(statement.on_conflict_do_update(index_elements=["call_id"], set_={
-        "abandoned_at": func.coalesce(c.c.abandoned_at, statement.excluded.abandoned_at),
-        "abandon_reason": func.coalesce(c.c.abandon_reason, statement.excluded.abandon_reason),
-        "from_number": func.coalesce(c.c.from_number, statement.excluded.from_number),
-        "updated_at": statement.excluded.updated_at}))
-    row = (await tx.session.execute(select(c).where(c.c.call_id == call_id))).one()
-    await _callback_request(tx, rt, row)
+    context = await fetch_row(tx, ABANDONED_CONTEXT, call_id, from_number, tx.now, reason)
+    assert context is not None
+    await _callback_request(tx, rt, context)
 
 
-async def _callback_request(tx: Transaction, rt: Runtime, context: Row[Any]) -> None:
+# The account behind an abandoned call (the IVR's, else the number's), if the directory
+# knows it, with its area.
+
+
+ABANDONED_CUSTOMER = f"""
+    SELECT c.account, c.area FROM {S}.customers c
+     WHERE c.account = coalesce($1::text, (SELECT n.account FROM {S}.customer_numbers n
+                                            WHERE n.number = $2))"""
+
+
+async def _callback_request(tx: Transaction, rt: Runtime, context: Row) -> None:
     """Exactly one callback_request case per abandoned call of an identified customer, and per
     call a queue limit promised a callback (then the caller's number will do)."""
-    account = context.account
-    if account is None and context.from_number:
-        account = (await tx.session.execute(
-            select(db.customer_numbers.c.account)
-            .where(db.customer_numbers.c.number == context.from_number))).scalar()
     promised = str(context.abandon_reason or "").startswith("callback_offer")
-    customer = None if account is None else (await tx.session.execute(
-        select(db.customers.c.area).where(db.customers.c.account == account))).first()
-    if customer is None:
-        account = None  # none, or one the directory does not know
-    area = customer.area if customer is not None else None
+    customer = None
+    if context.account is not None or context.from_number:
+        customer = await fetch_row(tx, ABANDONED_CUSTOMER, context.account,
+                                   context.from_number)
+    account = None if customer is None else customer.account
+    area = None if customer is None else customer.area
     if account is None and not (promised and context.from_number):
         return  # unidentified: nobody to owe a case to (the caller's number alone is no account)
-    now = tx.now
-    order, step = od.create(_new_id("WO"), OrderType.CALLBACK_REQUEST, now=now,
+    order, step = od.create(_new_id("WO"), OrderType.CALLBACK_REQUEST, now=tx.now,
                             actor=SYSTEM_ACTOR, reason=f"abandoned call {context.call_id}")
-    inserted = (await tx.session.execute(insert(db.orders).values(
-        order_id=order.order_id, type=order.type.value, state=order.state.value,
-        customer_account=account, contact_number=context.from_number, area=area,
+    inserted = await _insert_order(
+        tx, order, actor=SYSTEM_ACTOR, call_id=None, account=account,
+        contact_number=context.from_number, area=area,
         description=f"call {context.call_id} ended before an agent answered "
                     f"({context.abandon_reason})",
-        category="abandoned_call", resolution=0, created_by=SYSTEM_ACTOR, created_at=now,
-        updated_at=now, priority="normal", ivr_path=context.ivr_path, flags=[],
-        abandoned_call_id=context.call_id,
-    ).on_conflict_do_nothing().returning(db.orders.c.order_id))).first()
+        category="abandoned_call",
+        ivr_path=None if context.ivr_path is None else json.dumps(context.ivr_path),
+        abandoned_call_id=context.call_id)
     if inserted is None:
         return  # already owed (the abandonment was heard twice, by ACD and CTI)
-    await _audit(tx, step)
+    _audit(tx, step)
     await _emit_ticket(tx, "workorder.ticket.created", {
         "order_id": order.order_id, "type": order.type.value, "call_id": None,
         "customer_account": account, "area": area,
     }, order_id=order.order_id, call_id=context.call_id)
-    await _start_work_round(tx, rt, order.order_id, SYSTEM_ACTOR)
+    await _start_work_round(tx, rt, inserted, SYSTEM_ACTOR)
     await dispatch_order(tx, order.order_id, DispatchIn(department=rt.callback_team,
                                                         reason="abandoned call"),
                          SYSTEM_ACTOR, rt)

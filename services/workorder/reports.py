@@ -24,7 +24,7 @@ from services.workorder.domain.reports import (
     Resolution,
     Window,
 )
-from services.workorder.domain.sla import ClockEvent
+from services.workorder.domain.sla import ClockEvent, SlaPolicy
 
 
 async def _touched(session: AsyncSession, w: Window) -> list[str]:
@@ -97,8 +97,8 @@ async def departments(session: AsyncSession, rt: Runtime, period: Period, day: d
             "total": total.as_dict()}
 
 
-async def overdue_bulletin(session: AsyncSession, rt: Runtime, period: Period, day: date,
-                           now: datetime) -> dict[str, Any]:
+async def overdue_bulletin(session: AsyncSession, rt: Runtime, policy: SlaPolicy,
+                           period: Period, day: date, now: datetime) -> dict[str, Any]:
     w = rd.window(period, day, rt.calendar)
     as_of = min(now, w.end).astimezone(rt.calendar.tz)
     o, t = db.orders, db.sla_clocks
@@ -112,7 +112,6 @@ async def overdue_bulletin(session: AsyncSession, rt: Runtime, period: Period, d
                or_(t.c.stopped_at.is_(None), t.c.stopped_at >= w.start),
                t.c.started_at < w.end)
         .order_by(t.c.clock_id))).all()
-    policy = await rt.sla_policy(session)
     history: dict[int, list[ClockEvent]] = {}
     if as_of < now and rows:
         # A past period: each clock as it stood at the period's end, from its history.

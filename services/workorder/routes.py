@@ -75,8 +75,8 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
     async def detail(svc: Service, order_id: str) -> dict[str, Any]:
-        async with svc.sessions() as session:
-            return await handlers.order_detail(session, order_id, rt, svc.now())
+        async with svc.reader() as reader:
+            return await handlers.order_detail(reader, order_id, rt, svc.now())
 
     # -- customers ---------------------------------------------------------------------------
 
@@ -319,8 +319,8 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
             many = [part for part in order_ids.split(",") if part]
             if len(many) > 500:
                 raise Invalid("order_ids", "at most 500 orders at once")
-        async with svc.sessions() as session:
-            return await handlers.list_callbacks(session, order_id=order_id, state=state,
+        async with svc.reader() as reader:
+            return await handlers.list_callbacks(reader, order_id=order_id, state=state,
                                                  limit=limit, order_ids=many)
 
     @router.get("/reports/summary", response_model=Summary, tags=["reports"],
@@ -358,8 +358,11 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         the period — which clock, by how much, its escalation level, the case's owner."""
         now = svc.now()
         day = date or rt.calendar.local_date(now)
+        async with svc.reader() as reader:
+            policy = await rt.sla_policy(reader)
         async with svc.sessions() as session:
-            report = await edge_reports.overdue_bulletin(session, rt, Period(period), day, now)
+            report = await edge_reports.overdue_bulletin(session, rt, policy, Period(period),
+                                                         day, now)
         if wants_csv(request, format):
             return csv_response(edge_reports.bulletin_csv(report),
                                 f"workorder-overdue-{period}-{report['label']}.csv")
