@@ -1,6 +1,6 @@
 """A half-hour trace from the sample generator (150 calls, 20 agents: the busy hour's load,
 with its outage, surge, VIPs and every disposition) through the whole suite, all-in-one and
-distributed, at 8x.
+distributed, at 16x.
 
 Checks come from the services' own APIs and database: every call answered, abandoned or
 self-served (none stuck); every answered call has a recording as long as its talk time
@@ -8,9 +8,9 @@ self-served (none stuck); every answered call has a recording as long as its tal
 of a resolved order its callbacks with the trace's satisfaction (or escalated when the customer
 never answers); per-call event sequences strictly increase.
 
-8x rather than 20x: at 20x the suite's timers (a 30 s reservation is 1.5 s of wall time) are
-tighter than a slow 2-core machine's event lag (at 10x one run in three still lost its floor);
-half an hour at 8x takes about the busy hour's 20x wall time at 40% of its load."""
+16x: the suite's timers have wall-clock floors (a ring lasts at least 4 wall seconds, a
+reservation 5), so a lagging machine makes callers wait rather than losing its floor; half an
+hour at 16x takes under two minutes of replay."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from tests.e2e.harness import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
-SPEED = 8.0
+SPEED = 16.0
 CALLS, HOURS = 150, 0.5
 REPLAY_TIMEOUT = HOURS * 3600 / SPEED + 240
 ARTIFACTS = Path(tempfile.gettempdir()) / "hotline-e2e-reports"
