@@ -55,6 +55,9 @@ import httpx
 from tests.conftest import AMQP_BASE, create_database, drop_database, private_vhost
 from tests.e2e.harness import admin_headers, base_environment, distributed_suite
 
+# The suite before the lean event path (commit 9a2880a), measured on this machine with
+# ``--rates 5,10 --no-stop --open-calls 0``.
+BEFORE = Path(__file__).parent / "results" / "suite_load_before.json"
 START = "2026-07-15T09:00:00+08:00"  # a working Wednesday: callbacks are in calling hours
 SERVICES = ("cti_gateway", "acd_router", "ivr_engine", "workorder", "recording", "softswitch")
 SCHEMAS = {"cti_gateway": "cti", "acd_router": "acd", "ivr_engine": "ivr",
@@ -288,6 +291,7 @@ class Step:
     rss: dict[str, float] = field(default_factory=dict)
     per_call: dict[str, float] = field(default_factory=dict)
     per_service: dict[str, float] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -305,9 +309,18 @@ class Step:
 
 async def run_replay(client: httpx.AsyncClient, suite: Any, trace: str, speed: float,
                      name: str, timeout: float) -> tuple[str, dict[str, Any], float]:
-    response = await client.post(suite.url("softswitch") + "/v1/replays",
+    async def start() -> httpx.Response:
+        return await client.post(suite.url("softswitch") + "/v1/replays",
                                  params={"speed": speed, "name": name}, content=trace,
                                  headers={"Content-Type": "application/x-ndjson"})
+
+    response = await start()
+    if response.status_code == 409:
+        # An overloaded step left calls in the suite: close them (audited) and go on.
+        reset = await client.post(suite.url("softswitch") + "/v1/replays/reset", timeout=300)
+        reset.raise_for_status()
+        log(f"  {name}: closed what the previous step left: {reset.json()}")
+        response = await start()
     response.raise_for_status()
     replay_id = response.json()["replay_id"]
     started = time.monotonic()
@@ -321,7 +334,8 @@ async def run_replay(client: httpx.AsyncClient, suite: Any, trace: str, speed: f
             last_log = time.monotonic()
             p = view.get("progress") or {}
             log(f"  {name}: {view['state']} placed={p.get('placed')} ivr={p.get('in_ivr')} "
-                f"queue={p.get('in_queue')} talking={p.get('talking')} ended={p.get('ended')}")
+                f"queue={p.get('in_queue')} ringing={p.get('ringing')} talking={p.get('talking')} "
+                f"ended={p.get('ended')}")
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"replay {replay_id} not finished after {timeout:.0f}s")
 
@@ -366,6 +380,15 @@ async def run_step(client: httpx.AsyncClient, suite: Any, database_url: str, *, 
     step.per_service |= {f"deliveries:{k}": v / calls
                          for k, v in _delta(after.inbox, before.inbox).items()}  # type: ignore[arg-type]
     step.hops = await hops(database_url, replay_id, speed)
+    if step.lost:
+        listing = (await client.get(suite.url("softswitch") +
+                                    f"/v1/replays/{replay_id}/calls")).json()
+        listing = listing if isinstance(listing, list) else listing.get("calls", [])
+        outcomes: dict[str, int] = {}
+        for call in listing:
+            outcomes[str(call.get("outcome"))] = outcomes.get(str(call.get("outcome")), 0) + 1
+        step.outcomes = outcomes
+        log(f"  outcomes: {outcomes}")
     log(f"  done in {wall:.1f} s ({view['state']}), lost {step.lost}, "
         f"cpu {sum(v for k, v in step.marginal_ms.items() if k != 'softswitch'):.1f} ms/call "
         f"(suite, marginal), routing p99 {step.hops['routing']['p99']}")
@@ -464,8 +487,10 @@ async def open_calls(client: httpx.AsyncClient, suite: Any, count: int, rate: fl
     while time.monotonic() - started < count / rate * 10 + 600:
         await asyncio.sleep(2.0)
         view = (await client.get(suite.url("softswitch") + f"/v1/replays/{replay_id}")).json()
-        talking = int((view.get("progress") or {}).get("talking") or 0)
-        if talking >= calls:
+        progress = view.get("progress") or {}
+        talking = int(progress.get("talking") or 0)
+        # Every call is talking, or ended on its own (a caller who self-served or hung up).
+        if talking + int(progress.get("ended") or 0) >= calls:
             break
     rss = {n: rss_mb(p.pid) for n, p in suite.processes.procs.items()}
     rss["beam"] = sum(rss_mb(pid) for pid in pids_named("beam.smp"))
@@ -535,6 +560,22 @@ def _hop(h: dict[str, Any]) -> str:
     return f"{_f(h.get('p50'))} / {_f(h.get('p99'))} / {_f(h.get('max'))}"
 
 
+def _cost_table(steps: list[dict[str, Any]], names: list[str]) -> list[str]:
+    lines = ["| calls/s | " + " | ".join(SHORT[n] for n in names) +
+             " | suite total | events | deliveries | commits | statements | sustained |",
+             "|---:|" + "---:|" * (len(names) + 5) + "---|"]
+    for s in steps:
+        cells = [f"{_f(s['marginal_ms'].get(n))} ({_f(s['cpu_ms'].get(n), 0)})" for n in names]
+        total = sum(v for k, v in s["marginal_ms"].items() if k != "softswitch")
+        gross = sum(v for k, v in s["cpu_ms"].items() if k != "softswitch")
+        pc = s["per_call"]
+        lines.append(f"| {s['rate']:g} | " + " | ".join(cells) +
+                     f" | **{_f(total)}** ({_f(gross, 0)}) | {_f(pc['events'])} | "
+                     f"{_f(pc['deliveries'])} | {_f(pc['commits'])} | {_f(pc['statements'])} | "
+                     f"{'yes' if s['sustained'] else 'no'} |")
+    return lines
+
+
 def report(result: dict[str, Any]) -> str:
     steps = result["steps"]
     peers_ = result.get("peers", {})
@@ -562,17 +603,11 @@ def report(result: dict[str, Any]) -> str:
             f"{_hop(h['answer'])} | {_hop(h['release'])} | "
             f"{'yes' if s['sustained'] else 'no'} |")
     names = [*SERVICES, "beam", "postgres"]
-    lines += ["", "| calls/s | " + " | ".join(SHORT[n] for n in names) +
-              " | suite total | events | deliveries | commits | statements |",
-              "|---:|" + "---:|" * (len(names) + 5)]
-    for s in steps:
-        cells = [f"{_f(s['marginal_ms'].get(n))} ({_f(s['cpu_ms'].get(n), 0)})" for n in names]
-        total = sum(v for k, v in s["marginal_ms"].items() if k != "softswitch")
-        gross = sum(v for k, v in s["cpu_ms"].items() if k != "softswitch")
-        pc = s["per_call"]
-        lines.append(f"| {s['rate']:g} | " + " | ".join(cells) +
-                     f" | **{_f(total)}** ({_f(gross, 0)}) | {_f(pc['events'])} | "
-                     f"{_f(pc['deliveries'])} | {_f(pc['commits'])} | {_f(pc['statements'])} |")
+    lines += ["", *_cost_table(steps, names)]
+    before = result.get("before")
+    if before:
+        lines += ["", f"Before ({before['label']}), the same steps on this machine:", "",
+                  *_cost_table(before["steps"], names)]
     if steps:
         last = steps[-1]
         lines += ["", "Resident memory after the last step (MB): " + ", ".join(
@@ -580,12 +615,13 @@ def report(result: dict[str, Any]) -> str:
     sustained = [s for s in steps if s["sustained"]]
     lines += ["", "Highest step sustained (nothing lost, routing p99 ≤ 20 ms): " +
               (f"**{max(s['rate'] for s in sustained):g} calls/s**" if sustained else "none") + "."]
-    idle = result.get("idle")
-    if idle:
-        share = sum(v for k, v in idle["cpu_share"].items() if k != "softswitch")
-        lines.append(f"Idle suite: {share * 100:.1f}% of a core, "
-                     f"{_f(idle['statements_per_s'])} statements/s, "
-                     f"{_f(idle['commits_per_s'])} commits/s.")
+    for label, idle in (("Idle suite", result.get("idle")),
+                        ("Before, idle", (before or {}).get("idle"))):
+        if idle:
+            share = sum(v for k, v in idle["cpu_share"].items() if k != "softswitch")
+            lines.append(f"{label}: {share * 100:.1f}% of a core, "
+                         f"{_f(idle['statements_per_s'])} statements/s, "
+                         f"{_f(idle['commits_per_s'])} commits/s.")
     opened = result.get("open_calls")
     if opened:
         total = sum(v for k, v in opened["rss"].items() if k != "softswitch")
@@ -642,6 +678,8 @@ def main(argv: list[str] | None = None) -> str:
                         help="run every step even after one was not sustained")
     parser.add_argument("--save", type=Path)
     parser.add_argument("--load", type=Path)
+    parser.add_argument("--before", type=Path, default=BEFORE,
+                        help="a saved run (--save) to show beside this one")
     args = parser.parse_args(argv)
     if args.load:
         result = json.loads(args.load.read_text())
@@ -649,6 +687,10 @@ def main(argv: list[str] | None = None) -> str:
         result = asyncio.run(measure(args))
         if args.save:
             args.save.write_text(json.dumps(result, indent=1, default=str))
+    if args.before and args.before.exists():
+        saved = json.loads(args.before.read_text())
+        result["before"] = {"label": saved.get("label", args.before.stem),
+                            "steps": saved["steps"], "idle": saved.get("idle")}
     section = report(result)
     print(section)
     return section

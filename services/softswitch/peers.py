@@ -32,10 +32,21 @@ class PeerError(RuntimeError):
     pass
 
 
+# REST calls in flight at once. httpx's connection pool does work per pass in proportion to
+# its connections times the requests waiting on them: with hundreds of agents asking at once
+# (a storm of missed rings) the replay's own CPU went to the pool, its agents answered too
+# late and missed more rings. Waiting on a semaphore costs nothing by comparison. Answers
+# (a phone is ringing against a deadline) have their own share, so they never wait behind
+# the agents asking to be made ready again.
+IN_FLIGHT = 32
+
+
 class Peers:
     def __init__(self, http: httpx.AsyncClient, common: CommonSettings, auth: Auth,
-                 *, operator: str = "softswitch-replay") -> None:
+                 *, operator: str = "softswitch-replay", in_flight: int = IN_FLIGHT) -> None:
         self.http = http
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self._answers = asyncio.Semaphore(in_flight)
         self.common = common
         self.auth = auth
         self._agent_tokens: dict[str, str] = {}
@@ -51,15 +62,17 @@ class Peers:
         return {"Authorization": f"Bearer {token}"}
 
     async def _call(self, method: str, url: str, *, headers: dict[str, str],
-                    json: Any = None, attempts: int = 3, ok: tuple[int, ...] = ()
-                    ) -> httpx.Response:
+                    json: Any = None, attempts: int = 3, ok: tuple[int, ...] = (),
+                    answer: bool = False) -> httpx.Response:
         """One REST call, retried on transport errors and 5xx (a peer may be starting or
         briefly overloaded). 4xx is returned at once: retrying would not change it."""
         delay = 0.3
         last: Exception | None = None
         for attempt in range(attempts):
             try:
-                response = await self.http.request(method, url, json=json, headers=headers)
+                async with self._answers if answer else self._in_flight:
+                    response = await self.http.request(method, url, json=json,
+                                                       headers=headers)
             except httpx.HTTPError as error:
                 last = error
             else:
@@ -148,7 +161,8 @@ class Peers:
         try:
             response = await self._call("POST", f"{self.common.cti_url}/v1/calls/{call_id}/answer",
                                         json={"agent_id": agent_id},
-                                        headers=self.agent_headers(agent_id), attempts=1)
+                                        headers=self.agent_headers(agent_id), attempts=1,
+                                        answer=True)
         except PeerError as error:
             log.warning("desktop answer failed", call_id=call_id, agent_id=agent_id,
                         error=str(error))
@@ -252,9 +266,10 @@ class Peers:
         """The callbacks of many orders in one request (the drain's settlement poll)."""
         url = f"{self.common.workorder_url}/v1/callbacks"
         try:
-            response = await self.http.get(url, params={"order_ids": ",".join(order_ids),
-                                                        "limit": 5000},
-                                           headers=self._operator)
+            async with self._in_flight:
+                response = await self.http.get(url, params={"order_ids": ",".join(order_ids),
+                                                            "limit": 5000},
+                                               headers=self._operator)
         except httpx.HTTPError as error:
             log.warning("callbacks read failed", error=str(error))
             return {}
