@@ -44,8 +44,10 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--assemble", action="store_true",
+                        help="run nothing: rebuild BENCHMARKS.md from bench/results")
     args = parser.parse_args(argv)
-    names = args.names or benchmarks()
+    names = [] if args.assemble else args.names or benchmarks()
     RESULTS.mkdir(exist_ok=True)
     for name in names:
         started = time.monotonic()

@@ -585,6 +585,7 @@ def report(result: dict[str, Any]) -> str:
         "`python -m bench.run_all suite_load` (`python -m bench.suite_load`). " + " ".join(
             __doc__.split("\n\n")[0].split()),
         "",
+        *([f"This run: `{result['command']}`.", ""] if result.get("command") else []),
         f"Replay speed {result['speed']:g}x (`HOTLINE_TIME_SCALE` the same), mean talk "
         f"{result['talk']:g} trace s, media forking {'on' if result['media'] else 'off'}. "
         "Hops in wall ms (p50 / p99 / max); CPU-ms per call marginal (idle rate subtracted) "
@@ -685,6 +686,7 @@ def main(argv: list[str] | None = None) -> str:
         result = json.loads(args.load.read_text())
     else:
         result = asyncio.run(measure(args))
+        result["command"] = " ".join(["python -m bench.suite_load", *(argv or sys.argv[1:])])
         if args.save:
             args.save.write_text(json.dumps(result, indent=1, default=str))
     if args.before and args.before.exists():
