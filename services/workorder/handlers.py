@@ -204,8 +204,11 @@ def _order_of(row: Row) -> Order:
                  department=row.department, owner=row.owner, dispatches=row.dispatches)
 
 
-def order_out(row: Row | Any) -> dict[str, Any]:
+def order_out(row: Row | Any, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The order as the API shows it (``without``: extra columns a read joined in)."""
     data = row._asdict()
+    for key in without:
+        del data[key]
     data["allowed_actions"] = od.allowed_actions(OrderState(row.state), OrderType(row.type))
     return data
 
@@ -296,10 +299,8 @@ async def _existing_report(db_: Queries, body: OrderIn) -> dict[str, Any] | None
     found = None if keys is None else await fetch_row(db_, EXISTING_REPORT, *keys)
     if found is None:
         return None
-    order = found._asdict()
-    linked = dict(order.pop("reporter_row").items())
-    order["allowed_actions"] = od.allowed_actions(OrderState(found.state), OrderType(found.type))
-    return {**order, "linked": linked}
+    return {**order_out(found, without=("reporter_row",)),
+            "linked": dict(found.reporter_row.items())}
 
 
 async def _start_work_round(tx: Transaction, rt: Runtime, order: Row, actor: str) -> None:
@@ -699,16 +700,14 @@ async def order_detail(db_: Queries, order_id: str, rt: Runtime, now: datetime
     found = await fetch_row(db_, ORDER_DETAIL, order_id)
     if found is None:
         raise NotFound("order", order_id)
-    order = found._asdict()
-    parts = {key: order.pop(key) for key in list(order) if key.startswith("detail_")}
-    order["allowed_actions"] = od.allowed_actions(OrderState(found.state), OrderType(found.type))
-    return {**order, "history": _records(parts["detail_history"]),
-            "reporters": _records(parts["detail_reporters"]),
-            "callbacks": _with_attempts(_records(parts["detail_callbacks"]),
-                                        _records(parts["detail_attempts"])),
-            "recording_ids": list(parts["detail_recordings"]),
-            "clocks": [clock_view(Row(c), now, rt.calendar) for c in parts["detail_clocks"]],
-            "clock_history": _records(parts["detail_clock_history"])}
+    parts = tuple(key for key in found if key.startswith("detail_"))
+    return {**order_out(found, without=parts), "history": _records(found.detail_history),
+            "reporters": _records(found.detail_reporters),
+            "callbacks": _with_attempts(_records(found.detail_callbacks),
+                                        _records(found.detail_attempts)),
+            "recording_ids": list(found.detail_recordings),
+            "clocks": [clock_view(Row(c), now, rt.calendar) for c in found.detail_clocks],
+            "clock_history": _records(found.detail_clock_history)}
 
 
 async def list_orders(session: AsyncSession, *, call_id: str | None, state: OrderState | None,
