@@ -11,6 +11,7 @@ fraction of a second.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -68,20 +69,32 @@ class Timer:
             await self._sleep()
 
     async def _sleep(self) -> None:
-        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-        if self._planned is not None:
-            seconds = (self._planned - self.clock.now()).total_seconds()
-            if seconds <= 0:
-                # Still due after firing (a row another unit of work holds, say): look again
-                # shortly rather than spin on it.
-                waits[0].cancel()
-                await asyncio.sleep(RETRY_WALL_SECONDS)
-                return
-            waits.append(asyncio.ensure_future(self.clock.sleep(seconds)))
-        try:
-            await asyncio.wait(waits, timeout=self.recheck_wall_seconds,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Cancelled and left: awaiting them here could swallow our own cancellation.
-            for waiting in waits:
-                waiting.cancel()
+        """Until the planned deadline, and at most ``recheck_wall_seconds``. A deadline
+        scheduled meanwhile moves the wake-up nearer; it fires nothing before it is due (a
+        ring started is scheduled at once, and used to cost a look at the tables)."""
+        give_up = time.monotonic() + self.recheck_wall_seconds
+        first = True
+        while True:
+            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+            if self._planned is not None:
+                seconds = (self._planned - self.clock.now()).total_seconds()
+                if seconds <= 0:
+                    waits[0].cancel()
+                    if first:
+                        # Still due after firing (a row another unit of work holds, say):
+                        # look again shortly rather than spin on it.
+                        await asyncio.sleep(RETRY_WALL_SECONDS)
+                    return
+                waits.append(asyncio.ensure_future(self.clock.sleep(seconds)))
+            first = False
+            left = give_up - time.monotonic()
+            try:
+                if left > 0:
+                    await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Cancelled and left: awaiting them here could swallow our own cancellation.
+                for waiting in waits:
+                    waiting.cancel()
+            if left <= 0 or not self._wake.is_set():
+                return  # the deadline came, or the recheck is due
+            self._wake.clear()

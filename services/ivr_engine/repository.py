@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from services.ivr_engine.db import SCHEMA
 from services.ivr_engine.domain import SessionState
 from shared.db import Queries
 from shared.messaging import RedoUnit, Transaction
 
-SCHEMA = "ivr"
 SELECT_ONE = f"SELECT state, version FROM {SCHEMA}.sessions WHERE call_id = $1"
 WRITE = f"""
     INSERT INTO {SCHEMA}.sessions AS s (call_id, session_id, purpose, menu, menu_version,
@@ -39,7 +39,6 @@ WRITE = f"""
     RETURNING s.call_id"""
 DUE = (f"SELECT call_id FROM {SCHEMA}.sessions WHERE deadline <= $1"
        " ORDER BY deadline LIMIT $2")
-NEXT_DEADLINE = f"SELECT min(deadline) FROM {SCHEMA}.sessions"
 
 
 class StaleSession(RedoUnit):

@@ -86,9 +86,6 @@ class WorkorderClient:
                    else self._outages(listed, customer.area))
         return customer, outages
 
-    async def lookup_customer(self, number: str) -> Customer | None:
-        return (await self.lookup(number))[0]
-
     async def active_outages(self, area: str) -> list[Outage]:
         body = await self._get("/v1/outages", {"area": area, "active": "true"})
         return self._outages(_unwrap(body, "outages", "items"), area)
