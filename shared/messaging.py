@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.bus import Bus, Delivery
 from shared.clock import Clock
+from shared.consumers import Consumes
 from shared.db import Counted, DbStats, advisory_key, driver_url
 from shared.envelope import Envelope
 from shared.events import EventData, validate_data
@@ -288,19 +289,14 @@ class Transaction:
         tables can mark itself stale)."""
         self._on_rollback.append(action)
 
-    async def emit(self, event_type: str | EventData, data: EventData | dict[str, Any] | None = None,
-                   *, subject: str, correlationid: str | None = None,
-                   version: int | None = None) -> StagedEvent:
-        """Record an event for the outbox. ``emit(model, subject=...)`` takes the type and
-        version from the catalog model; ``emit(type, data, ...)`` validates ``data``. Its
-        sequence is the next for (this service, subject), assigned when the batch is written."""
-        if isinstance(event_type, EventData):
-            data, model = event_type, event_type
-            event_type = str(model.event_type)  # type: ignore[attr-defined]
-            version = int(model.event_version)  # type: ignore[attr-defined]
-        assert data is not None
-        version = version or 1
-        payload = validate_data(event_type, version, data)
+    async def emit(self, event: EventData, *, subject: str,
+                   correlationid: str | None = None) -> StagedEvent:
+        """Record ``event`` (a catalog model: its type and version come from it) for the
+        outbox. Its sequence is the next for (this service, subject), assigned when the batch
+        is written."""
+        event_type = str(event.event_type)  # type: ignore[attr-defined]
+        version = int(event.event_version)  # type: ignore[attr-defined]
+        payload = validate_data(event_type, version, event)
         if correlationid is None and self.cause is not None:
             correlationid = self.cause.correlationid
         messaging = self._unit.messaging
@@ -316,9 +312,6 @@ class Transaction:
         self.staged.append(staged)
         self.changed = True
         return staged
-
-
-ConsumerHandler = Callable[[Transaction, Envelope], Awaitable[None]]
 
 
 def raise_if_cancelling() -> None:
@@ -530,14 +523,13 @@ class _Item:
     queued_at: float = field(default_factory=time.monotonic)
 
 
-Prepare = Callable[[Envelope], Awaitable[Any]]
+Prepare = Callable[[EventData], Awaitable[Any]]
 
 
 @dataclass
 class _Consumer:
     queue: str
-    binding_keys: list[str]
-    handler: ConsumerHandler
+    consumes: Consumes
     staged: bool = False
     prepare: Prepare | None = None
 
@@ -645,22 +637,14 @@ class Messaging:
 
     # -- consumers ---------------------------------------------------------------------------
 
-    def consumer(self, purpose: str, *event_types: str | tuple[str, int], staged: bool = False,
-                 prepare: Prepare | None = None
-                 ) -> Callable[[ConsumerHandler], ConsumerHandler]:
-        """Register ``handler(tx, envelope)`` on queue ``<service>.<purpose>``. ``prepare``
-        (optional) runs on each delivery as it arrives, outside the writer (a lookup in
-        another service); the handler finds its result in ``tx.prepared``."""
-        from shared.envelope import routing_key
-
-        keys = [routing_key(t, 1) if isinstance(t, str) else routing_key(*t) for t in event_types]
-
-        def register(handler: ConsumerHandler) -> ConsumerHandler:
-            self._consumers.append(_Consumer(f"{self.service}.{purpose}", keys, handler,
-                                             staged, prepare))
-            return handler
-
-        return register
+    def consume(self, purpose: str, consumes: Consumes, *, staged: bool = False,
+                prepare: Prepare | None = None) -> None:
+        """Consume on queue ``<service>.<purpose>`` what ``consumes`` has handlers for.
+        ``prepare`` (optional) runs on each delivery as it arrives, outside the writer (a
+        lookup in another service), with the parsed event; the handler finds its result in
+        ``tx.prepared``."""
+        self._consumers.append(_Consumer(f"{self.service}.{purpose}", consumes, staged,
+                                         prepare))
 
     @property
     def consuming(self) -> bool:
@@ -684,21 +668,39 @@ class Messaging:
             return
         self._consuming = True
         for consumer in self._consumers:
-            await self.bus.consume(consumer.queue, consumer.binding_keys,
+            await self.bus.consume(consumer.queue, consumer.consumes.routing_keys,
                                    self._delivered(consumer))
 
     def _delivered(self, consumer: _Consumer) -> Callable[[Delivery], None]:
         def take(delivery: Delivery) -> None:
             envelope = delivery.envelope
+            try:
+                parsed = consumer.consumes.parse(envelope)
+            except ValueError as invalid:
+                refused = invalid
+
+                async def fail(_: Transaction) -> None:
+                    raise refused
+
+                self._enqueue(_Item(fail, cause=envelope, staged=True, queue=consumer.queue,
+                                    delivery=delivery))
+                return
+            if parsed is None:
+                # Bound once, no longer handled here (a binding outlived its handler).
+                log.warning("event not handled here; acked", queue=consumer.queue,
+                            event_type=envelope.type, version=envelope.dataversion)
+                delivery.ack()
+                return
+            event, handler = parsed
             ready = None
             if consumer.prepare is not None:
-                ready = asyncio.ensure_future(consumer.prepare(envelope))
+                ready = asyncio.ensure_future(consumer.prepare(event))
                 ready.add_done_callback(lambda _: self._wake.set())
 
             async def work(tx: Transaction) -> None:
                 if ready is not None:
                     tx.prepared = ready.result()
-                await consumer.handler(tx, envelope)
+                await handler(tx, event)
 
             self._enqueue(_Item(work, cause=envelope, staged=consumer.staged,
                                 queue=consumer.queue, delivery=delivery, ready=ready))

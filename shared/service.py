@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.auth import Auth, signing_secret
 from shared.bus import Bus, make_bus
 from shared.clock import Clock
+from shared.consumers import Consumes
 from shared.db import DbStats, Reader, make_engine, run_migrations
 from shared.envelope import Envelope
 from shared.errors import DomainError
 from shared.logging import configure_logging
 from shared.messaging import (
-    ConsumerHandler,
     Messaging,
     Prepare,
     Transaction,
@@ -70,8 +70,7 @@ class Service:
         self.db_stats = DbStats()
         self.metrics = Metrics(name, self.db_stats)
         self._given_bus = bus
-        self._consumers: list[tuple[str, tuple[Any, ...], ConsumerHandler, bool,
-                                    Prepare | None]] = []
+        self._consumers: list[tuple[str, Consumes, bool, Prepare | None]] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._background: list[Hook] = []
@@ -86,20 +85,14 @@ class Service:
 
     # -- registration (before start) ---------------------------------------------------------
 
-    def consumer(self, purpose: str, *event_types: str | tuple[str, int], staged: bool = False,
-                 prepare: Prepare | None = None
-                 ) -> Callable[[ConsumerHandler], ConsumerHandler]:
-        """``@service.consumer("calls", "cti.call.offered")`` on ``async def h(tx, envelope)``.
-        The handler runs inside the transaction that also records the event id (inbox).
-        ``staged``: it writes only through ``tx.stage`` and ``tx.emit`` (no savepoint);
-        ``prepare``: a lookup made on each delivery before the writer takes it
-        (``tx.prepared``)."""
-
-        def register(handler: ConsumerHandler) -> ConsumerHandler:
-            self._consumers.append((purpose, event_types, handler, staged, prepare))
-            return handler
-
-        return register
+    def consume(self, purpose: str, consumes: Consumes, *, staged: bool = False,
+                prepare: Prepare | None = None) -> None:
+        """Consume on queue ``<service>.<purpose>`` the events ``consumes`` has handlers
+        for; each handler runs inside the transaction that also records the event id
+        (inbox). ``staged``: the handlers write only through ``tx.stage`` and ``tx.emit``
+        (no savepoint); ``prepare``: a lookup made with each delivery's event before the
+        writer takes it (``tx.prepared``)."""
+        self._consumers.append((purpose, consumes, staged, prepare))
 
     def on_startup(self, hook: Hook) -> Hook:
         self._startup.append(hook)
@@ -181,9 +174,8 @@ class Service:
                                        on_published=self.metrics.published,
                                        on_consumed=self.metrics.consumed,
                                        on_batch=self.metrics.batch)
-            for purpose, types, handler, staged, prepare in self._consumers:
-                self.messaging.consumer(purpose, *types, staged=staged,
-                                        prepare=prepare)(handler)
+            for purpose, consumes, staged, prepare in self._consumers:
+                self.messaging.consume(purpose, consumes, staged=staged, prepare=prepare)
             token = self.auth.mint(self.name, ["service"], ttl_seconds=SERVICE_TOKEN_TTL)
             # Connections to the peers kept open: a busy service (the replay's desktops above
             # all) would otherwise open one per request beyond httpx's default twenty.

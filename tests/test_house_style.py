@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,34 @@ def test_no_module_level_settings_or_engines() -> None:
                 called = ast.unparse(node.value.func)
                 assert not called.endswith(("Settings", "create_async_engine", "make_engine",
                                             "create_app")), f"{path}: module-level {called}()"
+
+
+EVENT_TYPE = re.compile(r"^[a-z][a-z_]*\.[a-z][a-z_]*\.[a-z][a-z_]*$")
+
+
+def source_files() -> list[Path]:
+    return [path for path in sorted((ROOT / "services").rglob("*.py"))
+            + sorted((ROOT / "shared").rglob("*.py")) if "migrations" not in path.parts]
+
+
+def test_events_are_emitted_as_catalog_models() -> None:
+    """``tx.emit(Model(...), subject=...)``: the type and version come from the model, so a
+    dict or a type string passed to emit is a mistake waiting to happen."""
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "emit" and node.args):
+                first = node.args[0]
+                assert not isinstance(first, ast.Dict | ast.Constant | ast.JoinedStr), (
+                    f"{path}:{node.lineno}: emit({ast.unparse(first)[:40]}...) - pass a model")
+
+
+def test_consumed_types_are_not_kept_by_hand() -> None:
+    """What a queue consumes comes from its handlers' models (``shared.consumers``), not from
+    a list of type names that can drift from them."""
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                names = [e.value for e in node.elts if isinstance(e, ast.Constant)
+                         and isinstance(e.value, str) and EVENT_TYPE.match(e.value)]
+                assert len(names) < 2, f"{path}:{node.lineno}: a hand-kept list of types {names}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import NotFound
+from shared.events.acd import ReservationExpired
 from shared.messaging import Transaction
 
 from . import store
@@ -71,10 +72,9 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
             entry.requeue(ring_failed=False)
             acd.floor.save_entry(tx, entry)
             acd.floor.close_decision(tx, reservation_id, "withdrawn", now, "supervisor")
-            await tx.emit("acd.reservation.expired", {
-                "call_id": call_id, "agent_id": agent.agent_id,
-                "reservation_id": reservation_id,
-            }, subject=f"call/{call_id}", correlationid=call_id)
+            await tx.emit(ReservationExpired(call_id=call_id, agent_id=agent.agent_id,
+                                             reservation_id=reservation_id),
+                          subject=f"call/{call_id}", correlationid=call_id)
             acd._decisions.extend(acd.engine.requeue(call_id, ts(now)))
     await acd._save_agent(tx, agent, change)
     audit = await store.record_audit(tx, agent_id=agent.agent_id, at=now, actor=actor, from_state=before.value,

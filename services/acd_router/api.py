@@ -318,7 +318,7 @@ def build_router() -> APIRouter:
         offer virtual hold, or the estimated wait is below its threshold."""
         async with svc.transaction() as tx:
             held = await acd.virtual_hold(tx, call_id, body.number if body else None)
-        return VirtualHoldView(**held)
+        return VirtualHoldView.model_validate(held.model_dump(exclude={"announcement"}))
 
     @router.post("/calls/{call_id}/withdraw", dependencies=[OPERATORS])
     async def withdraw(call_id: Annotated[str, Path(max_length=64)], body: WithdrawBody,

@@ -10,14 +10,12 @@ from fastapi import FastAPI
 
 from shared.bus import Bus
 from shared.clock import Clock
-from shared.envelope import Envelope
-from shared.messaging import Transaction
 from shared.service import Service
 from shared.timers import Timer
 
 from .api import build_router
 from .db import SCHEMA, metadata
-from .handlers import CONSUMED, Acd
+from .handlers import Acd
 from .lease import Leadership, build_instance_router
 from .settings import AcdSettings
 
@@ -40,9 +38,7 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
 
     # One queue for every event consumed: a call's CTI and IVR events then reach the handler
     # in the order the broker received them, not raced by separate consumers.
-    @service.consumer("events", *CONSUMED)
-    async def on_event(tx: Transaction, envelope: Envelope) -> None:
-        await acd.handle(tx, envelope)
+    service.consume("events", acd.consumes())
 
     @service.on_startup
     async def warm_up() -> None:

@@ -17,9 +17,22 @@ from zoneinfo import ZoneInfo
 import structlog
 import yaml
 
+from shared.consumers import Consumes
 from shared.db import advisory_key
-from shared.envelope import Envelope
 from shared.errors import Conflict, IllegalTransition, Invalid, NotFound
+from shared.events import EventData
+from shared.events.acd import (
+    AgentFirstDial,
+    AgentReserved,
+    AgentStateChanged,
+    CallAbandoned,
+    CallOverflowed,
+    CallQueued,
+    CallRejected,
+    ReservationExpired,
+    RoutingDecided,
+    VirtualHoldStarted,
+)
 from shared.events.cti import (
     AgentAlerting,
     AgentRingFailed,
@@ -56,8 +69,6 @@ log = structlog.get_logger(__name__)
 
 ROUTING_LOCK = advisory_key("acd:routing")
 DEFAULT_CONFIG_FILE = Path(__file__).parent / "config" / "default.yaml"
-CONSUMED = ("ivr.session.completed", "cti.call.connected", "cti.call.released",
-            "cti.agent.ring_failed", "cti.agent.alerting", "cti.call.dtmf_received")
 
 
 def load_config_file(path: Path) -> RoutingConfig:
@@ -154,7 +165,7 @@ class Acd:
         return agent
 
     async def virtual_hold(self, tx: Transaction, call_id: str, number: str | None
-                           ) -> dict[str, Any]:
+                           ) -> VirtualHoldStarted:
         """The caller leaves a callback request and keeps their place (REST, or the queue's
         digit pressed while waiting). Refused unless the call waits in a queue that offers
         virtual hold and its estimated wait has reached the queue's threshold."""
@@ -175,12 +186,11 @@ class Acd:
             raise Conflict(f"estimated wait {estimate} s is below queue {entry.queue}'s "
                            f"virtual hold threshold of {policy.min_estimated_wait_seconds} s")
         self.floor.save_entry(tx, entry)
-        held = {"call_id": call_id, "queue": entry.queue, "number": number,
-                "position": self.engine.position(call_id, ts(now)),
-                "estimated_wait_seconds": estimate}
-        await tx.emit("acd.call.virtual_hold_started", {
-            **held, "announcement": policy.announcement,
-        }, subject=f"call/{call_id}", correlationid=call_id)
+        held = VirtualHoldStarted(
+            call_id=call_id, queue=entry.queue, number=number,
+            position=self.engine.position(call_id, ts(now)), estimated_wait_seconds=estimate,
+            announcement=policy.announcement)
+        await tx.emit(held, subject=f"call/{call_id}", correlationid=call_id)
         await self._flush(tx)
         return held
 
@@ -198,9 +208,9 @@ class Acd:
             tx, decision_id=f"withdrawn:{uuid.uuid4()}", call_id=call_id,
             queue=entry.queue, kind="withdrawn", rule="operator", step=0, reason=reason,
             explanation={"reason": reason}, now=tx.now)
-        await tx.emit("acd.routing.decided", {
-            "call_id": call_id, "queue": entry.queue, "kind": "withdrawn",
-            "explanation": {"reason": reason}}, subject=f"call/{call_id}", correlationid=call_id)
+        await tx.emit(RoutingDecided(call_id=call_id, queue=entry.queue, kind="withdrawn",
+                                     explanation={"reason": reason}),
+                      subject=f"call/{call_id}", correlationid=call_id)
         await self._flush(tx)
         return entry
 
@@ -232,28 +242,30 @@ class Acd:
 
     # -- events --------------------------------------------------------------------------------
 
-    async def handle(self, tx: Transaction, envelope: Envelope) -> None:
-        """Dispatch one consumed event. Events that no longer apply are logged and dropped:
-        raising would only redeliver them to the dead-letter queue."""
-        if envelope.type == "cti.call.dtmf_received":
-            await self._dtmf(tx, DtmfReceived.model_validate(envelope.data))
-            return
-        await self._lock(tx)
-        data = envelope.data
-        match envelope.type:
-            case "ivr.session.completed":
-                await self._session_completed(tx, SessionCompleted.model_validate(data))
-            case "cti.call.connected":
-                await self._connected(tx, CallConnected.model_validate(data))
-            case "cti.call.released":
-                await self._released(tx, CallReleased.model_validate(data))
-            case "cti.agent.ring_failed":
-                await self._ring_failed(tx, AgentRingFailed.model_validate(data))
-            case "cti.agent.alerting":
-                await self._alerting(tx, AgentAlerting.model_validate(data))
-            case _:
-                log.warning("unexpected event type", event_type=envelope.type)
-        await self._flush(tx)
+    def consumes(self) -> Consumes:
+        """What the ACD consumes. A key pressed in the queue goes straight to its handler;
+        the rest change the floor, under the routing lock, and are followed by the routing
+        decisions they lead to. Events that no longer apply are logged and dropped by their
+        handlers: raising would only redeliver them to the dead-letter queue."""
+        table = Consumes()
+        table.add(DtmfReceived, self._dtmf)
+        on_floor: list[tuple[type[EventData], Callable[[Transaction, Any], Awaitable[None]]]] = [
+            (SessionCompleted, self._session_completed), (CallConnected, self._connected),
+            (CallReleased, self._released), (AgentRingFailed, self._ring_failed),
+            (AgentAlerting, self._alerting),
+        ]
+        for model, handler in on_floor:
+            table.add(model, self._routed(handler))
+        return table
+
+    def _routed(self, handler: Callable[[Transaction, Any], Awaitable[None]]
+                ) -> Callable[[Transaction, Any], Awaitable[None]]:
+        async def run(tx: Transaction, event: Any) -> None:
+            await self._lock(tx)
+            await handler(tx, event)
+            await self._flush(tx)
+
+        return run
 
     async def _session_completed(self, tx: Transaction, event: SessionCompleted) -> None:
         route = event.route
@@ -291,12 +303,12 @@ class Acd:
         offered = (policy.enabled and entry.from_number is not None
                    and not any(d.kind == RESERVED for d in decisions)
                    and self._long_wait(policy, estimate))
-        await tx.emit("acd.call.queued", {
-            "call_id": call_id, "queue": queue, "priority": entry.priority,
-            "position": max(1, self.engine.position(call_id, ts(now))),
-            "estimated_wait_seconds": estimate, "customer": entry.customer,
-            "virtual_hold_digit": policy.digit if offered else None,
-        }, subject=f"call/{call_id}", correlationid=call_id)
+        await tx.emit(CallQueued(
+            call_id=call_id, queue=queue, priority=entry.priority,
+            position=max(1, self.engine.position(call_id, ts(now))),
+            estimated_wait_seconds=estimate, customer=entry.customer,
+            virtual_hold_digit=policy.digit if offered else None,
+        ), subject=f"call/{call_id}", correlationid=call_id)
         self._decisions.extend(decisions)
 
     async def _connected(self, tx: Transaction, event: CallConnected) -> None:
@@ -428,10 +440,10 @@ class Acd:
             self.floor.save_entry(tx, entry)
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
             self.floor.close_decision(tx, reservation_id, "expired", now)
-            await tx.emit("acd.reservation.expired", {
-                "call_id": entry.call_id, "agent_id": agent_id, "reservation_id": reservation_id,
-                "dial_call_id": dial_call_id,
-            }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+            await tx.emit(ReservationExpired(
+                call_id=entry.call_id, agent_id=agent_id, reservation_id=reservation_id,
+                dial_call_id=dial_call_id,
+            ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             if agent is not None:
                 await self._save_agent(
                     tx, agent, agent.expire(now, auto_ready_after=self.auto_ready_seconds))
@@ -481,7 +493,7 @@ class Acd:
             if entry.on_virtual_hold:
                 # Agent first: ring the agent on a new outbound call, then dial the customer;
                 # the reservation also covers the customer's ringing.
-                dial = {"call_id": entry.next_dial(), "number": entry.callback_number}
+                dial = AgentFirstDial(call_id=entry.next_dial(), number=entry.callback_number)
                 timeout += self.settings.virtual_hold_dial_seconds
             entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
                           timeout_seconds=timeout)
@@ -490,11 +502,11 @@ class Acd:
             self.floor.save_entry(tx, entry)
             self.floor.record_decision(tx, entry, decision.explanation.rule, now,
                                         step=decision.step, explanation=explanation)
-            await tx.emit("acd.agent.reserved", {
-                "call_id": entry.call_id, "agent_id": agent.agent_id, "device": agent.device,
-                "queue": entry.queue, "reservation_id": reservation_id,
-                "expires_at": entry.reservation_expires_at, "dial": dial,
-            }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+            await tx.emit(AgentReserved(
+                call_id=entry.call_id, agent_id=agent.agent_id, device=agent.device,
+                queue=entry.queue, reservation_id=reservation_id,
+                expires_at=entry.reservation_expires_at, dial=dial,
+            ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             await self._emit_decided(tx, decision, explanation, reservation_id)
             await self._save_agent(tx, agent, change)
             return
@@ -507,27 +519,27 @@ class Acd:
             await self._ensure_queues(tx, [decision.target_queue])
             previous, entry.queue = entry.queue, decision.target_queue
             self.floor.save_entry(tx, entry)
-            await tx.emit("acd.call.overflowed", {
-                "call_id": entry.call_id, "from_queue": previous, "to_queue": entry.queue,
-                "reason": decision.reason or "", "announcement": decision.announcement,
-            }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+            await tx.emit(CallOverflowed(
+                call_id=entry.call_id, from_queue=previous, to_queue=entry.queue,
+                reason=decision.reason or "", announcement=decision.announcement,
+            ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             return
         entry.reject(now, decision.reason or "")
         self.floor.save_entry(tx, entry)
         self.engine.call_left(entry.call_id, ts(now))
-        await tx.emit("acd.call.rejected", {
-            "call_id": entry.call_id, "queue": entry.queue, "reason": decision.reason or "",
-            "outcome": "callback" if decision.kind == "callback" else "release",
-            "announcement": decision.announcement,
-        }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+        await tx.emit(CallRejected(
+            call_id=entry.call_id, queue=entry.queue, reason=decision.reason or "",
+            outcome="callback" if decision.kind == "callback" else "release",
+            announcement=decision.announcement,
+        ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
 
     async def _emit_decided(self, tx: Transaction, decision: Decision,
                             explanation: dict[str, Any], reservation_id: str | None) -> None:
-        await tx.emit("acd.routing.decided", {
-            "call_id": decision.call_id, "queue": decision.queue, "kind": decision.kind,
-            "agent_id": decision.agent_id, "reservation_id": reservation_id,
-            "step": decision.step, "explanation": explanation,
-        }, subject=f"call/{decision.call_id}", correlationid=decision.call_id)
+        await tx.emit(RoutingDecided(
+            call_id=decision.call_id, queue=decision.queue, kind=decision.kind,
+            agent_id=decision.agent_id, reservation_id=reservation_id,
+            step=decision.step, explanation=explanation,
+        ), subject=f"call/{decision.call_id}", correlationid=decision.call_id)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -661,9 +673,9 @@ class Acd:
         waited = entry.abandon(tx.now)
         self.engine.call_left(entry.call_id, ts(tx.now))
         self.floor.save_entry(tx, entry)
-        await tx.emit("acd.call.abandoned", {
-            "call_id": entry.call_id, "queue": entry.queue, "waited_seconds": waited,
-        }, subject=f"call/{entry.call_id}", correlationid=entry.call_id)
+        await tx.emit(CallAbandoned(
+            call_id=entry.call_id, queue=entry.queue, waited_seconds=waited,
+        ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
 
     async def _save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
                           ) -> None:
@@ -680,10 +692,10 @@ class Acd:
             state=change.state.value, reason=change.reason, call_id=change.call_id)
         if change.previous is AgentState.WRAP_UP and change.call_id is not None:
             self.floor.record(tx, store.MARK_WRAPUP_ENDED, change.call_id, tx.now)
-        await tx.emit("acd.agent.state_changed", {
-            "agent_id": change.agent_id, "previous": change.previous.value,
-            "state": change.state.value, "reason": change.reason, "call_id": change.call_id,
-        }, subject=f"agent/{change.agent_id}", correlationid=change.call_id)
+        await tx.emit(AgentStateChanged(
+            agent_id=change.agent_id, previous=change.previous.value,
+            state=change.state.value, reason=change.reason, call_id=change.call_id,
+        ), subject=f"agent/{change.agent_id}", correlationid=change.call_id)
 
     def _sync_agent(self, agent: Agent, now: datetime) -> None:
         """Tell the engine what the agent's state now means for routing."""

@@ -12,13 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.cti_gateway import frames, handlers
 from services.cti_gateway.domain import Call, CallState
-from services.cti_gateway.handlers import CONSUMED, CtiService
+from services.cti_gateway.handlers import CtiService
 from services.cti_gateway.settings import CtiSettings
 from services.cti_gateway.switchboard import SwitchConnection
 from shared.auth import Principal, authorize_websocket, require
 from shared.bus import Bus
 from shared.clock import Clock
-from shared.envelope import Envelope
 from shared.messaging import Transaction
 from shared.service import service_of
 
@@ -169,9 +168,7 @@ def create_app(settings: CtiSettings | None = None, *, bus: Bus | None = None,
     settings = settings or CtiSettings()
     service = CtiService(settings, bus=bus, clock=clock)
 
-    @service.consumer("events", *CONSUMED, staged=True)
-    async def on_event(tx: Transaction, envelope: Envelope) -> None:
-        await handlers.on_event(service, tx, envelope)
+    service.consume("events", handlers.consumes(service), staged=True)
 
     service.background(service.ring_timer.run)
 

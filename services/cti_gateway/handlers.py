@@ -10,7 +10,9 @@ no database work.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +26,9 @@ from services.cti_gateway.settings import CtiSettings
 from services.cti_gateway.switchboard import Switchboard, SwitchConnection, SwitchGone
 from shared.bus import Bus
 from shared.clock import Clock
-from shared.envelope import Envelope
+from shared.consumers import Consumes
 from shared.errors import Conflict, IllegalTransition, NotFound
-from shared.events import model_for
+from shared.events import EventData
 from shared.events.acd import (
     AgentReserved,
     CallQueued,
@@ -42,11 +44,6 @@ from shared.service import Service
 from shared.timers import Timer
 
 log = structlog.get_logger(__name__)
-
-CONSUMED = ("ivr.prompt.requested", "ivr.release.requested", "acd.call.queued",
-            "acd.call.rejected", "acd.call.virtual_hold_started",
-            "acd.agent.reserved", "acd.reservation.expired", "workorder.callback.requested")
-
 
 class CtiService(Service):
     def __init__(self, settings: CtiSettings, *, bus: Bus | None = None,
@@ -82,7 +79,7 @@ async def carry_out(svc: CtiService, tx: Transaction, call: Call, effects: list[
     sends: list[Send] = []
     for effect in effects:
         if isinstance(effect, Emit):
-            await tx.emit(effect.type, effect.event, subject=subject(call.call_id),
+            await tx.emit(effect.event, subject=subject(call.call_id),
                           correlationid=call.call_id)
         else:
             sends.append(effect)
@@ -240,32 +237,20 @@ async def switch_lost(svc: CtiService, link: SwitchConnection) -> int:
 # -- consumed events --------------------------------------------------------------------------
 
 
-async def on_event(svc: CtiService, tx: Transaction, envelope: Envelope) -> None:
+def consumes(svc: CtiService) -> Consumes:
     """One queue for every event CTI consumes, so that an IVR prompt and the ACD events that
     follow it are applied in the order they were published."""
-    data = model_for(envelope.type, envelope.dataversion).model_validate(envelope.data)
-    try:
-        if isinstance(data, PromptRequested):
-            await _prompt(svc, tx, data)
-        elif isinstance(data, ReleaseRequested):
-            await _release(svc, tx, data.call_id, envelope.type, "ivr_release")
-        elif isinstance(data, CallQueued):
-            await _queued(svc, tx, data)
-        elif isinstance(data, CallRejected):
-            await _rejected(svc, tx, data)
-        elif isinstance(data, VirtualHoldStarted):
-            await _virtual_hold(svc, tx, data)
-        elif isinstance(data, AgentReserved):
-            await _reserved(svc, tx, data)
-        elif isinstance(data, ReservationExpired):
-            await _reservation_expired(svc, tx, data)
-        elif isinstance(data, CallbackRequested):
-            await _callback(svc, tx, data)
-        else:
-            log.warning("event not handled", event_type=envelope.type)
-    except IllegalTransition as stale:
-        # The event no longer applies (the call moved on); retrying would not change that.
-        log.info("event ignored", event_type=envelope.type, reason=str(stale))
+    table = Consumes(stale=(IllegalTransition,))
+    handlers: list[tuple[type[EventData], Callable[[CtiService, Transaction, Any],
+                                                   Awaitable[None]]]] = [
+        (PromptRequested, _prompt), (ReleaseRequested, _release_requested),
+        (CallQueued, _queued), (CallRejected, _rejected), (VirtualHoldStarted, _virtual_hold),
+        (AgentReserved, _reserved), (ReservationExpired, _reservation_expired),
+        (CallbackRequested, _callback),
+    ]
+    for model, handler in handlers:
+        table.add(model, functools.partial(handler, svc))
+    return table
 
 
 async def _live_call(svc: CtiService, tx: Transaction, call_id: str, event_type: str
@@ -288,6 +273,10 @@ async def _prompt(svc: CtiService, tx: Transaction, data: PromptRequested) -> No
     effects = call.play(data.prompt_id, data.text, collect)
     svc.calls.save(tx, call)
     await carry_out(svc, tx, call, effects)
+
+
+async def _release_requested(svc: CtiService, tx: Transaction, data: ReleaseRequested) -> None:
+    await _release(svc, tx, data.call_id, "ivr.release.requested", "ivr_release")
 
 
 async def _release(svc: CtiService, tx: Transaction, call_id: str, event_type: str,
@@ -348,7 +337,7 @@ async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> No
     call = await svc.calls.get(tx, data.call_id)
     if call is None or not call.live:
         # ACD holds an agent for a call that is gone: give the agent back at once.
-        await tx.emit("cti.agent.ring_failed", AgentRingFailed(
+        await tx.emit(AgentRingFailed(
             call_id=data.call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
             reason="caller_gone"), subject=subject(data.call_id), correlationid=data.call_id)
         return
@@ -356,7 +345,7 @@ async def _reserved(svc: CtiService, tx: Transaction, data: AgentReserved) -> No
         return  # the same reservation again (a re-emitted event): already ringing
     link = svc.switchboard.get(call.switch_id)
     if link is None:
-        await tx.emit("cti.agent.ring_failed", AgentRingFailed(
+        await tx.emit(AgentRingFailed(
             call_id=data.call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
             reason="unreachable"), subject=subject(data.call_id), correlationid=data.call_id)
         log.warning("cannot ring: the call's switch is not connected here", call_id=call.call_id)
@@ -379,7 +368,7 @@ async def _dial_agent_first(svc: CtiService, tx: Transaction, data: AgentReserve
     link = svc.switchboard.get(held.switch_id) if held is not None else None
     link = link or svc.switchboard.pick()
     if link is None:
-        await tx.emit("cti.agent.ring_failed", AgentRingFailed(
+        await tx.emit(AgentRingFailed(
             call_id=call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
             reason="unreachable"), subject=subject(call_id), correlationid=data.call_id)
         log.warning("cannot dial a virtual-hold callback: no switch connected",
@@ -417,7 +406,7 @@ async def _callback(svc: CtiService, tx: Transaction, data: CallbackRequested) -
         context.setdefault(key, value)
     link = svc.switchboard.pick()
     if link is None:
-        await tx.emit("cti.call.origination_failed", OriginationFailed(
+        await tx.emit(OriginationFailed(
             request_id=data.request_id, to_number=data.to_number, reason="no_switch_connected",
             context=context), subject=f"callback/{data.callback_id}")
         log.warning("no switch connected; origination failed", request_id=data.request_id)

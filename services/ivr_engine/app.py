@@ -40,8 +40,9 @@ from services.ivr_engine.workorder import Lookup, WorkorderClient
 from shared.auth import require
 from shared.bus import Bus
 from shared.clock import Clock
-from shared.envelope import Envelope
+from shared.consumers import Consumes
 from shared.errors import NotFound
+from shared.events import EventData
 from shared.events.cti import CallAnswered, CallOffered, CallReleased, DtmfReceived
 from shared.events.ivr import (
     Collect,
@@ -63,8 +64,6 @@ NAME = "ivr_engine"
 # Session fact: the outages active in the caller's area when the call came in.
 AREA_OUTAGES = "area_outages"
 SCHEMA = "ivr"
-CONSUMED = ("cti.call.offered", "cti.call.answered", "cti.call.dtmf_received",
-            "cti.call.released")
 
 
 def load_menus(settings: IvrSettings) -> MenuCatalog:
@@ -115,30 +114,32 @@ class IvrEngine:
 
     # -- consumer ---------------------------------------------------------------------------
 
-    async def prepare(self, envelope: Envelope) -> Lookup | None:
+    async def prepare(self, event: EventData) -> Lookup | None:
         """Before the writer takes an inbound call's offer: who is calling, and the outages
         in their area (one request to workorder; a second one only for an older workorder
         that does not list them with the customer)."""
-        if envelope.type != "cti.call.offered" or envelope.data.get("direction") != "inbound":
+        if not isinstance(event, CallOffered) or event.direction != "inbound":
             return None
-        customer, outages = await self.workorder.lookup(str(envelope.data["from_number"]))
+        customer, outages = await self.workorder.lookup(event.from_number)
         if customer is not None and customer.area and outages is None:
             outages = await self.workorder.active_outages(customer.area)
         return Lookup(customer, outages)
 
-    async def on_call_event(self, tx: Transaction, envelope: Envelope) -> None:
-        if envelope.type == "cti.call.offered":
-            await self._offered(tx, CallOffered.model_validate(envelope.data))
-        elif envelope.type == "cti.call.answered":
-            await self._answered(tx, CallAnswered.model_validate(envelope.data))
-        elif envelope.type == "cti.call.dtmf_received":
-            data = DtmfReceived.model_validate(envelope.data)
-            await self._advance(tx, data.call_id, "digits", digits=data.digits,
-                                prompt_id=data.prompt_id)
-        elif envelope.type == "cti.call.released":
-            await self._advance(tx, CallReleased.model_validate(envelope.data).call_id, "hangup")
-        else:
-            log.warning("unexpected event on the calls queue", event_type=envelope.type)
+    def consumes(self) -> Consumes:
+        """One queue for every call event keeps one call's events in order."""
+        table = Consumes()
+        table.add(CallOffered, self._offered)
+        table.add(CallAnswered, self._answered)
+        table.add(DtmfReceived, self._digits)
+        table.add(CallReleased, self._hangup)
+        return table
+
+    async def _digits(self, tx: Transaction, data: DtmfReceived) -> None:
+        await self._advance(tx, data.call_id, "digits", digits=data.digits,
+                            prompt_id=data.prompt_id)
+
+    async def _hangup(self, tx: Transaction, data: CallReleased) -> None:
+        await self._advance(tx, data.call_id, "hangup")
 
     async def _offered(self, tx: Transaction, data: CallOffered) -> None:
         if data.direction != "inbound":
@@ -187,7 +188,7 @@ class IvrEngine:
         step = await self._resolve(interpreter, state, step, tx.now)
         self.sessions.add(tx, state)
         self._deadline_after_commit(tx, state)
-        await tx.emit("ivr.session.started", SessionStarted(
+        await tx.emit(SessionStarted(
             call_id=state.call_id, session_id=state.session_id, menu=state.menu,
             menu_version=state.menu_version, purpose=state.purpose),
             subject=f"call/{state.call_id}", correlationid=state.call_id)
@@ -267,23 +268,22 @@ class IvrEngine:
                 collect = None if effect.collect is None else Collect(
                     max_digits=effect.collect.max_digits,
                     timeout_seconds=effect.collect.timeout_seconds)
-                await tx.emit("ivr.prompt.requested", PromptRequested(
+                await tx.emit(PromptRequested(
                     call_id=state.call_id, session_id=state.session_id,
                     prompt_id=effect.prompt_id, text=effect.text, collect=collect),
                     subject=subject, correlationid=state.call_id)
             elif isinstance(effect, Completed):
-                await tx.emit("ivr.session.completed", SessionCompleted(
+                await tx.emit(SessionCompleted(
                     call_id=state.call_id, session_id=state.session_id, outcome=effect.outcome,
                     path=effect.path, route=_route_request(effect)),
                     subject=subject, correlationid=state.call_id)
                 log.info("ivr session completed", call_id=state.call_id,
                          outcome=effect.outcome, path=effect.path)
             elif isinstance(effect, ReleaseCall):
-                await tx.emit("ivr.release.requested",
-                              ReleaseRequested(call_id=state.call_id, reason=effect.reason),
+                await tx.emit(ReleaseRequested(call_id=state.call_id, reason=effect.reason),
                               subject=subject, correlationid=state.call_id)
             elif isinstance(effect, SurveyAnswered):
-                await tx.emit("ivr.survey.completed", SurveyCompleted(
+                await tx.emit(SurveyCompleted(
                     call_id=state.call_id, context=effect.context,
                     satisfaction=effect.satisfaction),
                     subject=subject, correlationid=state.call_id)
@@ -338,9 +338,7 @@ def create_app(settings: IvrSettings | None = None, *, bus: Bus | None = None,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
                       writer_sessions=False)
     engine = IvrEngine(service, settings, catalog)
-    # One queue for every call event keeps one call's events in order.
-    service.consumer("calls", *CONSUMED, staged=True, prepare=engine.prepare)(
-        engine.on_call_event)
+    service.consume("calls", engine.consumes(), staged=True, prepare=engine.prepare)
     service.background(engine.timer.run)
 
     router = APIRouter(prefix="/v1", tags=["ivr"])

@@ -24,7 +24,7 @@ def create_app(settings: RecordingSettings | None = None, *, bus: Bus | None = N
     service = Service(NAME, SCHEMA, settings, metadata=metadata,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
     recorder = Recorder(service, settings)
-    service.consumer("calls", "cti.call.connected", "cti.call.released")(recorder.on_call_event)
+    service.consume("calls", recorder.consumes())
 
     @service.on_startup
     async def make_storage() -> None:

@@ -7,13 +7,12 @@ import asyncio
 from pathlib import Path
 
 import structlog
-from pydantic import ValidationError
 
 from services.recording import db
 from services.recording.domain import Recording, RecordingState
 from services.recording.settings import RecordingSettings
 from services.recording.wav import WavFile, WavWriter
-from shared.envelope import Envelope
+from shared.consumers import Consumes
 from shared.errors import IllegalTransition
 from shared.events.cti import CallConnected, CallReleased
 from shared.events.recording import FileStored
@@ -30,19 +29,13 @@ class Recorder:
 
     # -- call events -------------------------------------------------------------------------
 
-    async def on_call_event(self, tx: Transaction, envelope: Envelope) -> None:
+    def consumes(self) -> Consumes:
         """One consumer for both call events, so a call's connect and release are handled in
         the order the CTI emitted them."""
-        try:
-            if envelope.type == "cti.call.connected":
-                await self._connected(tx, CallConnected.model_validate(envelope.data))
-            elif envelope.type == "cti.call.released":
-                await self._released(tx, CallReleased.model_validate(envelope.data))
-        except ValidationError as error:
-            # Redelivering cannot fix a payload; dead-lettering it would only hide it.
-            log.warning("call event ignored: bad payload", error=str(error))
-        except IllegalTransition as error:
-            log.info("call event ignored: no longer applies", reason=str(error))
+        table = Consumes(stale=(IllegalTransition,))
+        table.add(CallConnected, self._connected)
+        table.add(CallReleased, self._released)
+        return table
 
     async def _connected(self, tx: Transaction, event: CallConnected) -> None:
         rec = await db.lock_or_create(tx.session, event.call_id, tx.now)
@@ -101,7 +94,7 @@ class Recorder:
             log.info("media of a call never bridged discarded", call_id=rec.call_id)
         if rec.ready_to_store:
             rec.store(now=tx.now)
-            await tx.emit("recording.file.stored", FileStored(
+            await tx.emit(FileStored(
                 recording_id=rec.recording_id, call_id=rec.call_id, agent_id=rec.agent_id,
                 caller=rec.caller, started_at=rec.started_at,
                 duration_seconds=rec.duration_seconds or 0.0, sha256=rec.sha256 or "",

@@ -16,8 +16,6 @@ from services.workorder.routes import build_router
 from services.workorder.settings import WorkorderSettings
 from shared.bus import Bus
 from shared.clock import Clock
-from shared.envelope import Envelope
-from shared.messaging import Transaction
 from shared.service import Service
 from shared.timers import Timer
 
@@ -25,9 +23,6 @@ log = structlog.get_logger(__name__)
 
 # Survey results come from the IVR and releases from CTI; one queue keeps their relative order
 # (the survey answer lands before the release of the call that carried it).
-CONSUMED = ("cti.call.originated", "cti.call.origination_failed", "cti.call.released",
-            "ivr.survey.completed", "recording.file.stored", "ivr.session.completed",
-            "acd.call.abandoned", "acd.call.rejected")
 TIMER_ACTOR = "workorder.timer"
 
 
@@ -93,25 +88,7 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
             ).on_conflict_do_nothing())
             await rt.refresh_calendars(tx.session)
 
-    @service.consumer("events", *CONSUMED)
-    async def on_event(tx: Transaction, envelope: Envelope) -> None:
-        data = envelope.data
-        if envelope.type == "cti.call.originated":
-            await handlers.on_call_originated(tx, data)
-        elif envelope.type == "cti.call.origination_failed":
-            await handlers.on_origination_failed(tx, data, rt)
-        elif envelope.type == "cti.call.released":
-            await handlers.on_call_released(tx, data, rt)
-        elif envelope.type == "ivr.survey.completed":
-            await handlers.on_survey_completed(tx, data, rt)
-        elif envelope.type == "recording.file.stored":
-            await handlers.on_recording_stored(tx, data)
-        elif envelope.type == "ivr.session.completed":
-            await handlers.on_ivr_session_completed(tx, data, rt)
-        elif envelope.type == "acd.call.abandoned":
-            await handlers.on_call_abandoned(tx, data, rt)
-        elif envelope.type == "acd.call.rejected":
-            await handlers.on_call_rejected(tx, data, rt)
+    service.consume("events", handlers.consumes(rt))
 
     @service.background
     async def calendars() -> None:

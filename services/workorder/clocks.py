@@ -23,6 +23,7 @@ from services.workorder.domain.dialing import CallingRules
 from services.workorder.domain.orders import OrderType
 from services.workorder.domain.sla import Basis, Clock, ClockState, SlaPolicy
 from shared.db import Queries, Row, rows
+from shared.events.workorder import SlaEscalated, SlaUrged
 from shared.messaging import Transaction
 
 WORK_CLOCKS = ("dispatch", "acceptance", "arrival", "resolution")
@@ -324,23 +325,23 @@ async def _fire_row(tx: Transaction, rt: Runtime, actor: str, row: Row, policy: 
         _history(tx, row.clock_id, row.order_id, clock, "urged", actor=actor,
                  priority=row.priority, version=row.policy_version, due_at=fired.urge_at,
                  level=row.level)
-        await tx.emit("workorder.sla.urged", {
-            "order_id": row.order_id, "clock": row.name, "department": order.department,
-            "owner": order.owner, "due_at": clock.due_at, "budget_seconds": clock.budget,
-            "elapsed_seconds": sla.elapsed_at(clock, now, rt.calendar),
-        }, subject=subject, correlationid=order.call_id)
+        await tx.emit(SlaUrged(
+            order_id=row.order_id, clock=row.name, department=order.department,
+            owner=order.owner, due_at=clock.due_at, budget_seconds=clock.budget,
+            elapsed_seconds=sla.elapsed_at(clock, now, rt.calendar),
+        ), subject=subject, correlationid=order.call_id)
     for level, level_due in zip(fired.levels, fired.level_at, strict=True):
         # One row per level reached, with that level's own due time: the overdue reports
         # read the level-1 row as "the deadline passed at due_at".
         _history(tx, row.clock_id, row.order_id, clock, "escalated", actor=actor,
                  priority=row.priority, version=row.policy_version, due_at=level_due,
                  level=level, reason=policy.escalation_levels[level - 1])
-        await tx.emit("workorder.sla.escalated", {
-            "order_id": row.order_id, "clock": row.name, "level": level,
-            "level_name": policy.escalation_levels[level - 1], "department": order.department,
-            "owner": order.owner, "due_at": clock.due_at,
-            "overdue_seconds": -sla.remaining(clock, now, rt.calendar),
-        }, subject=subject, correlationid=order.call_id)
+        await tx.emit(SlaEscalated(
+            order_id=row.order_id, clock=row.name, level=level,
+            level_name=policy.escalation_levels[level - 1], department=order.department,
+            owner=order.owner, due_at=clock.due_at,
+            overdue_seconds=-sla.remaining(clock, now, rt.calendar),
+        ), subject=subject, correlationid=order.call_id)
     return clock
 
 

@@ -5,9 +5,10 @@ Routes and consumers call these; nothing here knows about HTTP or the bus.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,10 +31,32 @@ from services.workorder.domain.callbacks import Callback, CallbackAction, Callba
 from services.workorder.domain.orders import Order, OrderState, OrderType, Transition
 from services.workorder.domain.reports import callback_completion_rate
 from services.workorder.schemas import CustomerIn, DispatchIn, OrderIn, OutageIn
+from shared.consumers import Consumes
 from shared.db import Queries, Row
 from shared.db import row as fetch_row
 from shared.db import rows as fetch_rows
 from shared.errors import IllegalTransition, Invalid, NotFound
+from shared.events import EventData
+from shared.events.acd import CallAbandoned, CallRejected
+from shared.events.cti import CallOriginated, CallReleased, OriginationFailed
+from shared.events.ivr import SessionCompleted, SurveyCompleted
+from shared.events.recording import FileStored
+from shared.events.workorder import (
+    CallbackCompleted,
+    CallbackRequested,
+    SlaEscalated,
+    TicketAccepted,
+    TicketArrived,
+    TicketClosed,
+    TicketCreated,
+    TicketDispatched,
+    TicketFlagged,
+    TicketLinked,
+    TicketPriorityChanged,
+    TicketReopened,
+    TicketResolved,
+    TicketTransferred,
+)
 from shared.messaging import Transaction
 
 log = structlog.get_logger(__name__)
@@ -283,9 +306,9 @@ def _request_keys(body: OrderIn) -> tuple[str | None, str | None, str | None] | 
     return body.idempotency_key, body.call_id, body.type.value
 
 
-async def _emit_ticket(tx: Transaction, event_type: str, data: dict[str, Any], *,
-                       order_id: str, call_id: str | None) -> None:
-    await tx.emit(event_type, data, subject=f"ticket/{order_id}", correlationid=call_id)
+async def _emit_ticket(tx: Transaction, event: EventData, *, order_id: str,
+                       call_id: str | None) -> None:
+    await tx.emit(event, subject=f"ticket/{order_id}", correlationid=call_id)
 
 
 async def _existing_order(db_: Queries, body: OrderIn) -> Row | None:
@@ -402,10 +425,10 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
     if outage_id is not None:
         await tx.execute(OUTAGE_ORDER, outage_id, order.order_id)
     _audit(tx, step)
-    await _emit_ticket(tx, "workorder.ticket.created", {
-        "order_id": order.order_id, "type": order.type.value, "call_id": body.call_id,
-        "customer_account": body.customer_account, "area": area, "outage_id": outage_id,
-    }, order_id=order.order_id, call_id=body.call_id)
+    await _emit_ticket(tx, TicketCreated(
+        order_id=order.order_id, type=order.type.value, call_id=body.call_id,
+        customer_account=body.customer_account, area=area, outage_id=outage_id,
+    ), order_id=order.order_id, call_id=body.call_id)
     await _start_work_round(tx, rt, inserted, actor)
     if order.type is OrderType.COMPLAINT and body.customer_account is not None:
         inserted = await _check_repeat_complaint(tx, rt, inserted, body.customer_account,
@@ -461,11 +484,11 @@ async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages
                      body.call_id, body.customer_account, body.contact_number,
                      body.description, body.idempotency_key, reason, actor, tx.now)
     _audit(tx, step)
-    await _emit_ticket(tx, "workorder.ticket.linked", {
-        "order_id": candidate.order_id, "reporter_id": reporter_id, "call_id": body.call_id,
-        "customer_account": body.customer_account, "reason": reason,
-        "outage_id": candidate.outage_id if reason == "outage" else None,
-    }, order_id=candidate.order_id, call_id=body.call_id)
+    await _emit_ticket(tx, TicketLinked(
+        order_id=candidate.order_id, reporter_id=reporter_id, call_id=body.call_id,
+        customer_account=body.customer_account, reason=reason,
+        outage_id=candidate.outage_id if reason == "outage" else None,
+    ), order_id=candidate.order_id, call_id=body.call_id)
     return await _existing_report(tx, body)
 
 
@@ -490,12 +513,12 @@ async def _check_repeat_complaint(tx: Transaction, rt: Runtime, order: Row, acco
         return order
     flagged = await fetch_row(tx, FLAG_REPEAT, order.order_id)
     assert flagged is not None
-    await _emit_ticket(tx, "workorder.ticket.flagged", {
-        "order_id": order.order_id, "flag": "repeat_complaint", "related_order_ids": earlier,
-    }, order_id=order.order_id, call_id=call_id)
-    await _emit_ticket(tx, "workorder.sla.escalated", {
-        "order_id": order.order_id, "level": 1, "level_name": "repeat_complaint",
-        "reason": "repeat_complaint"}, order_id=order.order_id, call_id=call_id)
+    await _emit_ticket(tx, TicketFlagged(
+        order_id=order.order_id, flag="repeat_complaint", related_order_ids=earlier,
+    ), order_id=order.order_id, call_id=call_id)
+    await _emit_ticket(tx, SlaEscalated(
+        order_id=order.order_id, level=1, level_name="repeat_complaint",
+        reason="repeat_complaint"), order_id=order.order_id, call_id=call_id)
     # A repeat complainant is urgent: the running clocks take the urgent budgets.
     await _rebudget_clocks(tx, rt, flagged, "urgent", actor=actor, reason="repeat_complaint")
     return flagged
@@ -514,9 +537,9 @@ async def dispatch_order(tx: Transaction, order_id: str, body: DispatchIn, actor
     await _stop_clocks(tx, rt, order_id, ("dispatch", "acceptance"), actor=actor,
                        reason=f"dispatched to {body.department}")
     await _start_clocks(tx, rt, saved, ("acceptance",), round_=order.resolution + 1, actor=actor)
-    await _emit_ticket(tx, "workorder.ticket.dispatched", {
-        "order_id": order_id, "department": body.department, "dispatches": order.dispatches,
-        "reason": body.reason}, order_id=order_id, call_id=row.call_id)
+    await _emit_ticket(tx, TicketDispatched(
+        order_id=order_id, department=body.department, dispatches=order.dispatches,
+        reason=body.reason), order_id=order_id, call_id=row.call_id)
 
 
 async def accept_order(tx: Transaction, order_id: str, owner: str, actor: str,
@@ -525,8 +548,8 @@ async def accept_order(tx: Transaction, order_id: str, owner: str, actor: str,
     order, step = od.accept(_order_of(row), owner, now=tx.now, actor=actor)
     await _save_order(tx, order, step)
     await _stop_clocks(tx, rt, order_id, ("acceptance",), actor=actor, reason="accepted")
-    await _emit_ticket(tx, "workorder.ticket.accepted", {
-        "order_id": order_id, "department": order.department, "owner": owner},
+    await _emit_ticket(tx, TicketAccepted(
+        order_id=order_id, department=order.department, owner=owner),
         order_id=order_id, call_id=row.call_id)
 
 
@@ -535,8 +558,8 @@ async def arrive_order(tx: Transaction, order_id: str, actor: str, rt: Runtime) 
     order, step = od.arrive(_order_of(row), now=tx.now, actor=actor)
     await _save_order(tx, order, step)
     await _stop_clocks(tx, rt, order_id, ("arrival",), actor=actor, reason="on site")
-    await _emit_ticket(tx, "workorder.ticket.arrived", {
-        "order_id": order_id, "department": order.department},
+    await _emit_ticket(tx, TicketArrived(
+        order_id=order_id, department=order.department),
         order_id=order_id, call_id=row.call_id)
 
 
@@ -548,9 +571,9 @@ async def transfer_order(tx: Transaction, order_id: str, department: str, reason
     await _stop_clocks(tx, rt, order_id, ("acceptance",), actor=actor,
                        reason=f"transferred to {department}")
     await _start_clocks(tx, rt, saved, ("acceptance",), round_=order.resolution + 1, actor=actor)
-    await _emit_ticket(tx, "workorder.ticket.transferred", {
-        "order_id": order_id, "from_department": row.department, "to_department": department,
-        "reason": reason}, order_id=order_id, call_id=row.call_id)
+    await _emit_ticket(tx, TicketTransferred(
+        order_id=order_id, from_department=row.department, to_department=department,
+        reason=reason), order_id=order_id, call_id=row.call_id)
 
 
 async def reopen_order(tx: Transaction, order_id: str, reason: str, actor: str,
@@ -558,7 +581,7 @@ async def reopen_order(tx: Transaction, order_id: str, reason: str, actor: str,
     row = await _lock_order(tx, order_id)
     order, step = od.reopen_closed(_order_of(row), reason, now=tx.now, actor=actor)
     saved = await _save_order(tx, order, step)
-    await _emit_ticket(tx, "workorder.ticket.reopened", {"order_id": order_id, "reason": reason},
+    await _emit_ticket(tx, TicketReopened(order_id=order_id, reason=reason),
                        order_id=order_id, call_id=row.call_id)
     await _start_work_round(tx, rt, saved, actor)
 
@@ -588,9 +611,9 @@ async def change_priority(tx: Transaction, order_id: str, priority: str, reason:
     await tx.execute(SET_PRIORITY, order_id, priority, tx.now)
     await _rebudget_clocks(tx, rt, row, priority, actor=actor,
                            reason=reason or f"priority {row.priority} -> {priority}")
-    await _emit_ticket(tx, "workorder.ticket.priority_changed", {
-        "order_id": order_id, "previous": row.priority, "priority": priority, "reason": reason,
-    }, order_id=order_id, call_id=row.call_id)
+    await _emit_ticket(tx, TicketPriorityChanged(
+        order_id=order_id, previous=row.priority, priority=priority, reason=reason,
+    ), order_id=order_id, call_id=row.call_id)
 
 
 RESTORE_OUTAGE_OF_ORDER = f"""
@@ -622,15 +645,15 @@ async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
     order, step = od.resolve(_order_of(row), reply, now=now, actor=actor)
     saved = await _save_order(tx, order, step)
     await _stop_clocks(tx, rt, order_id, WORK_CLOCKS, actor=actor, reason="resolved")
-    await _emit_ticket(tx, "workorder.ticket.resolved", {
-        "order_id": order.order_id, "resolution": order.resolution, "reply": reply,
-    }, order_id=order.order_id, call_id=row.call_id)
+    await _emit_ticket(tx, TicketResolved(
+        order_id=order.order_id, resolution=order.resolution, reply=reply,
+    ), order_id=order.order_id, call_id=row.call_id)
     if not od.owes_survey(order.type):
         # A callback request is done once the customer has been called back.
         closed, close_step = od.close_without_survey(order, now=now, actor=actor)
         await _save_order(tx, closed, close_step)
         await _stop_clocks(tx, rt, order_id, None, actor=actor, reason="closed")
-        await _emit_ticket(tx, "workorder.ticket.closed", {"order_id": order_id},
+        await _emit_ticket(tx, TicketClosed(order_id=order_id),
                            order_id=order_id, call_id=row.call_id)
         return
     if row.outage_id is not None:
@@ -867,11 +890,11 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     context = {"purpose": "survey", "order_id": callback.order_id,
                "callback_id": callback.callback_id, "attempt": callback.attempts,
                "request_id": request_id, "reported_call_id": reported_call_id}
-    await tx.emit("workorder.callback.requested", {
-        "request_id": request_id, "callback_id": callback.callback_id,
-        "order_id": callback.order_id, "attempt": callback.attempts, "to_number": to_number,
-        "context": context,
-    }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+    await tx.emit(CallbackRequested(
+        request_id=request_id, callback_id=callback.callback_id,
+        order_id=callback.order_id, attempt=callback.attempts, to_number=to_number,
+        context=context,
+    ), subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
 
 
 # Whom a task calls, and about which of their calls: its linked reporter, or else the order's
@@ -915,10 +938,10 @@ async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
         rt.woken_after_commit(tx, callback.due_at)
         return
     order_row = await _lock_order(tx, callback.order_id)
-    await tx.emit("workorder.callback.completed", {
-        "callback_id": callback.callback_id, "order_id": callback.order_id,
-        "outcome": callback.outcome, "attempts": callback.attempts,
-    }, subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+    await tx.emit(CallbackCompleted(
+        callback_id=callback.callback_id, order_id=callback.order_id,
+        outcome=callback.outcome, attempts=callback.attempts,
+    ), subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
     await _stop_clocks(tx, rt, callback.order_id, ("callback",), actor=SYSTEM_ACTOR,
                        reason=f"callback {callback.outcome}", callback_id=callback.callback_id)
     siblings = await fetch_rows(tx, SIBLINGS, callback.order_id, callback.resolution)
@@ -938,13 +961,13 @@ async def _settle(tx: Transaction, callback: Callback, action: CallbackAction,
     saved = await _save_order(tx, order, step)
     if order.state is OrderState.CLOSED:
         await _stop_clocks(tx, rt, order.order_id, None, actor=SYSTEM_ACTOR, reason="closed")
-        await _emit_ticket(tx, "workorder.ticket.closed", {
-            "order_id": order.order_id, "satisfaction": order.satisfaction,
-        }, order_id=order.order_id, call_id=order_row.call_id)
+        await _emit_ticket(tx, TicketClosed(
+            order_id=order.order_id, satisfaction=order.satisfaction,
+        ), order_id=order.order_id, call_id=order_row.call_id)
     else:
-        await _emit_ticket(tx, "workorder.ticket.reopened", {
-            "order_id": order.order_id, "reason": step.reason,
-        }, order_id=order.order_id, call_id=order_row.call_id)
+        await _emit_ticket(tx, TicketReopened(
+            order_id=order.order_id, reason=step.reason,
+        ), order_id=order.order_id, call_id=order_row.call_id)
         # Reopened work is dispatched again (二次派单): a new round of work clocks.
         await _start_work_round(tx, rt, saved, SYSTEM_ACTOR)
 
@@ -998,14 +1021,13 @@ def _ignored(event_type: str, why: str, **fields: Any) -> None:
     log.info("event ignored", ignored_type=event_type, why=why, **fields)
 
 
-async def on_call_originated(tx: Transaction, data: dict[str, Any]) -> None:
-    attempt = await _find_attempt(tx, request_id=data.get("request_id"),
-                                  context=data.get("context"))
+async def on_call_originated(tx: Transaction, event: CallOriginated) -> None:
+    attempt = await _find_attempt(tx, request_id=event.request_id, context=event.context)
     if attempt is None:
-        _ignored("cti.call.originated", "unknown request", request_id=data.get("request_id"))
+        _ignored("cti.call.originated", "unknown request", request_id=event.request_id)
         return
     # Recorded even for a superseded attempt: the call's release will still need matching.
-    await tx.execute(ATTEMPT_CALL, attempt.callback_id, attempt.attempt, data["call_id"])
+    await tx.execute(ATTEMPT_CALL, attempt.callback_id, attempt.attempt, event.call_id)
 
 
 async def on_attempt_failed(tx: Transaction, event: str, attempt: Row | None, reason: str,
@@ -1029,40 +1051,38 @@ INSERT_RECORDING = f"""
     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"""
 
 
-async def on_origination_failed(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
-    attempt = await _find_attempt(tx, request_id=data.get("request_id"),
-                                  context=data.get("context"))
+async def on_origination_failed(rt: Runtime, tx: Transaction, event: OriginationFailed) -> None:
+    attempt = await _find_attempt(tx, request_id=event.request_id, context=event.context)
     await on_attempt_failed(tx, "cti.call.origination_failed", attempt,
-                            f"origination_failed:{data.get('reason', 'unknown')}"[:64], rt)
+                            f"origination_failed:{event.reason}"[:64], rt)
 
 
 # An inbound call the caller left while waiting for an agent: owed a call back.
 ABANDONED_STATES = frozenset({"queued", "alerting"})
 
 
-async def on_call_released(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
-    context = data.get("context") or {}
-    if data.get("direction") != "outbound" and not context.get("callback_id"):
-        if data.get("cause") == "caller_hangup" and data.get("state") in ABANDONED_STATES:
-            await _call_abandoned(tx, rt, str(data["call_id"]), "caller_hangup",
-                                  from_number=data.get("from_number"))
+async def on_call_released(rt: Runtime, tx: Transaction, event: CallReleased) -> None:
+    if event.direction != "outbound" and not event.context.get("callback_id"):
+        if event.cause == "caller_hangup" and event.state in ABANDONED_STATES:
+            await _call_abandoned(tx, rt, event.call_id, "caller_hangup",
+                                  from_number=event.from_number)
         return  # otherwise an ordinary inbound call: not ours to track
-    attempt = await _find_attempt(tx, context=context, call_id=data.get("call_id"))
+    attempt = await _find_attempt(tx, context=event.context, call_id=event.call_id)
     # After a survey answer the attempt is settled and the domain refuses the failure.
     await on_attempt_failed(tx, "cti.call.released", attempt,
-                            str(data.get("cause") or "released")[:64], rt)
+                            (event.cause or "released")[:64], rt)
 
 
-async def on_survey_completed(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
-    attempt = await _find_attempt(tx, context=data.get("context"), call_id=data.get("call_id"))
+async def on_survey_completed(rt: Runtime, tx: Transaction, event: SurveyCompleted) -> None:
+    attempt = await _find_attempt(tx, context=event.context, call_id=event.call_id)
     if attempt is None:
         _ignored("ivr.survey.completed", "not a callback attempt we know",
-                 call_id=data.get("call_id"))
+                 call_id=event.call_id)
         return
     callback = await _lock_callback(tx, attempt.callback_id)
-    satisfaction = data.get("satisfaction")
     try:
-        after, action = cbd.survey_result(callback, attempt.attempt, satisfaction, now=tx.now,
+        after, action = cbd.survey_result(callback, attempt.attempt, event.satisfaction,
+                                          now=tx.now,
                                           policy=rt.callback_policy)
     except (IllegalTransition, cbd.StaleAttempt) as error:
         _ignored("ivr.survey.completed", str(error), callback_id=attempt.callback_id,
@@ -1073,9 +1093,9 @@ async def on_survey_completed(tx: Transaction, data: dict[str, Any], rt: Runtime
     await _settle(tx, after, action, rt)
 
 
-async def on_recording_stored(tx: Transaction, data: dict[str, Any]) -> None:
-    await tx.execute(INSERT_RECORDING, data["recording_id"], data["call_id"],
-                     data.get("duration_seconds"), tx.now)
+async def on_recording_stored(tx: Transaction, event: FileStored) -> None:
+    await tx.execute(INSERT_RECORDING, event.recording_id, event.call_id,
+                     event.duration_seconds, tx.now)
 
 
 # -- abandoned and dropped calls -> callback_request cases ----------------------------------
@@ -1102,32 +1122,32 @@ ABANDONED_CONTEXT = f"""
     RETURNING *"""
 
 
-async def on_ivr_session_completed(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
+async def on_ivr_session_completed(rt: Runtime, tx: Transaction, event: SessionCompleted) -> None:
     """Remember who the caller is (the IVR identified them) and the menu path taken."""
-    route = data.get("route") or {}
-    customer = route.get("customer") or {}
-    context = await fetch_row(tx, IVR_CONTEXT, data["call_id"], customer.get("account"),
-                              route.get("from_number"), json.dumps(data.get("path") or []),
-                              tx.now)
+    route = event.route
+    account = None if route is None or route.customer is None else route.customer.account
+    context = await fetch_row(tx, IVR_CONTEXT, event.call_id, account,
+                              None if route is None else route.from_number,
+                              json.dumps(event.path), tx.now)
     assert context is not None
     if context.abandoned_at is not None:
         # The abandonment was heard first; now we know who to call back.
         await _callback_request(tx, rt, context)
 
 
-async def on_call_abandoned(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
-    await _call_abandoned(tx, rt, str(data["call_id"]), "abandoned_in_queue")
+async def on_call_abandoned(rt: Runtime, tx: Transaction, event: CallAbandoned) -> None:
+    await _call_abandoned(tx, rt, event.call_id, "abandoned_in_queue")
 
 
-async def on_call_rejected(tx: Transaction, data: dict[str, Any], rt: Runtime) -> None:
+async def on_call_rejected(rt: Runtime, tx: Transaction, event: CallRejected) -> None:
     """A queue limit offered the caller a callback (outcome ``callback``): they are owed one,
     like a caller who gave up waiting, and their number is enough to place it."""
-    if data.get("outcome") == "callback":
-        await _call_abandoned(tx, rt, str(data["call_id"]), f"callback_offer:{data['reason']}")
+    if event.outcome == "callback":
+        await _call_abandoned(tx, rt, event.call_id, f"callback_offer:{event.reason}")
 
 
 async def _call_abandoned(tx: Transaction, rt: Runtime, call_id: str, reason: str, *,
-                          from_number: Any = None) -> None:
+                          from_number: str | None = None) -> None:
     context = await fetch_row(tx, ABANDONED_CONTEXT, call_id, from_number, tx.now, reason)
     assert context is not None
     await _callback_request(tx, rt, context)
@@ -1168,14 +1188,31 @@ async def _callback_request(tx: Transaction, rt: Runtime, context: Row) -> None:
     if inserted is None:
         return  # already owed (the abandonment was heard twice, by ACD and CTI)
     _audit(tx, step)
-    await _emit_ticket(tx, "workorder.ticket.created", {
-        "order_id": order.order_id, "type": order.type.value, "call_id": None,
-        "customer_account": account, "area": area,
-    }, order_id=order.order_id, call_id=context.call_id)
+    await _emit_ticket(tx, TicketCreated(
+        order_id=order.order_id, type=order.type.value, call_id=None,
+        customer_account=account, area=area,
+    ), order_id=order.order_id, call_id=context.call_id)
     await _start_work_round(tx, rt, inserted, SYSTEM_ACTOR)
     await dispatch_order(tx, order.order_id, DispatchIn(department=rt.callback_team,
                                                         reason="abandoned call"),
                          SYSTEM_ACTOR, rt)
+
+
+def consumes(rt: Runtime) -> Consumes:
+    """The events workorder consumes: callback attempts' outcomes, abandoned calls owed a
+    callback, the IVR's identification of the caller, recordings to attach."""
+    table = Consumes()
+    table.add(CallOriginated, on_call_originated)
+    table.add(FileStored, on_recording_stored)
+    with_runtime: list[tuple[type[EventData], Callable[[Runtime, Transaction, Any],
+                                                       Awaitable[None]]]] = [
+        (OriginationFailed, on_origination_failed), (CallReleased, on_call_released),
+        (SurveyCompleted, on_survey_completed), (SessionCompleted, on_ivr_session_completed),
+        (CallAbandoned, on_call_abandoned), (CallRejected, on_call_rejected),
+    ]
+    for model, handler in with_runtime:
+        table.add(model, functools.partial(handler, rt))
+    return table
 
 
 # -- reports --------------------------------------------------------------------------------

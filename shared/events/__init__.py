@@ -10,15 +10,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from shared.envelope import routing_key
 
+# Validation context of a consumer reading an event (see :mod:`shared.consumers`).
+TOLERANT = {"tolerant": True}
 
-class EventData(BaseModel):
-    """Base for event payloads: strict about unknown fields so producer typos fail loudly."""
+
+class EventPart(BaseModel):
+    """Base for event payloads and the models nested in them: strict about unknown fields so
+    a producer's typo fails loudly, except when a consumer reads with :data:`TOLERANT`
+    (fields added by a newer producer are then dropped, at every level)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is None or not info.context.get("tolerant") or not isinstance(data, dict):
+            return data
+        known = cls.model_fields
+        return {key: value for key, value in data.items() if key in known}
+
+
+class EventData(EventPart):
+    """Base for event payloads (one model per (type, version) in :data:`CATALOG`)."""
 
 
 class UnknownEventType(LookupError):
@@ -68,7 +85,9 @@ from shared.events import acd, cti, ivr, recording, workorder  # noqa: E402
 
 __all__ = [
     "CATALOG",
+    "TOLERANT",
     "EventData",
+    "EventPart",
     "UnknownEventType",
     "acd",
     "all_routing_keys",

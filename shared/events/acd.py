@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.events import EventData, event
+from shared.events import EventData, EventPart, event
 
 
 @event("acd.call.queued")
@@ -22,7 +22,7 @@ class CallQueued(EventData):
     virtual_hold_digit: str | None = None
 
 
-class AgentFirstDial(EventData):
+class AgentFirstDial(EventPart):
     """A reservation for a caller on virtual hold: ring the agent on a new outbound call
     ``call_id``, then dial the customer at ``number`` and connect them."""
 

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from shared.events import EventData, event
+from shared.events import EventData, EventPart, event
 
 
-class Collect(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Collect(EventPart):
     max_digits: int = 1
     timeout_seconds: float = 5.0
 
 
-class CustomerContext(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CustomerContext(EventPart):
     account: str
     name: str | None = None
     tier: str = "regular"
@@ -24,8 +20,7 @@ class CustomerContext(BaseModel):
     flags: list[str] = []
 
 
-class RouteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RouteRequest(EventPart):
     queue: str
     skills: list[str]
     priority: int = 0

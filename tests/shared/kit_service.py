@@ -11,7 +11,9 @@ from sqlalchemy import Column, MetaData, String, Table, select
 from shared.auth import require
 from shared.bus import Bus
 from shared.clock import Clock
+from shared.consumers import Consumes
 from shared.envelope import Envelope
+from shared.events.cti import CallOffered
 from shared.messaging import Transaction
 from shared.service import Service, service_of
 from shared.settings import CommonSettings, ServiceSettings
@@ -36,20 +38,25 @@ def create_app(common: CommonSettings, *, bus: Bus | None = None, clock: Clock |
     seen: list[Envelope] = []
     service.seen = seen  # type: ignore[attr-defined]
 
-    @service.consumer("notes", "cti.call.offered")
-    async def on_offered(tx: Transaction, envelope: Envelope) -> None:
-        seen.append(envelope)
-        await tx.session.execute(notes.insert().values(call_id=envelope.data["call_id"],
-                                                       seen=envelope.type))
+    consumes = Consumes()
+
+    @consumes.on(CallOffered)
+    async def on_offered(tx: Transaction, event: CallOffered) -> None:
+        assert tx.cause is not None
+        seen.append(tx.cause)
+        await tx.session.execute(notes.insert().values(call_id=event.call_id,
+                                                       seen=tx.cause.type))
+
+    service.consume("notes", consumes)
 
     router = APIRouter()
 
     @router.post("/offers", dependencies=[Depends(require("switch"))])
     async def offer(body: Offer, svc: Service = Depends(service_of)) -> dict[str, int]:
         async with svc.transaction() as tx:
-            env = await tx.emit("cti.call.offered", {
-                "call_id": body.call_id, "from_number": body.from_number, "to_number": "95598",
-                "offered_at": tx.now}, subject=f"call/{body.call_id}", correlationid=body.call_id)
+            env = await tx.emit(CallOffered(
+                call_id=body.call_id, from_number=body.from_number, to_number="95598",
+                offered_at=tx.now), subject=f"call/{body.call_id}", correlationid=body.call_id)
         return {"sequence": env.sequence}
 
     @router.get("/notes", dependencies=[Depends(require("agent"))])

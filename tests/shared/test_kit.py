@@ -45,6 +45,34 @@ async def test_event_flows_through_outbox_and_bus_once(common, auth) -> None:
         assert "hotline_events_published_total" in (await client.get("/metrics")).text
 
 
+async def test_a_newer_producers_extra_field_does_not_break_the_consumer(common, auth,
+                                                                     monkeypatch) -> None:
+    """During a rolling deploy a producer already on a newer model adds a field: the older
+    consumer reads what it knows and handles the event (once), rather than dead-lettering
+    it; a payload missing a field it needs is still refused."""
+    from datetime import UTC, datetime
+
+    import shared.bus.memory
+
+    monkeypatch.setattr(shared.bus.memory, "check_publishable", lambda envelope: None)
+    bus = MemoryBus()
+    app = create_app(common, bus=bus)
+    async with running(app) as client:
+        service = app.state.service
+        data = {"call_id": "C9", "from_number": "+861", "to_number": "95598",
+                "offered_at": datetime.now(UTC).isoformat(), "channel": "video"}
+        newer = Envelope(source="/newer", type="cti.call.offered", time=datetime.now(UTC),
+                         subject="call/C9", sequence=1, data=data)
+        await bus.publish(newer)
+        await eventually(lambda: len(service.seen) == 1)
+        notes = await client.get("/notes", headers=bearer(auth, "agent"))
+        assert notes.json() == ["C9"]
+        broken = newer.model_copy(update={"id": "broken", "data": {"call_id": "C10"}})
+        await bus.publish(broken)  # returns once retried up to the limit and dead-lettered
+        assert [e.id for e in bus.queues["kit.notes"].dead_letters] == ["broken"]
+        assert len(service.seen) == 1
+
+
 async def test_unknown_event_type_is_refused_at_publish() -> None:
     from datetime import UTC, datetime
 
