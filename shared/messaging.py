@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
 import structlog
 from sqlalchemy import (
     BigInteger,
@@ -100,8 +101,6 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
 
 def create_messaging_tables(op: Any, schema: str) -> None:
     """For a service's first Alembic revision: create the messaging tables in ``schema``."""
-    import sqlalchemy as sa
-
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),

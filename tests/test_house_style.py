@@ -81,3 +81,68 @@ def test_consumed_types_are_not_kept_by_hand() -> None:
                 names = [e.value for e in node.elts if isinstance(e, ast.Constant)
                          and isinstance(e.value, str) and EVENT_TYPE.match(e.value)]
                 assert len(names) < 2, f"{path}:{node.lineno}: a hand-kept list of types {names}"
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for base in ("services", "shared", "hotline"):
+        for path in (ROOT / base).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+def imported_modules(module: str, path: Path, node: ast.Import | ast.ImportFrom,
+                     modules: dict[str, Path]) -> set[str]:
+    """The project modules an import statement loads (a name imported from a package
+    counts as the package unless it is a module of its own)."""
+    if isinstance(node, ast.Import):
+        candidates = [alias.name for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+            for _ in range(node.level - 1):
+                package = package.rsplit(".", 1)[0]
+            base = f"{package}.{base}" if base else package
+        candidates = [f"{base}.{alias.name}" for alias in node.names]
+        candidates = [name if name in modules else base for name in candidates]
+    found = set()
+    for name in candidates:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            found.add(name)
+    return found
+
+
+def test_no_import_cycles_and_no_deferred_imports() -> None:
+    """Every import of a project module at the top of its module (none hidden in functions
+    or behind TYPE_CHECKING; the CLI defers the simulator so other commands start fast), and
+    no cycles among them."""
+    modules = project_modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        graph[module] = set()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            loaded = imported_modules(module, path, node, modules)
+            if id(node) not in top:
+                assert not loaded or module == "hotline.cli", (
+                    f"{path}:{node.lineno}: deferred import of {sorted(loaded)}")
+                continue
+            graph[module] |= loaded
+    # A module on a cycle reaches itself.
+    for start in graph:
+        seen, stack = set(), list(graph[start])
+        while stack:
+            module = stack.pop()
+            assert module != start, f"import cycle through {start}"
+            if module not in seen:
+                seen.add(module)
+                stack.extend(graph[module])

@@ -2,10 +2,11 @@
 
 See README.md in this folder for what it models and how to run it."""
 
+from .engine_adapter import make_router
 from .erlang import ErlangA, ErlangC, erlang_a, erlang_b, erlang_c
 from .measures import Measures, compute_measures
 from .model import CallRecord, Scenario, SimAgent, SimCall
-from .router import Assignment, FifoRouter, Router, make_router
+from .router import Assignment, FifoRouter, Router
 from .simulator import SimResult, Simulator, simulate
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import Any
 from services.acd_router.domain.config import Credits, QueueConfig, RoutingConfig
 from services.acd_router.domain.engine import AgentSpec, CallSpec, Decision, RoutingEngine
 
-from .router import RESERVED, Assignment
+from .router import RESERVED, Assignment, FifoRouter, Router
 
 
 def engine_config(routing: dict[str, Any] | None, *, vip_credit: float,
@@ -79,3 +79,16 @@ class EngineRouter:
 
     def next_deadline(self) -> float | None:
         return self.engine.next_deadline()
+
+
+def make_router(kind: str = "engine", routing: dict[str, Any] | None = None, *,
+                vip_credit: float = 90.0, queues: Iterable[str] = (),
+                clock_epoch: float | None = None) -> Router:
+    """``engine``: the ACD's routing core (``routing`` is its configuration, as in the
+    service's YAML); ``fifo``: the small oracle in :mod:`hotline.simulate.router`."""
+    if kind == "fifo":
+        return FifoRouter(vip_credit)
+    if kind == "engine":
+        return EngineRouter(engine_config(routing, vip_credit=vip_credit, queues=queues,
+                                          clock_epoch=clock_epoch))
+    raise ValueError(f"unknown router {kind!r} (engine or fifo)")

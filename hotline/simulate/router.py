@@ -1,6 +1,6 @@
 """The routing core the simulator drives, behind a small protocol of its own.
 
-The simulator speaks :class:`Router`; :func:`make_router` gives it the ACD's real incremental
+The simulator speaks :class:`Router`; ``engine_adapter.make_router`` gives it the ACD's real incremental
 engine (``services.acd_router.domain.engine``: the same code the service runs, not a copy).
 :class:`FifoRouter` is a deliberately small independent implementation of the default policy
 (score = VIP credit + time waited, FIFO within equal scores, longest-idle agent) kept as a
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 RESERVED, OVERFLOWED, CALLBACK, RELEASED = "reserved", "overflowed", "callback", "released"
 
@@ -129,18 +128,3 @@ class FifoRouter:
 
     def next_deadline(self) -> float | None:
         return None
-
-
-def make_router(kind: str = "engine", routing: dict[str, Any] | None = None, *,
-                vip_credit: float = 90.0, queues: Iterable[str] = (),
-                clock_epoch: float | None = None) -> Router:
-    """``engine``: the ACD's routing core (``routing`` is its configuration, as in the
-    service's YAML); ``fifo``: the oracle above."""
-    if kind == "fifo":
-        return FifoRouter(vip_credit)
-    if kind == "engine":
-        from .engine_adapter import EngineRouter, engine_config
-
-        return EngineRouter(engine_config(routing, vip_credit=vip_credit, queues=queues,
-                                          clock_epoch=clock_epoch))
-    raise ValueError(f"unknown router {kind!r} (engine or fifo)")

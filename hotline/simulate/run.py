@@ -9,7 +9,7 @@ from services.softswitch.trace import parse_trace
 
 from .bank import BANK_VIP_CREDIT, COLUMNS, bank_scenario, read_bank_csv
 from .config import FileConfig
-from .router import make_router
+from .engine_adapter import make_router
 from .simulator import SimResult, simulate
 from .traces import scenario_from_trace
 

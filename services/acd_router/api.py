@@ -425,14 +425,6 @@ def build_router() -> APIRouter:
             raise NotFound("skill", skill)
         return view
 
-    # Imported here: both modules build on this one's views and dependencies.
-    # Added to this router, not included as sub-routers, so they share its /v1 prefix as
-    # plain routes (what the auth walk and the OpenAPI document see).
-    from .agent_routes import add_agent_routes
-    from .stats import add_stats_routes
-
-    add_agent_routes(router)
-    add_stats_routes(router)
     return router
 
 

@@ -6,18 +6,20 @@ from datetime import datetime
 from pathlib import Path
 
 import structlog
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.service import Service
 from shared.timers import Timer
 
+from .agent_routes import add_agent_routes
 from .api import build_router
 from .db import SCHEMA, metadata
 from .handlers import Acd
 from .lease import Leadership, build_instance_router
 from .settings import AcdSettings
+from .stats import add_stats_routes
 
 log = structlog.get_logger(__name__)
 
@@ -69,8 +71,18 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
     app = service.create_app(
         title="Hotline ACD router",
         description="Queues, agent states and skill-based routing decisions.",
-        routers=[build_router(), build_instance_router()],
+        routers=[routes(), build_instance_router()],
     )
     app.state.acd = acd
     app.state.leadership = leadership
     return app
+
+
+def routes() -> APIRouter:
+    """The /v1 routes: queues and calls (api), agents (agent_routes), statistics (stats).
+    Added to one router, not included as sub-routers, so they share its prefix as plain
+    routes (what the auth walk and the OpenAPI document see)."""
+    router = build_router()
+    add_agent_routes(router)
+    add_stats_routes(router)
+    return router

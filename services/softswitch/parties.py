@@ -10,22 +10,81 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from services.softswitch.media import MediaFork
-from services.softswitch.peers import PeerError
-from services.softswitch.switch import Frame, LinkDown
+from services.softswitch.peers import PeerError, Peers
+from services.softswitch.replay_clock import ReplayClock
+from services.softswitch.settings import SoftswitchSettings
+from services.softswitch.switch import Frame, LinkDown, SwitchLink
 from services.softswitch.trace import SATISFACTION_DIGITS, Agent, Call, CallbackDisposition
-
-if TYPE_CHECKING:
-    from services.softswitch.replay import OrderRun, Replay
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_TALK = 60.0
+
+
+class LagSampler(Protocol):
+    def sample(self, wall_seconds: float) -> None: ...
+
+
+class Stage(Protocol):
+    """What the parties need from the replay that runs them
+    (:class:`services.softswitch.replay.Replay`)."""
+
+    @property
+    def settings(self) -> SoftswitchSettings: ...
+
+    @property
+    def peers(self) -> Peers: ...
+
+    @property
+    def clock(self) -> ReplayClock: ...
+
+    @property
+    def lag(self) -> LagSampler: ...
+
+    @property
+    def by_call_id(self) -> dict[str, CallRun]: ...
+
+    @property
+    def link(self) -> SwitchLink: ...
+
+    def caller_of(self, run: CallRun) -> Caller: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, owner: CallRun | None = None
+              ) -> asyncio.Task[Any]: ...
+
+    def busy(self) -> AbstractAsyncContextManager[None]: ...
+
+    def touch(self, run: CallRun) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def media_fork(self, call_id: str) -> MediaFork | None: ...
+
+    async def record_order(self, run: CallRun, agent_id: str) -> None: ...
+
+
+@dataclass
+class OrderRun:
+    order_id: str
+    calls: list[str] = field(default_factory=list)
+    resolved: bool = False
+    callback: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    survey_answers: list[str] = field(default_factory=list)
+
+    def mark_resolved(self) -> None:
+        """A resolution owes new callbacks: forget any earlier reading of them."""
+        self.resolved, self.callback = True, {}
+
+
 
 
 @dataclass
@@ -77,7 +136,7 @@ class CallRun:
 class Caller:
     """The PSTN caller of one trace call (leg ``caller``)."""
 
-    def __init__(self, replay: Replay, run: CallRun) -> None:
+    def __init__(self, replay: Stage, run: CallRun) -> None:
         self.replay = replay
         self.run = run
 
@@ -222,7 +281,7 @@ class AgentLeg:
 class AgentSim:
     """An agent: the phone on leg ``agent`` and the desktop's REST calls."""
 
-    def __init__(self, replay: Replay, spec: Agent) -> None:
+    def __init__(self, replay: Stage, spec: Agent) -> None:
         self.replay = replay
         self.spec = spec
         self.id = spec.id
@@ -442,8 +501,8 @@ class HeldCaller:
     """A caller on virtual hold answering the agent-first callback (leg ``customer``). The
     agent already waits on the line; the agent's side ends the call."""
 
-    def __init__(self, replay: Replay, run: CallRun, frame: Frame) -> None:
-        self.replay: Replay | None = replay
+    def __init__(self, replay: Stage, run: CallRun, frame: Frame) -> None:
+        self.replay: Stage | None = replay
         self.run = run
         self.invite = frame
         self.call_id = str(frame.get("call_id"))
@@ -475,7 +534,7 @@ class HeldCaller:
 class CustomerSim:
     """A customer's phone receiving a callback (leg ``customer``)."""
 
-    def __init__(self, replay: Replay | None, order: OrderRun | None,
+    def __init__(self, replay: Stage | None, order: OrderRun | None,
                  callback: CallbackDisposition | None, frame: Frame) -> None:
         self.replay = replay
         self.order = order

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.softswitch.db import line_errors, replay_calls, replays, resets
 from services.softswitch.media import MediaFork
-from services.softswitch.parties import AgentSim, Caller, CallRun, CustomerSim, HeldCaller
+from services.softswitch.parties import (
+    AgentSim,
+    Caller,
+    CallRun,
+    CustomerSim,
+    HeldCaller,
+    OrderRun,
+)
 from services.softswitch.peers import PeerError, Peers, callback_status, order_id_of
 from services.softswitch.replay_clock import ReplayClock
 from services.softswitch.report import CallOutcome, OrderOutcome, compute_report
@@ -42,20 +48,6 @@ ORDERS_PER_POLL = 200
 MAX_WARNINGS = 100
 DEFAULT_RESTORE_SECONDS = 7200.0
 SWITCH_TOKEN_TTL = 30 * 24 * 3600
-
-
-@dataclass
-class OrderRun:
-    order_id: str
-    calls: list[str] = field(default_factory=list)
-    resolved: bool = False
-    callback: dict[str, Any] = field(default_factory=dict)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    survey_answers: list[str] = field(default_factory=list)
-
-    def mark_resolved(self) -> None:
-        """A resolution owes new callbacks: forget any earlier reading of them."""
-        self.resolved, self.callback = True, {}
 
 
 class LagMeter:

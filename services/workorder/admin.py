@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workorder import db
@@ -28,6 +29,14 @@ async def policies(session: AsyncSession, *, latest: bool) -> list[dict[str, Any
     if not rows:
         raise NotFound("sla policy", "latest")
     return [r._asdict() for r in rows]
+
+
+async def first_policy(tx: Transaction, document: dict[str, Any]) -> None:
+    """Version 1 from the policy file, unless there is one. Concurrent replicas: the first
+    one's version 1 wins, the others' inserts do nothing."""
+    await tx.session.execute(insert(db.sla_policies).values(
+        version=1, document=document, created_by="file", created_at=tx.now,
+    ).on_conflict_do_nothing())
 
 
 async def new_policy(tx: Transaction, document: dict[str, Any], actor: str) -> int:
@@ -84,8 +93,6 @@ async def put_calendar(tx: Transaction, rt: Runtime, year: int, document: dict[s
                        actor: str) -> None:
     document = {**document, "year": document.get("year") or year}
     schedule = parse_year(document, year)
-    from sqlalchemy.dialects.postgresql import insert
-
     statement = insert(db.calendars).values(year=year, document=schedule.document(),
                                             updated_by=actor, updated_at=tx.now)
     await tx.session.execute(statement.on_conflict_do_update(

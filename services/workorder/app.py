@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 
-from services.workorder import admin, clocks, db, handlers
+from services.workorder import admin, clocks, handlers
 from services.workorder.clocks import Runtime
 from services.workorder.db import SCHEMA, metadata
 from services.workorder.routes import build_router
@@ -80,12 +80,7 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
     @service.on_startup
     async def load_configuration() -> None:
         async with service.transaction() as tx:
-            # Concurrent replicas: the first one's version 1 wins, the others' inserts no-op.
-            from sqlalchemy.dialects.postgresql import insert
-
-            await tx.session.execute(insert(db.sla_policies).values(
-                version=1, document=policy_file, created_by="file", created_at=tx.now,
-            ).on_conflict_do_nothing())
+            await admin.first_policy(tx, policy_file)
             await rt.refresh_calendars(tx.session)
 
     service.consume("events", handlers.consumes(rt))

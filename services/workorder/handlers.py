@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workorder import db, journal
-from services.workorder.clocks import WORK_CLOCKS, Runtime
+from services.workorder.clocks import WORK_CLOCKS, Runtime, clock_view
 from services.workorder.clocks import pause_clocks as _pause_clocks
 from services.workorder.clocks import rebudget_clocks as _rebudget_clocks
 from services.workorder.clocks import resume_clocks as _resume_clocks
@@ -718,8 +718,6 @@ def _with_attempts(callbacks: list[dict[str, Any]], attempts: list[dict[str, Any
 
 async def order_detail(db_: Queries, order_id: str, rt: Runtime, now: datetime
                        ) -> dict[str, Any]:
-    from services.workorder.clocks import clock_view
-
     found = await fetch_row(db_, ORDER_DETAIL, order_id)
     if found is None:
         raise NotFound("order", order_id)

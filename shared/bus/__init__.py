@@ -16,6 +16,8 @@ from shared.bus.base import (
     check_publishable,
     topic_matches,
 )
+from shared.bus.memory import MemoryBus
+from shared.bus.rabbit import RabbitBus
 
 __all__ = ["Bus", "Delivery", "Handler", "OnDelivery", "check_publishable", "make_bus",
            "topic_matches"]
@@ -24,10 +26,6 @@ __all__ = ["Bus", "Delivery", "Handler", "OnDelivery", "check_publishable", "mak
 def make_bus(amqp_url: str | None, *, connection_name: str, delivery_limit: int = 5,
              keep_unrouted: bool = False) -> Bus:
     if amqp_url:
-        from shared.bus.rabbit import RabbitBus
-
         return RabbitBus(amqp_url, connection_name=connection_name,
                          delivery_limit=delivery_limit, keep_unrouted=keep_unrouted)
-    from shared.bus.memory import MemoryBus
-
     return MemoryBus(delivery_limit=delivery_limit, keep_unrouted=keep_unrouted)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.events import EventData, EventPart, event
+from shared.events.catalog import EventData, EventPart, event
 
 
 @event("acd.call.queued")

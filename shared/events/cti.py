@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from shared.events import EventData, event
+from shared.events.catalog import EventData, event
 
 Direction = Literal["inbound", "outbound"]
 

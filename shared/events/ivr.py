@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from shared.events import EventData, EventPart, event
+from shared.events.catalog import EventData, EventPart, event
 
 
 class Collect(EventPart):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.events import EventData, event
+from shared.events.catalog import EventData, event
 
 
 @event("recording.file.stored")

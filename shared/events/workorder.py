@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from shared.events import EventData, event
+from shared.events.catalog import EventData, event
 
 Satisfaction = Literal["satisfied", "neutral", "dissatisfied"]
 

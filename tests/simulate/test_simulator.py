@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from hotline.cli import app
 from hotline.simulate.bank import bank_scenario, read_bank_csv, recorded_records
+from hotline.simulate.engine_adapter import make_router
 from hotline.simulate.erlang import erlang_a, erlang_c
 from hotline.simulate.measures import compute_measures
 from hotline.simulate.model import CallRecord, Scenario, SimAgent, SimCall
-from hotline.simulate.router import FifoRouter, make_router
+from hotline.simulate.router import FifoRouter
 from hotline.simulate.simulator import simulate
 from hotline.simulate.traces import erlang_trace_lines, load_trace, to_jsonl
 
