@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test test-fast soak lint bench trace clean
+.PHONY: install run test test-unit test-fast soak lint bench trace clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: install
 ## Every test: unit, service, integration (real PostgreSQL and RabbitMQ) and end to end.
 test: install
 	$(BIN)/pytest -q -p no:cacheprovider
+
+## Unit tests only: pure code, no server needed (the test servers' addresses point nowhere).
+test-unit: install
+	HOTLINE_TEST_PG=postgresql://postgres@127.0.0.1:9/postgres HOTLINE_TEST_AMQP=amqp://guest:guest@127.0.0.1:9 \
+	  $(BIN)/pytest -q -p no:cacheprovider -m unit
 
 ## Unit and service tests only (no end-to-end replays).
 test-fast: install

@@ -106,8 +106,9 @@ class EmbeddedPostgres:
         return {"user": self._user.pw_uid, "group": self._user.pw_gid}
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(list(args), check=False, capture_output=True, text=True,
-                                timeout=120, cwd="/", **self._as_postgres())  # type: ignore[call-overload]
+        result: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+            list(args), check=False, capture_output=True, text=True, timeout=120, cwd="/",
+            **self._as_postgres())
         if check and result.returncode != 0:
             raise RuntimeError(f"{Path(args[0]).name} failed: {result.stderr.strip()}")
         return result

@@ -369,7 +369,7 @@ class _Unit:
             # statement), so prepared statements on the driver connection join the same
             # transaction as SQLAlchemy's.
             await fairy.dbapi_connection._start_transaction()  # type: ignore[union-attr]
-            self.conn = fairy.driver_connection  # type: ignore[assignment]
+            self.conn = fairy.driver_connection
         except BaseException:
             # Most likely a connection the server dropped: never hand it out again.
             with contextlib.suppress(Exception):
@@ -822,7 +822,7 @@ class Messaging:
                      if item.queue is not None and item.cause is not None
                      and item.tx is not None and item.tx.changed]
             published = await unit.write([item.tx for item in done if item.tx is not None],
-                                         inbox)  # type: ignore[arg-type]
+                                         inbox)
             await unit.commit()
         except BaseException:
             for item in items:

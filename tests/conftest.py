@@ -19,6 +19,25 @@ from fastapi import FastAPI
 from shared.auth import Auth
 from shared.settings import CommonSettings
 
+# Fixtures that reach a server: a test using one is a service test (PostgreSQL) or an
+# integration test (RabbitMQ too); any other test not marked otherwise is a unit test.
+POSTGRES_FIXTURES = frozenset({"database_url", "common"})
+LAYERS = frozenset({"integration", "e2e", "soak"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(mark.name in LAYERS for mark in item.iter_markers()):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "amqp_url" in fixtures:
+            item.add_marker(pytest.mark.integration)
+        elif fixtures & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.service)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 PG_ADMIN_URL = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("HOTLINE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 TEST_SECRET = "test-secret-" + "x" * 40

@@ -95,4 +95,5 @@ async def next_ring_deadline(session: AsyncSession) -> datetime | None:
     query = select(func.min(calls.c.ring_deadline)).where(
         calls.c.ring_deadline.is_not(None),
         calls.c.state.in_([CallState.ALERTING.value, CallState.DIALING.value]))
-    return (await session.execute(query)).scalar()
+    deadline: datetime | None = (await session.execute(query)).scalar()
+    return deadline

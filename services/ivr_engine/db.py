@@ -58,4 +58,6 @@ async def load_session(session: AsyncSession, call_id: str) -> SessionState | No
 
 async def next_deadline(session: AsyncSession) -> datetime | None:
     """The earliest no-input deadline of any session (due or not)."""
-    return (await session.execute(select(func.min(sessions.c.deadline)))).scalar()
+    deadline: datetime | None = (await session.execute(
+        select(func.min(sessions.c.deadline)))).scalar()
+    return deadline

@@ -374,7 +374,7 @@ class Call:
     def _ring_failed(self, reason: str, now: datetime, *, cancel: bool) -> list[Effect]:
         event = Emit(AgentRingFailed(call_id=self.call_id, agent_id=self.agent_id or "",
                                      reservation_id=self.reservation_id or "",
-                                     reason=reason))  # type: ignore[arg-type]
+                                     reason=reason))
         if self.agent_first:
             # Nobody else is on an agent-first dial: it ends with the ring (CANCELling the
             # agent's phone if it still rings).
