@@ -14,7 +14,7 @@ from services.workorder.clocks import KNOWN_TYPES, Runtime, clock_view, rebudget
 from services.workorder.domain import orders as od
 from services.workorder.domain import sla
 from services.workorder.domain.calendar import parse_year
-from services.workorder.handlers import order_out
+from services.workorder.repository import order_out
 from shared.errors import NotFound
 from shared.messaging import Transaction
 from shared.service import Service

@@ -9,9 +9,10 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 
-from services.workorder import admin, clocks, handlers
+from services.workorder import admin, clocks
 from services.workorder.clocks import Runtime
 from services.workorder.db import SCHEMA, metadata
+from services.workorder.handlers import callbacks, consumers
 from services.workorder.routes import build_router
 from services.workorder.settings import WorkorderSettings
 from shared.bus import Bus
@@ -36,7 +37,7 @@ async def fire_one(service: Service, rt: Runtime, batch: int = 1) -> bool:
     task, in one transaction. False when nothing due was free to take."""
     async with service.transaction() as tx:
         return bool(await clocks.fire_due(tx, rt, TIMER_ACTOR, batch)
-                    or await handlers.fire_one_callback(tx, rt))
+                    or await callbacks.fire_one_callback(tx, rt))
 
 
 async def fire_timers(service: Service, rt: Runtime, workers: int, batch: int
@@ -83,7 +84,7 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
             await admin.first_policy(tx, policy_file)
             await rt.refresh_calendars(tx.session)
 
-    service.consume("events", handlers.consumes(rt))
+    service.consume("events", consumers.consumes(rt))
 
     @service.background
     async def calendars() -> None:

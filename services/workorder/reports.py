@@ -9,13 +9,16 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, union
+from sqlalchemy import func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workorder import db
 from services.workorder.clocks import Runtime, clock_of
+from services.workorder.domain import callbacks as cbd
+from services.workorder.domain import orders as od
 from services.workorder.domain import reports as rd
-from services.workorder.domain.orders import OrderAction
+from services.workorder.domain.callbacks import CallbackState
+from services.workorder.domain.orders import OrderAction, OrderState
 from services.workorder.domain.reports import (
     CallbackFacts,
     CaseFacts,
@@ -23,6 +26,7 @@ from services.workorder.domain.reports import (
     Period,
     Resolution,
     Window,
+    callback_completion_rate,
 )
 from services.workorder.domain.sla import ClockEvent, SlaPolicy
 
@@ -170,3 +174,44 @@ def departments_csv(report: dict[str, Any]) -> str:
 def bulletin_csv(report: dict[str, Any]) -> str:
     return to_csv(rd.BULLETIN_COLUMNS,
                   (item for d in report["departments"] for item in d["items"]))
+
+
+async def summary(session: AsyncSession) -> dict[str, Any]:
+    o, h, c = db.orders, db.order_history, db.callbacks
+    by_type: dict[str, dict[str, int]] = {}
+    by_state: dict[str, int] = {}
+    total = 0
+    for order_type, state, count in (await session.execute(
+            select(o.c.type, o.c.state, func.count()).group_by(o.c.type, o.c.state))).all():
+        by_type.setdefault(order_type, {})[state] = count
+        by_state[state] = by_state.get(state, 0) + count
+        total += count
+    resolved = (await session.execute(select(func.count()).select_from(o)
+                                      .where(o.c.resolution > 0))).scalar_one()
+    reopened = (await session.execute(select(func.count(func.distinct(h.c.order_id)))
+                                      .where(h.c.action == od.OrderAction.REOPEN.value)
+                                      )).scalar_one()
+    callback_states = dict((await session.execute(
+        select(c.c.state, func.count()).group_by(c.c.state))).tuples().all())
+    satisfaction = {s: 0 for s in od.SATISFACTIONS}
+    for value, count in (await session.execute(
+            select(c.c.satisfaction, func.count()).where(c.c.state == CallbackState.COMPLETED.value)
+            .group_by(c.c.satisfaction))).all():
+        if value in satisfaction:
+            satisfaction[value] = count
+    completed = callback_states.get(CallbackState.COMPLETED.value, 0)
+    unreachable = callback_states.get(CallbackState.UNREACHABLE.value, 0)
+    pending = sum(callback_states.get(s.value, 0) for s in cbd.ACTIVE_STATES)
+    callbacks_total = completed + unreachable + pending
+    return {
+        "orders": {"total": total, "by_type": by_type, "by_state": by_state},
+        "resolved": resolved,
+        "closed": by_state.get(OrderState.CLOSED.value, 0),
+        "reopened": reopened,
+        "callbacks": {"total": callbacks_total, "completed": completed,
+                      "unreachable": unreachable, "pending": pending},
+        # One callback is owed per resolution, so resolutions are the denominator.
+        "callback_completion_rate": callback_completion_rate(completed, unreachable,
+                                                             callbacks_total),
+        "satisfaction": satisfaction,
+    }

@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.workorder import admin, handlers
+from services.workorder import admin
 from services.workorder import reports as edge_reports
 from services.workorder.clocks import Runtime
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.orders import OrderState, OrderType
 from services.workorder.domain.reports import Period
+from services.workorder.handlers import callbacks, customers, intake, orders, outages
 from services.workorder.schemas import (
     AcceptIn,
     BatchResult,
@@ -76,7 +77,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
 
     async def detail(svc: Service, order_id: str) -> dict[str, Any]:
         async with svc.reader() as reader:
-            return await handlers.order_detail(reader, order_id, rt, svc.now())
+            return await orders.order_detail(reader, order_id, rt, svc.now())
 
     # -- customers ---------------------------------------------------------------------------
 
@@ -87,7 +88,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                               svc: Service = Depends(service_of)) -> dict[str, Any]:
         """The customer a number belongs to, with the outages now active in their area (the
         IVR tells a caller from such an area, and routes their repair call)."""
-        return await handlers.lookup_with_outages(svc, number, svc.now())
+        return await customers.lookup_with_outages(svc, number, svc.now())
 
     @router.put("/customers/{account}", response_model=CustomerOut, tags=["customers"],
                 dependencies=[Depends(WRITE_CUSTOMERS)])
@@ -96,8 +97,8 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         if body.account is not None and body.account != account:
             raise Invalid("account", "the body's account differs from the path's")
         async with svc.transaction() as tx:
-            await handlers.upsert_customer(tx, account, body)
-            return await handlers.get_customer(tx.session, account)
+            await customers.upsert_customer(tx, account, body)
+            return await customers.get_customer(tx.session, account)
 
     @router.post("/customers/batch", response_model=BatchResult, tags=["customers"],
                  dependencies=[Depends(WRITE_CUSTOMERS)])
@@ -105,7 +106,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                               svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
             for customer in body.customers:
-                await handlers.upsert_customer(tx, customer.account, customer)
+                await customers.upsert_customer(tx, customer.account, customer)
         accounts = list(dict.fromkeys(c.account for c in body.customers))
         return {"upserted": len(accounts), "accounts": accounts}
 
@@ -113,7 +114,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                 dependencies=[Depends(READ)])
     async def get_customer(account: str, svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.sessions() as session:
-            return await handlers.get_customer(session, account)
+            return await customers.get_customer(session, account)
 
     # -- outages -----------------------------------------------------------------------------
 
@@ -121,7 +122,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                  tags=["outages"], dependencies=[Depends(WRITE_OUTAGES)])
     async def post_outage(body: OutageIn, svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            return await handlers.create_outage(tx, body)
+            return await outages.create_outage(tx, body)
 
     @router.post("/outages/{outage_id}/restore", response_model=OutageOut, tags=["outages"])
     async def restore_outage(outage_id: str, body: RestoreIn,
@@ -130,7 +131,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         """End the outage and resolve its repair order: every caller who reported it is
         called back."""
         async with svc.transaction() as tx:
-            return await handlers.restore_outage(tx, outage_id, body.reply, principal.subject,
+            return await outages.restore_outage(tx, outage_id, body.reply, principal.subject,
                                                  rt)
 
     @router.get("/outages", response_model=list[OutageOut], tags=["outages"],
@@ -138,7 +139,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     async def get_outages(area: str | None = None, active: bool | None = None,
                           svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
         async with svc.sessions() as session:
-            return await handlers.list_outages(session, area=area, active=active, now=svc.now())
+            return await outages.list_outages(session, area=area, active=active, now=svc.now())
 
     # -- orders ------------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                          principal: Principal = Depends(WRITE_ORDERS),
                          svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            order, created = await handlers.create_order(tx, body, principal.subject, rt)
+            order, created = await intake.create_order(tx, body, principal.subject, rt)
         if not created:
             response.status_code = status.HTTP_200_OK
         return order
@@ -159,7 +160,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                       principal: Principal = Depends(WRITE_ORDERS),
                       svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.resolve_order(tx, order_id, body.reply, principal.subject, rt)
+            await orders.resolve_order(tx, order_id, body.reply, principal.subject, rt)
         return await detail(svc, order_id)
 
     @router.post("/orders/{order_id}/dispatch", response_model=OrderDetail, tags=["orders"])
@@ -167,7 +168,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                        principal: Principal = Depends(WORK_ORDERS),
                        svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.dispatch_order(tx, order_id, body, principal.subject, rt)
+            await orders.dispatch_order(tx, order_id, body, principal.subject, rt)
         return await detail(svc, order_id)
 
     @router.post("/orders/{order_id}/accept", response_model=OrderDetail, tags=["orders"])
@@ -175,7 +176,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                      principal: Principal = Depends(WORK_ORDERS),
                      svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.accept_order(tx, order_id, body.owner or principal.subject,
+            await orders.accept_order(tx, order_id, body.owner or principal.subject,
                                         principal.subject, rt)
         return await detail(svc, order_id)
 
@@ -183,7 +184,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     async def on_site(order_id: str, principal: Principal = Depends(WORK_ORDERS),
                       svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.arrive_order(tx, order_id, principal.subject, rt)
+            await orders.arrive_order(tx, order_id, principal.subject, rt)
         return await detail(svc, order_id)
 
     @router.post("/orders/{order_id}/transfer", response_model=OrderDetail, tags=["orders"])
@@ -191,7 +192,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                        principal: Principal = Depends(WORK_ORDERS),
                        svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.transfer_order(tx, order_id, body.department, body.reason,
+            await orders.transfer_order(tx, order_id, body.department, body.reason,
                                           principal.subject, rt)
         return await detail(svc, order_id)
 
@@ -199,14 +200,14 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     async def reopen(order_id: str, body: ReasonIn, principal: Principal = Depends(SUPERVISE),
                      svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.reopen_order(tx, order_id, body.reason, principal.subject, rt)
+            await orders.reopen_order(tx, order_id, body.reason, principal.subject, rt)
         return await detail(svc, order_id)
 
     @router.post("/orders/{order_id}/pause", response_model=OrderDetail, tags=["orders"])
     async def pause(order_id: str, body: ReasonIn, principal: Principal = Depends(WORK_ORDERS),
                     svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.pause_order(tx, order_id, body.reason, principal.subject, rt)
+            await orders.pause_order(tx, order_id, body.reason, principal.subject, rt)
         return await detail(svc, order_id)
 
     @router.post("/orders/{order_id}/resume", response_model=OrderDetail, tags=["orders"])
@@ -214,7 +215,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                      principal: Principal = Depends(WORK_ORDERS),
                      svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.resume_order(tx, order_id, body.reason, principal.subject, rt)
+            await orders.resume_order(tx, order_id, body.reason, principal.subject, rt)
         return await detail(svc, order_id)
 
     @router.post("/orders/{order_id}/priority", response_model=OrderDetail, tags=["orders"])
@@ -222,7 +223,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                        principal: Principal = Depends(SUPERVISE),
                        svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            await handlers.change_priority(tx, order_id, body.priority, body.reason,
+            await orders.change_priority(tx, order_id, body.priority, body.reason,
                                            principal.subject, rt)
         return await detail(svc, order_id)
 
@@ -242,7 +243,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                           limit: int = Query(default=100, ge=1, le=1000),
                           svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
         async with svc.sessions() as session:
-            return await handlers.list_orders(session, call_id=call_id, state=state,
+            return await orders.list_orders(session, call_id=call_id, state=state,
                                               customer_account=customer_account,
                                               order_type=type, open_only=open, limit=limit,
                                               department=department, owner=owner,
@@ -320,14 +321,14 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
             if len(many) > 500:
                 raise Invalid("order_ids", "at most 500 orders at once")
         async with svc.reader() as reader:
-            return await handlers.list_callbacks(reader, order_id=order_id, state=state,
+            return await callbacks.list_callbacks(reader, order_id=order_id, state=state,
                                                  limit=limit, order_ids=many)
 
     @router.get("/reports/summary", response_model=Summary, tags=["reports"],
                 dependencies=[Depends(REPORTS)])
     async def report_summary(svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.sessions() as session:
-            return await handlers.summary(session)
+            return await edge_reports.summary(session)
 
     @router.get("/reports/departments", response_model=DepartmentReportOut, tags=["reports"],
                 dependencies=[Depends(REPORTS)], responses=CSV_RESPONSE)

@@ -1,0 +1,239 @@
+"""Callbacks: due ones dialled (deny list, daily cap, calling hours), attempts settled, the
+order closed or reopened by the survey."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from services.workorder import db
+from services.workorder.clocks import Runtime, stop_clocks
+from services.workorder.domain import callbacks as cbd
+from services.workorder.domain import dialing
+from services.workorder.domain import orders as od
+from services.workorder.domain.callbacks import Callback, CallbackAction, CallbackState
+from services.workorder.domain.orders import OrderState
+from services.workorder.handlers.common import SYSTEM_ACTOR, emit_ticket, start_work_round
+from services.workorder.handlers.orders import records
+from services.workorder.repository import (
+    callback_of,
+    end_attempt,
+    lock_callback,
+    lock_order,
+    order_of,
+    save_callback,
+    save_order,
+)
+from shared.db import Queries, Row
+from shared.db import row as fetch_row
+from shared.db import rows as fetch_rows
+from shared.errors import IllegalTransition
+from shared.events.workorder import (
+    CallbackCompleted,
+    CallbackRequested,
+    TicketClosed,
+    TicketReopened,
+)
+from shared.messaging import Transaction
+
+log = structlog.get_logger(__name__)
+S = db.SCHEMA
+
+
+LIST_CALLBACKS = f"""
+    SELECT cb.*, ARRAY(SELECT a FROM {S}.callback_attempts a
+                        WHERE a.callback_id = cb.callback_id ORDER BY a.attempt) AS attempt_log
+      FROM {S}.callbacks cb
+     WHERE ($1::text IS NULL OR cb.order_id = $1)
+       AND ($2::text[] IS NULL OR cb.order_id = ANY($2::text[]))
+       AND ($3::text IS NULL OR cb.state = $3)
+     ORDER BY cb.created_at, cb.order_id, cb.resolution LIMIT $4"""
+
+
+async def list_callbacks(db_: Queries, *, order_id: str | None, state: CallbackState | None,
+                         limit: int = 1000, order_ids: list[str] | None = None
+                         ) -> list[dict[str, Any]]:
+    return [{**found._asdict(), "attempt_log": records(found.attempt_log)}
+            for found in await fetch_rows(db_, LIST_CALLBACKS, order_id, order_ids,
+                                          None if state is None else state.value, limit)]
+
+
+DUE_CALLBACK = f"""
+    SELECT * FROM {S}.callbacks WHERE state IN ('pending', 'dialing') AND due_at <= $1
+     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
+
+
+async def fire_one_callback(tx: Transaction, rt: Runtime) -> bool:
+    """Take the earliest due callback task nobody else holds; dial it, defer it, or time its
+    attempt out. False when none is due."""
+    found = await fetch_row(tx, DUE_CALLBACK, tx.now)
+    if found is None:
+        return False
+    await _fire_callback(tx, callback_of(found), rt)
+    return True
+
+
+ATTEMPTS_TODAY = f"""
+    SELECT count(*) FROM {S}.callback_attempts
+     WHERE to_number = $1 AND requested_at >= $2 AND requested_at < $3"""
+
+
+async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None:
+    now = tx.now
+    if before.state is CallbackState.PENDING:
+        allowed = dialing.next_allowed(now, rt.rules, rt.calendar)
+        if allowed > now:
+            # Outside calling hours or on a statutory holiday: wait, using no attempt.
+            await save_callback(tx, cbd.defer(before, allowed))
+            rt.woken_after_commit(tx, allowed)
+            return
+        await _dial(tx, before, rt)
+        return
+    after, action = cbd.on_timer(before, now=now, policy=rt.callback_policy)
+    await end_attempt(tx, before.callback_id, before.attempts, "timeout")
+    await settle(tx, after, action, rt)
+
+
+async def _attempts_today(tx: Transaction, number: str, rt: Runtime) -> int:
+    start, end = dialing.local_day_bounds(tx.now, rt.calendar)
+    return int(await tx.fetchval(ATTEMPTS_TODAY, number, start, end))
+
+
+INSERT_ATTEMPT = f"""
+    INSERT INTO {S}.callback_attempts (callback_id, attempt, request_id, to_number,
+                                       requested_at)
+    VALUES ($1, $2, $3, $4, $5)"""
+
+
+async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
+    order_row = await lock_order(tx, pending.order_id)
+    now = tx.now
+    to_number, reported_call_id = await _callback_party(tx, pending.callback_id)
+    order = order_of(order_row)
+    if order.state is OrderState.RESOLVED:
+        order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
+                                        reason=f"callback {pending.callback_id}")
+        await save_order(tx, order, step)
+    refusal = "no_number" if to_number is None else dialing.denied(to_number, rt.rules)
+    if refusal is not None or to_number is None:
+        # No attempt can reach the customer: hand the case back to people at once.
+        reason = refusal or "no_number"
+        await settle(tx, cbd.give_up(pending, f"denied:{reason}" if to_number else reason,
+                                      now=now), CallbackAction.GIVE_UP, rt)
+        return
+    if await _attempts_today(tx, to_number, rt) >= rt.rules.daily_cap:
+        until = dialing.next_day_window(now, rt.rules, rt.calendar)
+        await save_callback(tx, cbd.defer(pending, until))
+        rt.woken_after_commit(tx, until)
+        return
+    callback = cbd.dial(pending, now=now, policy=rt.callback_policy)
+    request_id = str(uuid.uuid4())
+    await tx.execute(INSERT_ATTEMPT, callback.callback_id, callback.attempts, request_id,
+                     to_number, now)
+    await save_callback(tx, callback)
+    rt.woken_after_commit(tx, callback.due_at)
+    context = {"purpose": "survey", "order_id": callback.order_id,
+               "callback_id": callback.callback_id, "attempt": callback.attempts,
+               "request_id": request_id, "reported_call_id": reported_call_id}
+    await tx.emit(CallbackRequested(
+        request_id=request_id, callback_id=callback.callback_id,
+        order_id=callback.order_id, attempt=callback.attempts, to_number=to_number,
+        context=context,
+    ), subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+
+
+# Whom a task calls, and about which of their calls: its linked reporter, or else the order's
+# own caller (their number on the case, or else the first on the customer's file).
+
+
+CALLBACK_PARTY = f"""
+    SELECT p.call_id,
+           coalesce(p.contact_number,
+                    (SELECT n.number FROM {S}.customer_numbers n
+                      WHERE n.account = p.customer_account ORDER BY n.position LIMIT 1))
+             AS number
+      FROM {S}.callbacks cb
+      JOIN {S}.orders o ON o.order_id = cb.order_id
+      LEFT JOIN {S}.order_reporters r ON r.reporter_id = cb.reporter_id
+     CROSS JOIN LATERAL (
+           SELECT CASE WHEN r.reporter_id IS NULL THEN o.call_id ELSE r.call_id END,
+                  CASE WHEN r.reporter_id IS NULL THEN o.contact_number
+                       ELSE r.contact_number END,
+                  CASE WHEN r.reporter_id IS NULL THEN o.customer_account
+                       ELSE r.customer_account END) AS p(call_id, contact_number,
+                                                           customer_account)
+     WHERE cb.callback_id = $1"""
+
+
+async def _callback_party(tx: Transaction, callback_id: str) -> tuple[str | None, str | None]:
+    party = await fetch_row(tx, CALLBACK_PARTY, callback_id)
+    assert party is not None, "the callback was locked"
+    return party.number, party.call_id
+
+
+SIBLINGS = f"""
+    SELECT state, outcome FROM {S}.callbacks WHERE order_id = $1 AND resolution = $2"""
+
+
+async def settle(tx: Transaction, callback: Callback, action: CallbackAction,
+                  rt: Runtime) -> None:
+    """Save a callback after an outcome; a final outcome closes or reopens its order."""
+    await save_callback(tx, callback)
+    if action is CallbackAction.RETRY or callback.outcome is None:
+        rt.woken_after_commit(tx, callback.due_at)
+        return
+    order_row = await lock_order(tx, callback.order_id)
+    await tx.emit(CallbackCompleted(
+        callback_id=callback.callback_id, order_id=callback.order_id,
+        outcome=callback.outcome, attempts=callback.attempts,
+    ), subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
+    await stop_clocks(tx, rt, callback.order_id, ("callback",), actor=SYSTEM_ACTOR,
+                       reason=f"callback {callback.outcome}", callback_id=callback.callback_id)
+    siblings = await fetch_rows(tx, SIBLINGS, callback.order_id, callback.resolution)
+    if any(CallbackState(sibling.state) in cbd.ACTIVE_STATES for sibling in siblings):
+        return  # other reporters of this resolution are still to be called back
+    outcome = od.combined_outcome([sibling.outcome for sibling in siblings])
+    await stop_clocks(tx, rt, callback.order_id, ("reply",), actor=SYSTEM_ACTOR,
+                       reason=f"callback {outcome}")
+    try:
+        order, step = od.apply_callback_outcome(order_of(order_row), outcome,
+                                                now=tx.now, actor=SYSTEM_ACTOR)
+    except IllegalTransition as error:
+        # The callback's result stands on its own; the order moved on by another path.
+        log.warning("callback outcome does not apply to the order", order_id=callback.order_id,
+                    callback_id=callback.callback_id, error=str(error))
+        return
+    saved = await save_order(tx, order, step)
+    if order.state is OrderState.CLOSED:
+        await stop_clocks(tx, rt, order.order_id, None, actor=SYSTEM_ACTOR, reason="closed")
+        await emit_ticket(tx, TicketClosed(
+            order_id=order.order_id, satisfaction=order.satisfaction,
+        ), order_id=order.order_id, call_id=order_row.call_id)
+    else:
+        await emit_ticket(tx, TicketReopened(
+            order_id=order.order_id, reason=step.reason,
+        ), order_id=order.order_id, call_id=order_row.call_id)
+        # Reopened work is dispatched again (二次派单): a new round of work clocks.
+        await start_work_round(tx, rt, saved, SYSTEM_ACTOR)
+
+
+def ignored(event_type: str, why: str, **fields: Any) -> None:
+    log.info("event ignored", ignored_type=event_type, why=why, **fields)
+
+
+async def on_attempt_failed(tx: Transaction, event: str, attempt: Row | None, reason: str,
+                            rt: Runtime) -> None:
+    if attempt is None:
+        ignored(event, "not a callback attempt we know")
+        return
+    callback = await lock_callback(tx, attempt.callback_id)
+    try:
+        after, action = cbd.fail_attempt(callback, attempt.attempt, reason, now=tx.now,
+                                          policy=rt.callback_policy)
+    except (IllegalTransition, cbd.StaleAttempt) as error:
+        ignored(event, str(error), callback_id=attempt.callback_id, attempt=attempt.attempt)
+        return
+    await end_attempt(tx, attempt.callback_id, attempt.attempt, reason)
+    await settle(tx, after, action, rt)
