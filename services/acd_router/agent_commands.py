@@ -23,7 +23,7 @@ FORCED_REASON = "supervisor"
 
 
 async def _agent(acd: Acd, tx: Transaction, agent_id: str) -> Agent:
-    await acd._lock(tx)
+    await acd.lock(tx)
     agent = acd.floor.agent(agent_id)
     if agent is None:
         raise NotFound("agent", agent_id)
@@ -34,7 +34,7 @@ async def set_next(acd: Acd, tx: Transaction, agent_id: str, state: AgentState,
                    reason: str | None) -> Agent:
     agent = await _agent(acd, tx, agent_id)
     agent.set_next(tx.now, state, reason)
-    await acd._save_agent(tx, agent, None)
+    await acd.save_agent(tx, agent, None)
     return agent
 
 
@@ -49,7 +49,7 @@ async def extend_wrap_up(acd: Acd, tx: Transaction, agent_id: str, seconds: floa
         seconds = (wrapup_of(acd.engine.config, entry.queue, acd.settings.wrapup_seconds)
                    if entry else Wrapup()).extend_seconds
     added = agent.extend_wrap_up(tx.now, seconds)
-    await acd._save_agent(tx, agent, None)
+    await acd.save_agent(tx, agent, None)
     return agent, added
 
 
@@ -75,10 +75,10 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
             await tx.emit(ReservationExpired(call_id=call_id, agent_id=agent.agent_id,
                                              reservation_id=reservation_id),
                           subject=f"call/{call_id}", correlationid=call_id)
-            acd._decisions.extend(acd.engine.requeue(call_id, ts(now)))
-    await acd._save_agent(tx, agent, change)
+            acd.follow(acd.engine.requeue(call_id, ts(now)))
+    await acd.save_agent(tx, agent, change)
     audit = await store.record_audit(tx, agent_id=agent.agent_id, at=now, actor=actor, from_state=before.value,
         from_reason=before_reason, to_state=state.value, to_reason=code, why=why,
         deferred=deferred, call_id=call_id)
-    await acd._flush(tx)
+    await acd.apply_decisions(tx)
     return agent, audit

@@ -143,25 +143,25 @@ class Acd:
 
     async def login(self, tx: Transaction, agent_id: str, *, skills: dict[str, int],
                     device: str | None, team: str | None) -> Agent:
-        await self._lock(tx)
+        await self.lock(tx)
         now = tx.now
         agent = self.floor.agent(agent_id) or Agent(agent_id)
         change = agent.login(now, skills=skills, device=device, team=team)
         await self._ensure_queues(tx, skills)
         self.engine.agent_logged_in(AgentSpec(agent.agent_id, dict(skills), team=team), ts(now))
-        await self._save_agent(tx, agent, change)
-        await self._flush(tx)
+        await self.save_agent(tx, agent, change)
+        await self.apply_decisions(tx)
         return agent
 
     async def request_state(self, tx: Transaction, agent_id: str, action: Action,
                             reason: str | None) -> Agent:
-        await self._lock(tx)
+        await self.lock(tx)
         agent = self.floor.agent(agent_id)
         if agent is None:
             raise NotFound("agent", agent_id)
         change = agent.request(action, tx.now, reason=reason)
-        await self._save_agent(tx, agent, change)
-        await self._flush(tx)
+        await self.save_agent(tx, agent, change)
+        await self.apply_decisions(tx)
         return agent
 
     async def virtual_hold(self, tx: Transaction, call_id: str, number: str | None
@@ -169,7 +169,7 @@ class Acd:
         """The caller leaves a callback request and keeps their place (REST, or the queue's
         digit pressed while waiting). Refused unless the call waits in a queue that offers
         virtual hold and its estimated wait has reached the queue's threshold."""
-        await self._lock(tx)
+        await self.lock(tx)
         now = tx.now
         entry = await self.floor.entry(tx, call_id)
         if entry is None:
@@ -191,13 +191,13 @@ class Acd:
             position=self.engine.position(call_id, ts(now)), estimated_wait_seconds=estimate,
             announcement=policy.announcement)
         await tx.emit(held, subject=f"call/{call_id}", correlationid=call_id)
-        await self._flush(tx)
+        await self.apply_decisions(tx)
         return held
 
     async def withdraw(self, tx: Transaction, call_id: str, reason: str) -> QueueEntry:
         """Take a waiting call out of routing for good (an operator's clean-up). Recorded as a
         routing outcome; no abandonment event, so nobody is owed a callback for it."""
-        await self._lock(tx)
+        await self.lock(tx)
         entry = await self.floor.entry(tx, call_id)
         if entry is None:
             raise NotFound("call", call_id)
@@ -211,7 +211,7 @@ class Acd:
         await tx.emit(RoutingDecided(call_id=call_id, queue=entry.queue, kind="withdrawn",
                                      explanation={"reason": reason}),
                       subject=f"call/{call_id}", correlationid=call_id)
-        await self._flush(tx)
+        await self.apply_decisions(tx)
         return entry
 
     def _virtual_hold_policy(self, queue: str) -> VirtualHold:
@@ -261,9 +261,9 @@ class Acd:
     def _routed(self, handler: Callable[[Transaction, Any], Awaitable[None]]
                 ) -> Callable[[Transaction, Any], Awaitable[None]]:
         async def run(tx: Transaction, event: Any) -> None:
-            await self._lock(tx)
+            await self.lock(tx)
             await handler(tx, event)
-            await self._flush(tx)
+            await self.apply_decisions(tx)
 
         return run
 
@@ -320,14 +320,14 @@ class Acd:
             log.info("stale: connected for a reservation no longer held", call_id=event.call_id,
                      entry_state=entry.state.value, reservation_id=event.reservation_id)
             return
-        agent = await self._reserved_agent(tx, entry)
+        agent = await self.reserved_agent(tx, entry)
         reservation_id = entry.reservation_id
         entry.answer(now)
         self.engine.call_left(entry.call_id, ts(now))
         self.floor.save_entry(tx, entry)
         self.floor.close_decision(tx, reservation_id, "connected", now)
         if agent is not None:
-            await self._save_agent(tx, agent, agent.connect(now, self.today(now)))
+            await self.save_agent(tx, agent, agent.connect(now, self.today(now)))
 
     async def _released(self, tx: Transaction, event: CallReleased) -> None:
         now = tx.now
@@ -345,17 +345,17 @@ class Acd:
         if entry.state is EntryState.WAITING:
             if entry.on_virtual_hold:
                 return  # the dial's agent did not answer; the caller is back at their place
-            await self._abandon(tx, entry)
+            await self.abandon(tx, entry)
         elif entry.state is EntryState.RESERVED:
             # The caller hung up while an agent rang, or (virtual hold) the customer did not
             # answer the dial: abandoned either way, and workorder owes an identified
             # customer the callback.
-            agent = await self._reserved_agent(tx, entry)
+            agent = await self.reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
-            await self._abandon(tx, entry)
+            await self.abandon(tx, entry)
             self.floor.close_decision(tx, reservation_id, "cancelled", now, event.cause)
             if agent is not None:
-                await self._save_agent(tx, agent, agent.cancel(now))
+                await self.save_agent(tx, agent, agent.cancel(now))
         elif entry.state is EntryState.ANSWERED and entry.ended_at is None:
             entry.finish(now)
             self.floor.save_entry(tx, entry)
@@ -366,14 +366,14 @@ class Acd:
                 return
             # The queue's wrap-up policy: its length, whether the agent may cut it short.
             policy = wrapup_of(self.engine.config, entry.queue, self.settings.wrapup_seconds)
-            await self._save_agent(tx, agent, agent.call_ended(
+            await self.save_agent(tx, agent, agent.call_ended(
                 now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
                 max_seconds=policy.max_seconds))
             if agent.wrap_up_due(now):
                 # No wrap-up to wait for (none configured, or the agent already declined it):
                 # free the agent in this transaction, not at the next deadline pass, which
                 # would add a poll interval to every call's holding time.
-                await self._save_agent(tx, agent, agent.end_wrap_up(now))
+                await self.save_agent(tx, agent, agent.end_wrap_up(now))
         else:
             log.info("stale: release of a call already ended", call_id=call_id,
                      entry_state=entry.state.value)
@@ -385,13 +385,13 @@ class Acd:
             log.info("stale: ring failure for a reservation no longer held",
                      call_id=event.call_id, reservation_id=event.reservation_id)
             return
-        agent = await self._reserved_agent(tx, entry)
+        agent = await self.reserved_agent(tx, entry)
         self.floor.close_decision(tx, entry.reservation_id, "ring_failed", now,
                                    event.reason)
         if event.reason == "caller_gone":
             # The caller is gone for good: requeueing would only ring another agent for
             # nobody. The release that follows finds the entry already abandoned.
-            await self._abandon(tx, entry)
+            await self.abandon(tx, entry)
             change = agent.cancel(now) if agent else None
         else:
             entry.requeue()
@@ -399,7 +399,7 @@ class Acd:
             change = (agent.ring_failed(now, auto_ready_after=self.auto_ready_seconds)
                       if agent else None)
         if agent is not None:
-            await self._save_agent(tx, agent, change)
+            await self.save_agent(tx, agent, change)
         if entry.state is EntryState.WAITING:
             self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
 
@@ -421,18 +421,18 @@ class Acd:
         deadline = self.engine.next_deadline()
         return None if deadline is None else datetime.fromtimestamp(deadline, UTC)
 
-    def _note_deadline(self, tx: Transaction, when: datetime | None) -> None:
+    def note_deadline(self, tx: Transaction, when: datetime | None) -> None:
         """A deadline this transaction writes: the timer hears of it once committed."""
         if when is not None:
             tx.shared["acd.deadline"] = _earliest(tx.shared.get("acd.deadline"), when)
 
     async def run_deadlines(self, tx: Transaction) -> int:
         """Expire overdue reservations and end over-long wrap-ups; returns how many."""
-        await self._lock(tx)
+        await self.lock(tx)
         now = tx.now
         done = 0
         for entry in self.floor.reservations_due(now):
-            agent = await self._reserved_agent(tx, entry)
+            agent = await self.reserved_agent(tx, entry)
             reservation_id, agent_id = entry.reservation_id, entry.agent_id
             assert reservation_id is not None and agent_id is not None
             dial_call_id = entry.callback_call_id  # set only for a held caller's dial
@@ -445,27 +445,27 @@ class Acd:
                 dial_call_id=dial_call_id,
             ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             if agent is not None:
-                await self._save_agent(
+                await self.save_agent(
                     tx, agent, agent.expire(now, auto_ready_after=self.auto_ready_seconds))
             done += 1
         for agent in self.floor.wrap_ups_due(now):
-            await self._save_agent(tx, agent, agent.end_wrap_up(now))
+            await self.save_agent(tx, agent, agent.end_wrap_up(now))
             done += 1
         for agent in self.floor.auto_readies_due(now):
-            await self._save_agent(tx, agent, agent.auto_ready(now))
+            await self.save_agent(tx, agent, agent.auto_ready(now))
             done += 1
         ticked = self.engine.tick(ts(now))
         self._decisions.extend(ticked)
-        await self._flush(tx)
+        await self.apply_decisions(tx)
         return done + len(ticked)
 
     # -- routing -------------------------------------------------------------------------------
 
     async def warm_up(self, tx: Transaction) -> None:
-        await self._lock(tx)
-        await self._flush(tx)
+        await self.lock(tx)
+        await self.apply_decisions(tx)
 
-    async def _flush(self, tx: Transaction) -> None:
+    async def apply_decisions(self, tx: Transaction) -> None:
         """Persist and announce the engine's decisions (applying one may free or busy an
         agent, which can decide more)."""
         while self._decisions:
@@ -497,7 +497,7 @@ class Acd:
                 timeout += self.settings.virtual_hold_dial_seconds
             entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
                           timeout_seconds=timeout)
-            self._note_deadline(tx, entry.reservation_expires_at)
+            self.note_deadline(tx, entry.reservation_expires_at)
             change = agent.reserve(now, call_id=entry.call_id, reservation_id=reservation_id)
             self.floor.save_entry(tx, entry)
             self.floor.record_decision(tx, entry, decision.explanation.rule, now,
@@ -508,7 +508,7 @@ class Acd:
                 expires_at=entry.reservation_expires_at, dial=dial,
             ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             await self._emit_decided(tx, decision, explanation, reservation_id)
-            await self._save_agent(tx, agent, change)
+            await self.save_agent(tx, agent, change)
             return
         decision_id = f"{decision.kind}:{uuid.uuid4()}"
         self.floor.record_outcome(tx, decision_id=decision_id, call_id=entry.call_id, queue=decision.queue,
@@ -546,7 +546,7 @@ class Acd:
     async def apply_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
                            created_by: str | None) -> tuple[int, list[str]]:
         """Store a new version and apply it live; returns (version, warnings)."""
-        await self._lock(tx)
+        await self.lock(tx)
         return await self._store_config(tx, config, source=source, created_by=created_by)
 
     async def _store_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
@@ -560,10 +560,29 @@ class Acd:
         self.engine.set_config(config)
         self.config_version, self.config_warnings = version, warnings
         self._decisions.extend(self.engine.tick(ts(now)))
-        await self._flush(tx)
+        await self.apply_decisions(tx)
         for warning in warnings:
             log.warning("routing config", version=version, warning=warning)
         return version, warnings
+
+    def follow(self, decisions: Iterable[Decision]) -> None:
+        """Apply these engine decisions too, with the unit's others (``apply_decisions``)."""
+        self._decisions.extend(decisions)
+
+    def mark_stale(self) -> None:
+        """The engine no longer mirrors the tables: the next routing unit rebuilds it."""
+        self._stale = True
+
+    async def rebuild_read_model(self, view: Transaction) -> None:
+        """A standby's engine rebuilt from the tables for the GETs, routing nothing (the
+        configuration file is left to the active instance); stale for the next routing."""
+        checked, self._file_checked = self._file_checked, True
+        try:
+            await self._rebuild(view)
+        finally:
+            self._file_checked = checked
+            self._decisions.clear()
+            self._stale = True
 
     async def _rebuild(self, tx: Transaction) -> None:
         """Build the engine from the tables (at startup, or after another process or a
@@ -613,7 +632,7 @@ class Acd:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _lock(self, tx: Transaction) -> None:
+    async def lock(self, tx: Transaction) -> None:
         """Take the routing lock, fence and bump the generation once per database
         transaction (a batch's later handlers find them held), and rebuild the engine first
         if the tables moved on without it."""
@@ -658,7 +677,7 @@ class Acd:
         self._known_queues.update(new)
         tx.on_rollback(lambda: self._known_queues.difference_update(new))
 
-    async def _reserved_agent(self, tx: Transaction, entry: QueueEntry) -> Agent | None:
+    async def reserved_agent(self, tx: Transaction, entry: QueueEntry) -> Agent | None:
         """The agent holding the entry's reservation, or None (and a warning) if the two
         records disagree; the entry is still moved on so the call is not stuck."""
         agent = self.floor.agent(entry.agent_id or "")
@@ -669,7 +688,7 @@ class Acd:
             return None
         return agent
 
-    async def _abandon(self, tx: Transaction, entry: QueueEntry) -> None:
+    async def abandon(self, tx: Transaction, entry: QueueEntry) -> None:
         waited = entry.abandon(tx.now)
         self.engine.call_left(entry.call_id, ts(tx.now))
         self.floor.save_entry(tx, entry)
@@ -677,11 +696,11 @@ class Acd:
             call_id=entry.call_id, queue=entry.queue, waited_seconds=waited,
         ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
 
-    async def _save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
+    async def save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
                           ) -> None:
         self.floor.save_agent(tx, agent)
-        self._note_deadline(tx, agent.wrapup_deadline)
-        self._note_deadline(tx, agent.auto_ready_at)
+        self.note_deadline(tx, agent.wrapup_deadline)
+        self.note_deadline(tx, agent.auto_ready_at)
         self._sync_agent(agent, tx.now)
         if change is None:
             return

@@ -229,7 +229,7 @@ class Leadership:
         started = time.monotonic()
         # 1. Rebuild the engine from the tables (forced: the standby's copy is only a read
         #    model) and route what can be routed, in one fenced routing transaction.
-        self.acd._stale = True
+        self.acd.mark_stale()
         async with self.service.transaction() as tx:
             await self.acd.warm_up(tx)
         # 2. Consume: the shared queue kept every event meanwhile, so connects and releases
@@ -260,7 +260,7 @@ class Leadership:
         verdicts = await asyncio.gather(*(self.cti_verdict(entry) for entry in due))
         counts = {GONE: 0, ALIVE: 0, UNKNOWN: 0}
         async with self.service.transaction() as tx:
-            await self.acd._lock(tx)
+            await self.acd.lock(tx)
             for stale, verdict in zip(due, verdicts, strict=True):
                 counts[verdict] += 1
                 entry = await self.acd.floor.entry(tx, stale.call_id)
@@ -268,7 +268,7 @@ class Leadership:
                         or entry.reservation_id != stale.reservation_id):
                     continue  # an event from the backlog already moved it on
                 await self._settle(tx, entry, verdict)
-            await self.acd._flush(tx)
+            await self.acd.apply_decisions(tx)
         log.warning("takeover reconciled expired reservations", **counts)
         return counts
 
@@ -276,16 +276,16 @@ class Leadership:
         acd, now = self.acd, tx.now
         if verdict == GONE:
             # As cti.call.released would: the call is abandoned, the agent freed.
-            agent = await acd._reserved_agent(tx, entry)
+            agent = await acd.reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
-            await acd._abandon(tx, entry)
+            await acd.abandon(tx, entry)
             acd.floor.close_decision(tx, reservation_id, "cancelled", now, "reconciled")
             if agent is not None:
-                await acd._save_agent(tx, agent, agent.cancel(now))
+                await acd.save_agent(tx, agent, agent.cancel(now))
         elif verdict == ALIVE:
             entry.reservation_expires_at = now + timedelta(seconds=self.acd.reservation_seconds)
             acd.floor.save_entry(tx, entry)
-            acd._note_deadline(tx, entry.reservation_expires_at)
+            acd.note_deadline(tx, entry.reservation_expires_at)
         # UNKNOWN: the deadline loop expires it (call back to waiting, agent not ready).
 
     async def cti_verdict(self, entry: QueueEntry) -> str:
@@ -317,7 +317,7 @@ class Leadership:
                      holder=self.last_seen.holder if self.last_seen else None)
         self.epoch = None
         self.reconciled = False
-        self.acd._stale = True
+        self.acd.mark_stale()
         if self.service.messaging.consuming and self.settings.exit_on_lease_loss:
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -329,13 +329,7 @@ class Leadership:
             generation = await view.fetchval("SELECT generation FROM acd.engine_state WHERE id = 1")
             if generation is None or generation == self._refreshed_generation:
                 return
-            checked, acd._file_checked = acd._file_checked, True
-            try:
-                await acd._rebuild(view)
-            finally:
-                acd._file_checked = checked
-                acd._decisions.clear()
-                acd._stale = True
+            await acd.rebuild_read_model(view)
         self._refreshed_generation = int(generation)
 
     # -- the loop ------------------------------------------------------------------------------
