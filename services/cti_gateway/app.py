@@ -7,19 +7,18 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.cti_gateway import frames, handlers
 from services.cti_gateway.domain import Call, CallState
-from services.cti_gateway.handlers import CtiService
+from services.cti_gateway.handlers import Cti
 from services.cti_gateway.settings import CtiSettings
 from services.cti_gateway.switchboard import SwitchConnection
 from shared.auth import Principal, authorize_websocket, require
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.messaging import Transaction
-from shared.service import service_of
 
 log = structlog.get_logger(__name__)
 
@@ -76,35 +75,41 @@ class CallView(BaseModel):
             connected_at=call.connected_at, released_at=call.released_at, cause=call.cause)
 
 
+def cti_of(request: Request) -> Cti:
+    """FastAPI dependency: the running gateway."""
+    cti: Cti = request.app.state.cti
+    return cti
+
+
 def _rest_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["calls"])
 
     @router.get("/calls/{call_id}", dependencies=[Depends(require(*READERS))])
-    async def get_call(call_id: str, svc: CtiService = Depends(service_of)) -> CallView:
-        return CallView.of(await handlers.get_call(svc, call_id))
+    async def get_call(call_id: str, cti: Cti = Depends(cti_of)) -> CallView:
+        return CallView.of(await handlers.get_call(cti, call_id))
 
     @router.get("/calls", dependencies=[Depends(require(*READERS))])
     async def list_calls(state: CallState | None = None,
                          live: bool = Query(default=False, description="only calls not yet "
                                             "released"),
                          limit: int = Query(default=100, ge=1, le=1000),
-                         svc: CtiService = Depends(service_of)) -> list[CallView]:
+                         cti: Cti = Depends(cti_of)) -> list[CallView]:
         return [CallView.of(call)
-                for call in await handlers.list_calls(svc, state, limit, live=live)]
+                for call in await handlers.list_calls(cti, state, limit, live=live)]
 
     @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
     async def answer(call_id: str, body: AgentBody,
                      _: Principal = Depends(require(*CONTROLLERS)),
-                     svc: CtiService = Depends(service_of)) -> CallView:
+                     cti: Cti = Depends(cti_of)) -> CallView:
         # Accepted, not done: the call connects when the phone's 200 comes back.
-        return CallView.of(await handlers.answer(svc, call_id, body.agent_id))
+        return CallView.of(await handlers.answer(cti, call_id, body.agent_id))
 
     @router.post("/calls/{call_id}/release")
     async def release(call_id: str, body: AgentBody,
                       principal: Principal = Depends(require(*CONTROLLERS)),
-                      svc: CtiService = Depends(service_of)) -> CallView:
+                      cti: Cti = Depends(cti_of)) -> CallView:
         supervisor = bool(principal.scopes & {"supervisor", "admin"})
-        return CallView.of(await handlers.release(svc, call_id, body.agent_id,
+        return CallView.of(await handlers.release(cti, call_id, body.agent_id,
                                                   supervisor=supervisor))
 
     return router
@@ -118,26 +123,26 @@ def _switch_router() -> APIRouter:
         principal = await authorize_websocket(websocket, "switch")
         if principal is None:
             return
-        svc: CtiService = websocket.app.state.service
+        cti: Cti = websocket.app.state.cti
         await websocket.accept()
         link = SwitchConnection(websocket, principal.subject)
-        svc.switchboard.add(link)
+        cti.switchboard.add(link)
         log.info("switch connected", switch_id=link.id, subject=principal.subject)
         try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                await _dispatch(svc, link, message.get("text"))
+                await _dispatch(cti, link, message.get("text"))
         finally:
-            svc.switchboard.remove(link)
-            await handlers.switch_lost(svc, link)
+            cti.switchboard.remove(link)
+            await handlers.switch_lost(cti, link)
             log.info("switch disconnected", switch_id=link.id)
 
     return router
 
 
-async def _dispatch(svc: CtiService, link: SwitchConnection, text: str | None) -> None:
+async def _dispatch(cti: Cti, link: SwitchConnection, text: str | None) -> None:
     """Queue the frame for the writer, which handles frames in arrival order (with whatever
     else is queued, in one unit of work); replies go out once it has committed."""
     try:
@@ -148,11 +153,11 @@ async def _dispatch(svc: CtiService, link: SwitchConnection, text: str | None) -
 
     async def work(tx: Transaction) -> None:
         with structlog.contextvars.bound_contextvars(call_id=frame.call_id):
-            await handlers.on_frame(svc, tx, link, frame)
+            await handlers.on_frame(cti, tx, link, frame)
 
-    done = svc.messaging.submit(work, staged=True)
+    done = cti.service.messaging.submit(work, staged=True)
     done.add_done_callback(_log_failure)
-    if svc.messaging.backlog > svc.cti.frame_backlog:
+    if cti.service.messaging.backlog > cti.settings.frame_backlog:
         # The writer is behind: stop reading the switch until it catches up, rather than
         # queue without bound (the switch's own buffers then hold its frames).
         await asyncio.wait({done})
@@ -166,13 +171,12 @@ def _log_failure(done: asyncio.Future[None]) -> None:
 def create_app(settings: CtiSettings | None = None, *, bus: Bus | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or CtiSettings()
-    service = CtiService(settings, bus=bus, clock=clock)
-
-    service.consume("events", handlers.consumes(service), staged=True)
-
-    service.background(service.ring_timer.run)
-
-    return service.create_app(
+    cti = Cti(settings, bus=bus, clock=clock)
+    cti.service.consume("events", handlers.consumes(cti), staged=True)
+    cti.service.background(cti.ring_timer.run)
+    app = cti.service.create_app(
         title="cti_gateway",
         description="Calls and legs, the call state machine, and the softswitch link.",
         routers=[_rest_router(), _switch_router()])
+    app.state.cti = cti
+    return app

@@ -473,13 +473,13 @@ async def test_rest_reads_and_validation(gw: Gateway) -> None:
 def test_ring_timeouts_keep_their_wall_clock_floor_under_a_fast_clock(common) -> None:
     """At 10x, 20 suite seconds of ringing would be 2 wall seconds: shorter than an answer's
     way through a loaded suite. The floor (4 wall s by default) holds it at 40 suite s."""
-    from services.cti_gateway.handlers import CtiService
+    from services.cti_gateway.handlers import Cti
     from services.cti_gateway.settings import CtiSettings
     from shared.clock import ScaledClock
 
-    fast = CtiService(CtiSettings(common=common), clock=ScaledClock(scale=10))
+    fast = Cti(CtiSettings(common=common), clock=ScaledClock(scale=10))
     assert (fast.ring_seconds, fast.customer_ring_seconds) == (40.0, 40.0)
-    real = CtiService(CtiSettings(common=common), clock=ScaledClock(scale=1))
+    real = Cti(CtiSettings(common=common), clock=ScaledClock(scale=1))
     assert (real.ring_seconds, real.customer_ring_seconds) == (20.0, 40.0)
 
 
