@@ -67,7 +67,7 @@ def order(state: OrderState = OrderState.CREATED, resolution: int = 0,
 
 
 def test_the_table_is_exactly_the_legal_list() -> None:
-    table = {(s, a, t) for s, actions in od.TRANSITIONS.items() for a, t in actions.items()}
+    table = {(s, a, t) for (s, a), t in od.TRANSITIONS.items()}
     assert table == set(ORDER_LEGAL)
     assert od.TERMINAL_STATES == {OrderState.CLOSED}
 
@@ -162,7 +162,7 @@ def callback(state: CallbackState = CallbackState.PENDING, attempts: int = 0,
 
 
 def test_callback_table_is_exactly_the_legal_list() -> None:
-    table = {(s, a, t) for s, actions in cbd.TRANSITIONS.items() for a, t in actions.items()}
+    table = {(s, a, t) for (s, a), t in cbd.TRANSITIONS.items()}
     assert table == set(CALLBACK_LEGAL)
 
 

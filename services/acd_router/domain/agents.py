@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from shared.errors import Conflict, IllegalTransition
+from shared.transitions import Transitions
 
 RING_NO_ANSWER = "ring_no_answer"
 
@@ -60,7 +61,7 @@ S, A = AgentState, Action
 # Target state of each legal (state, action). ``None`` marks a request that cannot take effect
 # while the agent is busy with a call: it is recorded as the pending next state instead, and
 # applied when the agent leaves the call (wrap-up ends, or the reservation falls through).
-TRANSITIONS: dict[tuple[AgentState, Action], AgentState | None] = {
+TRANSITIONS: Transitions[AgentState, Action, AgentState | None] = Transitions("agent", {
     (S.LOGGED_OUT, A.LOGIN): S.NOT_READY,
 
     (S.NOT_READY, A.READY): S.READY,
@@ -115,7 +116,7 @@ TRANSITIONS: dict[tuple[AgentState, Action], AgentState | None] = {
     (S.WRAP_UP, A.FORCE_READY): S.READY,
     (S.WRAP_UP, A.FORCE_NOT_READY): S.NOT_READY,
     (S.WRAP_UP, A.FORCE_LOGOUT): S.LOGGED_OUT,
-}
+})
 
 # Refused in a mandatory wrap-up (the queue's ``wrapup.mode``): the agent may not end it
 # early, only extend it or queue the state to take when it ends.
@@ -127,11 +128,10 @@ _PENDING_APPLIES = frozenset({A.RING_FAILED, A.EXPIRE, A.CANCEL, A.END_WRAP_UP})
 
 def allowed_actions(state: AgentState, *, user_only: bool = False, force_only: bool = False,
                     mandatory_wrap_up: bool = False) -> list[str]:
-    return sorted(action.value for (source, action) in TRANSITIONS
-                  if source is state and (not user_only or action in USER_ACTIONS)
-                  and (not force_only or action in FORCE_ACTIONS)
-                  and not (mandatory_wrap_up and state is S.WRAP_UP
-                           and action in MANDATORY_WRAP_UP_REFUSES))
+    return TRANSITIONS.allowed(state, lambda action: (
+        (not user_only or action in USER_ACTIONS) and (not force_only or action in FORCE_ACTIONS)
+        and not (mandatory_wrap_up and state is S.WRAP_UP
+                 and action in MANDATORY_WRAP_UP_REFUSES)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.errors import IllegalTransition
+from shared.transitions import Transitions
 
 
 class EntryState(StrEnum):
@@ -35,14 +36,14 @@ class EntryAction(StrEnum):
 
 E, X = EntryState, EntryAction
 
-ENTRY_TRANSITIONS: dict[tuple[EntryState, EntryAction], EntryState] = {
+ENTRY_TRANSITIONS: Transitions[EntryState, EntryAction, EntryState] = Transitions("call", {
     (E.WAITING, X.RESERVE): E.RESERVED,
     (E.WAITING, X.ABANDON): E.ABANDONED,
     (E.RESERVED, X.REQUEUE): E.WAITING,
     (E.RESERVED, X.ANSWER): E.ANSWERED,
     (E.RESERVED, X.ABANDON): E.ABANDONED,
     (E.WAITING, X.REJECT): E.REJECTED,
-}
+})
 
 # Queue and skill names appear in URLs (/v1/queues/{queue}) and in the 64-character columns.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -58,7 +59,7 @@ LIVE_STATES = frozenset({EntryState.WAITING, EntryState.RESERVED})
 
 
 def allowed_entry_actions(state: EntryState) -> list[str]:
-    return sorted(action.value for (source, action) in ENTRY_TRANSITIONS if source is state)
+    return ENTRY_TRANSITIONS.allowed(state)
 
 
 @dataclass
@@ -177,11 +178,7 @@ class QueueEntry:
         return agent_id is not None and agent_id == self.agent_id
 
     def _apply(self, action: EntryAction) -> None:
-        target = ENTRY_TRANSITIONS.get((self.state, action))
-        if target is None:
-            raise IllegalTransition(f"call {self.call_id}", self.state.value, action.value,
-                                    allowed_entry_actions(self.state))
-        self.state = target
+        self.state = ENTRY_TRANSITIONS.target(self.state, action, entity=f"call {self.call_id}")
 
 
 def position(entry: QueueEntry, entries: Iterable[QueueEntry]) -> int:

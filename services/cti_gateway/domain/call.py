@@ -29,6 +29,7 @@ from shared.events.cti import (
     CallReleased,
     DtmfReceived,
 )
+from shared.transitions import Transitions
 
 Leg = Literal["caller", "agent", "customer"]
 Method = Literal["INVITE", "ACK", "BYE", "CANCEL", "INFO"]
@@ -75,7 +76,7 @@ S, A = CallState, Action
 # (state, action) -> next state. Self-loops mark operations that are legal but change nothing
 # in the state (a prompt, a digit, a new queue position), so that the table alone answers
 # "what may happen to a call in this state".
-TRANSITIONS: dict[tuple[CallState, Action], CallState] = {
+TRANSITIONS: Transitions[CallState, Action, CallState] = Transitions("call", {
     (S.OFFERED, A.ANSWER): S.IN_IVR,
     (S.OFFERED, A.CANCEL): S.RELEASED,
     (S.OFFERED, A.RELEASE): S.RELEASED,
@@ -105,21 +106,18 @@ TRANSITIONS: dict[tuple[CallState, Action], CallState] = {
     (S.DIALING, A.CONNECT): S.CONNECTED,
     (S.DIALING, A.CUSTOMER_ANSWERED): S.IN_IVR,
     (S.DIALING, A.RELEASE): S.RELEASED,
-}
+})
 
 LIVE_STATES = frozenset(s for s in CallState if s is not CallState.RELEASED)
 
 
 def allowed_actions(state: CallState) -> list[str]:
-    return sorted(action.value for (source, action) in TRANSITIONS if source is state)
+    return TRANSITIONS.allowed(state)
 
 
 def next_state(state: CallState, action: Action) -> CallState:
     """The target of ``action`` from ``state``; raises if the table has no such edge."""
-    target = TRANSITIONS.get((state, action))
-    if target is None:
-        raise IllegalTransition("call", state.value, action.value, allowed_actions(state))
-    return target
+    return TRANSITIONS.target(state, action)
 
 
 @dataclass(frozen=True)

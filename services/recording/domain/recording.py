@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.errors import IllegalTransition
+from shared.transitions import Transitions
 
 
 class RecordingState(StrEnum):
@@ -42,7 +43,7 @@ class Action(StrEnum):
 
 
 S, A = RecordingState, Action
-TRANSITIONS: dict[tuple[RecordingState, Action], RecordingState] = {
+TRANSITIONS: Transitions[RecordingState, Action, RecordingState] = Transitions("recording", {
     (S.PENDING, A.CONNECT): S.RECORDING,
     (S.PENDING, A.START_MEDIA): S.RECORDING,
     (S.RECORDING, A.CONNECT): S.RECORDING,
@@ -53,7 +54,7 @@ TRANSITIONS: dict[tuple[RecordingState, Action], RecordingState] = {
     (S.STOPPED, A.END_CALL): S.STOPPED,
     (S.STOPPED, A.STORE): S.STORED,
     (S.STOPPED, A.DISCARD): S.DISCARDED,
-}
+})
 
 
 @dataclass
@@ -166,4 +167,4 @@ class Recording:
         if not self._permits(action):
             raise IllegalTransition(f"recording {self.recording_id}", self.state.value,
                                     action.value, self.allowed())
-        self.state = TRANSITIONS[(self.state, action)]
+        self.state = TRANSITIONS.target(self.state, action)

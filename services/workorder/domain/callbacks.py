@@ -19,7 +19,6 @@ latest attempt is still taken while the retry waits in ``pending``: the customer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -27,6 +26,7 @@ from typing import Literal
 
 from services.workorder.domain.orders import Satisfaction
 from shared.errors import IllegalTransition
+from shared.transitions import Transitions
 
 Outcome = Literal["satisfied", "neutral", "dissatisfied", "unreachable"]
 
@@ -45,18 +45,16 @@ class CallbackAction(StrEnum):
     GIVE_UP = "give_up"
 
 
-TRANSITIONS: Mapping[CallbackState, Mapping[CallbackAction, CallbackState]] = {
-    CallbackState.PENDING: {CallbackAction.DIAL: CallbackState.DIALING,
-                            CallbackAction.ANSWER: CallbackState.COMPLETED,
-                            # A number that may never be dialled (deny list, none on file):
-                            # retrying cannot help, so the case goes back to people at once.
-                            CallbackAction.GIVE_UP: CallbackState.UNREACHABLE},
-    CallbackState.DIALING: {CallbackAction.ANSWER: CallbackState.COMPLETED,
-                            CallbackAction.RETRY: CallbackState.PENDING,
-                            CallbackAction.GIVE_UP: CallbackState.UNREACHABLE},
-    CallbackState.COMPLETED: {},
-    CallbackState.UNREACHABLE: {},
-}
+TRANSITIONS: Transitions[CallbackState, CallbackAction, CallbackState] = Transitions("callback", {
+    (CallbackState.PENDING, CallbackAction.DIAL): CallbackState.DIALING,
+    (CallbackState.PENDING, CallbackAction.ANSWER): CallbackState.COMPLETED,
+    # A number that may never be dialled (deny list, none on file): retrying cannot help, so
+    # the case goes back to people at once.
+    (CallbackState.PENDING, CallbackAction.GIVE_UP): CallbackState.UNREACHABLE,
+    (CallbackState.DIALING, CallbackAction.ANSWER): CallbackState.COMPLETED,
+    (CallbackState.DIALING, CallbackAction.RETRY): CallbackState.PENDING,
+    (CallbackState.DIALING, CallbackAction.GIVE_UP): CallbackState.UNREACHABLE,
+})
 
 ACTIVE_STATES = frozenset({CallbackState.PENDING, CallbackState.DIALING})
 
@@ -105,15 +103,11 @@ class Callback:
 
 
 def allowed_actions(state: CallbackState) -> list[str]:
-    return sorted(action.value for action in TRANSITIONS[state])
+    return TRANSITIONS.allowed(state)
 
 
 def _step(callback: Callback, action: CallbackAction) -> CallbackState:
-    target = TRANSITIONS[callback.state].get(action)
-    if target is None:
-        raise IllegalTransition("callback", callback.state.value, action.value,
-                                allowed_actions(callback.state))
-    return target
+    return TRANSITIONS.target(callback.state, action)
 
 
 def _latest(callback: Callback, attempt: int) -> None:

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from shared.errors import IllegalTransition, Invalid
+from shared.transitions import Transitions
 
 Satisfaction = Literal["satisfied", "neutral", "dissatisfied"]
 SATISFACTIONS: tuple[Satisfaction, ...] = ("satisfied", "neutral", "dissatisfied")
@@ -68,18 +69,26 @@ class OrderAction(StrEnum):
 INITIAL_STATE = OrderState.CREATED
 S, A = OrderState, OrderAction
 
-TRANSITIONS: Mapping[OrderState, Mapping[OrderAction, OrderState]] = {
-    S.CREATED: {A.DISPATCH: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
-    S.DISPATCHED: {A.ACCEPT: S.ACCEPTED, A.TRANSFER: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
-    S.ACCEPTED: {A.ARRIVE: S.ON_SITE, A.TRANSFER: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
-    S.ON_SITE: {A.RESOLVE: S.RESOLVED},
-    S.RESOLVED: {A.START_CALLBACK: S.CALLBACK_PENDING, A.CLOSE: S.CLOSED},
-    S.CALLBACK_PENDING: {A.CLOSE: S.CLOSED, A.REOPEN: S.REOPENED},
+TRANSITIONS: Transitions[OrderState, OrderAction, OrderState] = Transitions("order", {
+    (S.CREATED, A.DISPATCH): S.DISPATCHED,
+    (S.CREATED, A.RESOLVE): S.RESOLVED,
+    (S.DISPATCHED, A.ACCEPT): S.ACCEPTED,
+    (S.DISPATCHED, A.TRANSFER): S.DISPATCHED,
+    (S.DISPATCHED, A.RESOLVE): S.RESOLVED,
+    (S.ACCEPTED, A.ARRIVE): S.ON_SITE,
+    (S.ACCEPTED, A.TRANSFER): S.DISPATCHED,
+    (S.ACCEPTED, A.RESOLVE): S.RESOLVED,
+    (S.ON_SITE, A.RESOLVE): S.RESOLVED,
+    (S.RESOLVED, A.START_CALLBACK): S.CALLBACK_PENDING,
+    (S.RESOLVED, A.CLOSE): S.CLOSED,
+    (S.CALLBACK_PENDING, A.CLOSE): S.CLOSED,
+    (S.CALLBACK_PENDING, A.REOPEN): S.REOPENED,
     # Reopened work is dispatched again (二次派单) or resolved at once; each resolution owes
     # its own callback.
-    S.REOPENED: {A.DISPATCH: S.DISPATCHED, A.RESOLVE: S.RESOLVED},
-    S.CLOSED: {A.REOPEN: S.REOPENED},
-}
+    (S.REOPENED, A.DISPATCH): S.DISPATCHED,
+    (S.REOPENED, A.RESOLVE): S.RESOLVED,
+    (S.CLOSED, A.REOPEN): S.REOPENED,
+})
 
 # Closed is final for every measure; only a supervisor's explicit reopen brings a case back.
 TERMINAL_STATES = frozenset({S.CLOSED})
@@ -148,7 +157,7 @@ class Transition:
 
 
 def _permitted(order_type: OrderType | None, state: OrderState, action: OrderAction) -> bool:
-    if action not in TRANSITIONS[state]:
+    if (state, action) not in TRANSITIONS:
         return False
     if action is A.ARRIVE and order_type is not None and order_type not in ON_SITE_TYPES:
         return False
@@ -160,7 +169,7 @@ def _permitted(order_type: OrderType | None, state: OrderState, action: OrderAct
 
 
 def allowed_actions(state: OrderState, order_type: OrderType | None = None) -> list[str]:
-    return sorted(a.value for a in TRANSITIONS[state] if _permitted(order_type, state, a))
+    return TRANSITIONS.allowed(state, lambda action: _permitted(order_type, state, action))
 
 
 def is_open(state: OrderState) -> bool:
@@ -194,7 +203,7 @@ def apply(order: Order, action: OrderAction, *, now: datetime, actor: str,
     if not _permitted(order.type, order.state, action):
         raise IllegalTransition("order", order.state.value, action.value,
                                 allowed_actions(order.state, order.type))
-    target = TRANSITIONS[order.state][action]
+    target = TRANSITIONS[(order.state, action)]
     return (replace(order, state=target),
             Transition(order.order_id, action, order.state, target, now, actor, reason))
 
