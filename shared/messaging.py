@@ -28,7 +28,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,6 +53,7 @@ from shared.bus import Bus, Delivery
 from shared.clock import Clock
 from shared.consumers import Consumes
 from shared.db import Counted, DbStats, advisory_key, driver_url
+from shared.effects import Effect, Emit, Schedulable, Wake
 from shared.envelope import Envelope
 from shared.events import EventData, validate_data
 
@@ -288,6 +289,18 @@ class Transaction:
         tables can mark itself stale)."""
         self._on_rollback.append(action)
 
+    async def apply(self, effects: Iterable[Effect]) -> None:
+        """Carry out ``effects`` in order (see :mod:`shared.effects`)."""
+        for effect in effects:
+            if isinstance(effect, Emit):
+                await self.emit(effect.event, subject=effect.subject,
+                                correlationid=effect.correlationid)
+            elif isinstance(effect, Wake):
+                if effect.due is not None:
+                    self.after_commit(_waking(effect.timer, effect.due))
+            else:
+                self.after_commit(effect.action)
+
     async def emit(self, event: EventData, *, subject: str,
                    correlationid: str | None = None) -> StagedEvent:
         """Record ``event`` (a catalog model: its type and version come from it) for the
@@ -311,6 +324,13 @@ class Transaction:
         self.staged.append(staged)
         self.changed = True
         return staged
+
+
+def _waking(timer: Schedulable, due: datetime) -> Callable[[], Awaitable[None]]:
+    async def wake() -> None:
+        timer.schedule(due)
+
+    return wake
 
 
 def raise_if_cancelling() -> None:

@@ -24,6 +24,7 @@ from services.cti_gateway.domain import Call, CallState, Effect, Emit, Send, han
 from services.cti_gateway.repository import Calls
 from services.cti_gateway.settings import CtiSettings
 from services.cti_gateway.switchboard import Switchboard, SwitchConnection, SwitchGone
+from shared import effects as shared_effects
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.consumers import Consumes
@@ -92,29 +93,25 @@ async def carry_out(cti: Cti, tx: Transaction, call: Call, effects: list[Effect]
                     connection: SwitchConnection | None = None) -> None:
     """Record the call's events in the outbox now; send the reply and the switch requests
     once the transaction has committed, in the order the domain gave them."""
-    sends: list[Send] = []
-    for effect in effects:
-        if isinstance(effect, Emit):
-            await tx.emit(effect.event, subject=subject(call.call_id),
-                          correlationid=call.call_id)
+    sends = [effect for effect in effects if isinstance(effect, Send)]
+    done: list[shared_effects.Effect] = [
+        *(shared_effects.Emit(effect.event, subject(call.call_id), call.call_id)
+          for effect in effects if isinstance(effect, Emit)),
+        shared_effects.Wake(cti.ring_timer, call.ring_deadline),
+    ]
+    if reply is not None or sends:
+        link = connection or cti.switchboard.get(call.switch_id)
+        if link is None:
+            log.warning("switch not connected here; commands dropped", call_id=call.call_id,
+                        switch_id=call.switch_id, commands=[s.method for s in sends])
         else:
-            sends.append(effect)
-    if call.ring_deadline is not None:
-        deadline = call.ring_deadline
+            done.append(shared_effects.AfterCommit(_delivery(link, call.call_id, reply, sends)))
+    await tx.apply(done)
 
-        async def schedule() -> None:
-            cti.ring_timer.schedule(deadline)
 
-        tx.after_commit(schedule)
-    if reply is None and not sends:
-        return
-    link = connection or cti.switchboard.get(call.switch_id)
-    if link is None:
-        log.warning("switch not connected here; commands dropped", call_id=call.call_id,
-                    switch_id=call.switch_id, commands=[s.method for s in sends])
-        return
-    call_id = call.call_id
-
+def _delivery(link: SwitchConnection, call_id: str, reply: dict[str, Any] | None,
+              sends: list[Send]) -> Callable[[], Awaitable[None]]:
+    """The reply, then the switch requests in the order the domain gave them."""
     async def deliver() -> None:
         try:
             if reply is not None:
@@ -127,7 +124,7 @@ async def carry_out(cti: Cti, tx: Transaction, call: Call, effects: list[Effect]
             # The call is released with cause switch_lost once the disconnect is handled.
             log.warning("switch disconnected before commands could be sent", call_id=call_id)
 
-    tx.after_commit(deliver)
+    return deliver
 
 
 # -- switch frames ----------------------------------------------------------------------------

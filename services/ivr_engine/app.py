@@ -41,6 +41,7 @@ from shared.auth import require
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.consumers import Consumes
+from shared.effects import Emit, Wake
 from shared.errors import NotFound
 from shared.events import EventData
 from shared.events.cti import CallAnswered, CallOffered, CallReleased, DtmfReceived
@@ -187,7 +188,7 @@ class IvrEngine:
                      step: Step) -> None:
         step = await self._resolve(interpreter, state, step, tx.now)
         self.sessions.add(tx, state)
-        self._deadline_after_commit(tx, state)
+        await self._wake_timer(tx, state)
         await tx.emit(SessionStarted(
             call_id=state.call_id, session_id=state.session_id, menu=state.menu,
             menu_version=state.menu_version, purpose=state.purpose),
@@ -231,7 +232,7 @@ class IvrEngine:
             log.info("input ignored", call_id=call_id, reason=step.ignored)
         step = await self._resolve(interpreter, state, step, now)
         self.sessions.save(tx, state)
-        self._deadline_after_commit(tx, state)
+        await self._wake_timer(tx, state)
         await self._emit(tx, state, step)
         return not step.ignored
 
@@ -262,31 +263,8 @@ class IvrEngine:
         return step
 
     async def _emit(self, tx: Transaction, state: SessionState, step: Step) -> None:
-        subject = f"call/{state.call_id}"
-        for effect in step.effects:
-            if isinstance(effect, Prompt):
-                collect = None if effect.collect is None else Collect(
-                    max_digits=effect.collect.max_digits,
-                    timeout_seconds=effect.collect.timeout_seconds)
-                await tx.emit(PromptRequested(
-                    call_id=state.call_id, session_id=state.session_id,
-                    prompt_id=effect.prompt_id, text=effect.text, collect=collect),
-                    subject=subject, correlationid=state.call_id)
-            elif isinstance(effect, Completed):
-                await tx.emit(SessionCompleted(
-                    call_id=state.call_id, session_id=state.session_id, outcome=effect.outcome,
-                    path=effect.path, route=_route_request(effect)),
-                    subject=subject, correlationid=state.call_id)
-                log.info("ivr session completed", call_id=state.call_id,
-                         outcome=effect.outcome, path=effect.path)
-            elif isinstance(effect, ReleaseCall):
-                await tx.emit(ReleaseRequested(call_id=state.call_id, reason=effect.reason),
-                              subject=subject, correlationid=state.call_id)
-            elif isinstance(effect, SurveyAnswered):
-                await tx.emit(SurveyCompleted(
-                    call_id=state.call_id, context=effect.context,
-                    satisfaction=effect.satisfaction),
-                    subject=subject, correlationid=state.call_id)
+        await tx.apply([Emit(event, f"call/{state.call_id}", state.call_id)
+                        for event in _events(state, step)])
 
     # -- no-input timeouts -----------------------------------------------------------------
 
@@ -309,13 +287,33 @@ class IvrEngine:
         async with self.service.sessions() as session:
             return await next_deadline(session)
 
-    def _deadline_after_commit(self, tx: Transaction, state: SessionState) -> None:
-        deadline = state.deadline
-        if deadline is not None:
-            async def schedule() -> None:
-                self.timer.schedule(deadline)
+    async def _wake_timer(self, tx: Transaction, state: SessionState) -> None:
+        await tx.apply([Wake(self.timer, state.deadline)])
 
-            tx.after_commit(schedule)
+
+def _events(state: SessionState, step: Step) -> list[EventData]:
+    """The session's step as the events the IVR publishes."""
+    events: list[EventData] = []
+    for effect in step.effects:
+        if isinstance(effect, Prompt):
+            collect = None if effect.collect is None else Collect(
+                max_digits=effect.collect.max_digits,
+                timeout_seconds=effect.collect.timeout_seconds)
+            events.append(PromptRequested(
+                call_id=state.call_id, session_id=state.session_id,
+                prompt_id=effect.prompt_id, text=effect.text, collect=collect))
+        elif isinstance(effect, Completed):
+            events.append(SessionCompleted(
+                call_id=state.call_id, session_id=state.session_id, outcome=effect.outcome,
+                path=effect.path, route=_route_request(effect)))
+            log.info("ivr session completed", call_id=state.call_id,
+                     outcome=effect.outcome, path=effect.path)
+        elif isinstance(effect, ReleaseCall):
+            events.append(ReleaseRequested(call_id=state.call_id, reason=effect.reason))
+        elif isinstance(effect, SurveyAnswered):
+            events.append(SurveyCompleted(call_id=state.call_id, context=effect.context,
+                                          satisfaction=effect.satisfaction))
+    return events
 
 
 def _route_request(effect: Completed) -> RouteRequest | None:

@@ -23,6 +23,7 @@ from services.workorder.domain.dialing import CallingRules
 from services.workorder.domain.orders import OrderType
 from services.workorder.domain.sla import Basis, Clock, ClockState, SlaPolicy
 from shared.db import Queries, Row, rows
+from shared.effects import Wake
 from shared.events.workorder import SlaEscalated, SlaUrged
 from shared.messaging import Transaction
 
@@ -40,7 +41,7 @@ class Waker:
     def __init__(self) -> None:
         self.listener: Callable[[datetime], None] | None = None
 
-    def notify(self, due: datetime | None) -> None:
+    def schedule(self, due: datetime | None) -> None:
         if due is not None and self.listener is not None:
             self.listener(due)
 
@@ -94,15 +95,8 @@ class Runtime:
             db.shared[POLICY_KEY] = policy
         return policy
 
-    def woken_after_commit(self, tx: Transaction, due: datetime | None) -> None:
-        if due is None:
-            return
-        waker = self.waker
-
-        async def wake() -> None:
-            waker.notify(due)
-
-        tx.after_commit(wake)
+    async def wake_after_commit(self, tx: Transaction, due: datetime | None) -> None:
+        await tx.apply([Wake(self.waker, due)])
 
 
 def load_calendar_files(directory: Path, tz_name: str) -> WorkCalendar:
@@ -201,7 +195,7 @@ async def start_clocks(tx: Transaction, rt: Runtime, order: Any, names: Iterable
     for name, clock in started.items():
         _history(tx, ids[name], order_id, clock, "started", actor=actor, priority=priority,
                  version=policy.version)
-        rt.woken_after_commit(tx, clock.next_fire_at)
+        await rt.wake_after_commit(tx, clock.next_fire_at)
 
 
 async def _open_clocks(tx: Transaction, order_id: str, names: Iterable[str] | None,
@@ -257,7 +251,7 @@ async def resume_clocks(tx: Transaction, rt: Runtime, order_id: str, *, actor: s
         saves.append((row, clock, row.priority, row.policy_version, None))
         _history(tx, row.clock_id, order_id, clock, "resumed", actor=actor,
                  priority=row.priority, version=row.policy_version, reason=reason)
-        rt.woken_after_commit(tx, clock.next_fire_at)
+        await rt.wake_after_commit(tx, clock.next_fire_at)
     await _save(tx, saves)
     return len(saves)
 
@@ -276,7 +270,7 @@ async def rebudget_clocks(tx: Transaction, rt: Runtime, order: Any, priority: st
         saves.append((row, clock, priority, policy.version, None))
         _history(tx, row.clock_id, order.order_id, clock, "rebudgeted", actor=actor,
                  priority=priority, version=policy.version, reason=reason)
-        rt.woken_after_commit(tx, clock.next_fire_at)
+        await rt.wake_after_commit(tx, clock.next_fire_at)
     await _save(tx, saves)
 
 

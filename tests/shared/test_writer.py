@@ -101,3 +101,46 @@ async def test_confirmed_events_are_marked_sent_within_mark_seconds(common, auth
         # Without anyone asking (pending_count would flush them), the marks land shortly
         # after the confirms, in one statement.
         await eventually(all_marked, timeout=5)
+
+
+async def test_effects_are_carried_out_in_order_and_only_after_a_commit(common) -> None:
+    """``tx.apply``: events into the outbox now; the timer woken and the after-commit
+    actions run once committed, in order; none of it when the unit fails."""
+    from datetime import UTC, datetime
+
+    from shared.effects import AfterCommit, Emit, Wake
+    from shared.events.cti import CallOffered
+
+    class Alarm:
+        def __init__(self) -> None:
+            self.woken: list[datetime | None] = []
+
+        def schedule(self, due: datetime | None) -> None:
+            self.woken.append(due)
+
+    app = create_app(common, bus=MemoryBus())
+    async with running(app):
+        service = app.state.service
+        alarm, order = Alarm(), []
+        due = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+        def unit(call_id: str, *, fail: bool = False):
+            async def work(tx: Transaction) -> None:
+                async def note() -> None:
+                    order.append((call_id, len(alarm.woken)))
+
+                offered = CallOffered(call_id=call_id, from_number="+861", to_number="95598",
+                                      offered_at=tx.now)
+                await tx.apply([Emit(offered, f"call/{call_id}", call_id), Wake(alarm, due),
+                                Wake(alarm, None), AfterCommit(note)])
+                assert order == [] or fail  # nothing ran before the commit
+                if fail:
+                    raise ValueError("refused")
+            return work
+
+        await service.messaging.run(unit("E1"))
+        assert alarm.woken == [due] and order == [("E1", 1)]
+        with pytest.raises(ValueError):
+            await service.messaging.run(unit("E2", fail=True))
+        assert alarm.woken == [due] and order == [("E1", 1)]
+        await eventually(lambda: [e.data["call_id"] for e in service.seen] == ["E1"])

@@ -87,7 +87,7 @@ async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None
         if allowed > now:
             # Outside calling hours or on a statutory holiday: wait, using no attempt.
             await save_callback(tx, cbd.defer(before, allowed))
-            rt.woken_after_commit(tx, allowed)
+            await rt.wake_after_commit(tx, allowed)
             return
         await _dial(tx, before, rt)
         return
@@ -126,14 +126,14 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     if await _attempts_today(tx, to_number, rt) >= rt.rules.daily_cap:
         until = dialing.next_day_window(now, rt.rules, rt.calendar)
         await save_callback(tx, cbd.defer(pending, until))
-        rt.woken_after_commit(tx, until)
+        await rt.wake_after_commit(tx, until)
         return
     callback = cbd.dial(pending, now=now, policy=rt.callback_policy)
     request_id = str(uuid.uuid4())
     await tx.execute(INSERT_ATTEMPT, callback.callback_id, callback.attempts, request_id,
                      to_number, now)
     await save_callback(tx, callback)
-    rt.woken_after_commit(tx, callback.due_at)
+    await rt.wake_after_commit(tx, callback.due_at)
     context = {"purpose": "survey", "order_id": callback.order_id,
                "callback_id": callback.callback_id, "attempt": callback.attempts,
                "request_id": request_id, "reported_call_id": reported_call_id}
@@ -182,7 +182,7 @@ async def settle(tx: Transaction, callback: Callback, action: CallbackAction,
     """Save a callback after an outcome; a final outcome closes or reopens its order."""
     await save_callback(tx, callback)
     if action is CallbackAction.RETRY or callback.outcome is None:
-        rt.woken_after_commit(tx, callback.due_at)
+        await rt.wake_after_commit(tx, callback.due_at)
         return
     order_row = await lock_order(tx, callback.order_id)
     await tx.emit(CallbackCompleted(

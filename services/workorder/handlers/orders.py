@@ -199,7 +199,7 @@ async def resolve_order(tx: Transaction, order_id: str, reply: str, actor: str,
             callback.state.value, callback.attempts, callback.max_attempts, callback.due_at,
             now, reporter_id)
         if inserted is not None:
-            rt.woken_after_commit(tx, callback.due_at)
+            await rt.wake_after_commit(tx, callback.due_at)
             await start_clocks(tx, rt, saved, ("callback",), round_=order.resolution,
                                 actor=actor, callback_id=callback.callback_id)
 
