@@ -1,0 +1,1 @@
+"""What the IVR engine talks to besides the bus and its tables."""
