@@ -13,10 +13,10 @@ from shared.errors import NotFound
 from shared.service import Service, service_of
 
 from . import agent_commands, store
-from .api import READERS, WRITERS, AgentView, acd_of, agent_view
 from .domain import AgentState
 from .domain.queue import NAME_PATTERN
 from .handlers import Acd
+from .routes import READERS, WRITERS, AgentView, acd_of, agent_view
 
 AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=64)]

@@ -14,10 +14,10 @@ from shared.service import Service
 from shared.timers import Timer
 
 from .agent_routes import add_agent_routes
-from .api import build_router
 from .db import SCHEMA, metadata
 from .handlers import Acd
 from .lease import Leadership, build_instance_router
+from .routes import build_router
 from .settings import AcdSettings
 from .stats import add_stats_routes
 

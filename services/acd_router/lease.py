@@ -37,9 +37,9 @@ from shared.errors import DomainError
 from shared.messaging import Transaction
 from shared.service import Service
 
-from .api import READERS
 from .domain import EntryState, QueueEntry
 from .handlers import ROUTING_LOCK, Acd
+from .routes import READERS
 from .settings import AcdSettings
 
 log = structlog.get_logger(__name__)

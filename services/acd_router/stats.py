@@ -23,7 +23,6 @@ from shared.measures import SERVICE_LEVEL_SECONDS
 from shared.service import Service, service_of
 
 from . import store
-from .api import READERS, acd_of
 from .db import agent_state_changes, queue_entries, routing_decisions
 from .domain.queue import NAME_PATTERN
 from .domain.stats import (
@@ -36,6 +35,7 @@ from .domain.stats import (
     skill_stats,
 )
 from .handlers import Acd
+from .routes import READERS, acd_of
 
 LENGTHS = {"5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400}
 Window = Literal["5m", "15m", "30m", "1h", "4h", "1d"]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.recording.api import api_router
 from services.recording.db import SCHEMA, metadata
 from services.recording.handlers import Recorder
 from services.recording.media import media_router
+from services.recording.routes import api_router
 from services.recording.settings import RecordingSettings
 from shared.bus import Bus
 from shared.clock import Clock
@@ -22,7 +22,8 @@ def create_app(settings: RecordingSettings | None = None, *, bus: Bus | None = N
                clock: Clock | None = None) -> FastAPI:
     settings = settings or RecordingSettings()
     service = Service(NAME, SCHEMA, settings, metadata=metadata,
-                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
+                      migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
+                      writer_sessions=False)
     recorder = Recorder(service, settings)
     service.consume("calls", recorder.consumes())
 

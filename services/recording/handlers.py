@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from services.recording import db
+from services.recording import repository
 from services.recording.domain import Recording, RecordingState
 from services.recording.settings import RecordingSettings
 from services.recording.wav import WavFile, WavWriter
@@ -38,17 +38,17 @@ class Recorder:
         return table
 
     async def _connected(self, tx: Transaction, event: CallConnected) -> None:
-        rec = await db.lock_or_create(tx.session, event.call_id, tx.now)
+        rec = await repository.lock_or_create(tx, event.call_id, tx.now)
         rec.connect(agent_id=event.agent_id, caller=event.from_number, callee=event.to_number,
                     connected_at=event.connected_at)
         await self._save(tx, rec)
 
     async def _released(self, tx: Transaction, event: CallReleased) -> None:
-        rec = await db.lock_existing(tx.session, event.call_id)
+        rec = await repository.lock_existing(tx, event.call_id)
         if rec is None:
             if event.connected_at is None:
                 return  # Never reached an agent, so there is nothing to record.
-            rec = await db.lock_or_create(tx.session, event.call_id, tx.now)
+            rec = await repository.lock_or_create(tx, event.call_id, tx.now)
         if not rec.connected and event.connected_at is not None:
             # The release repeats the connect's facts: enough metadata if connected was lost.
             rec.connect(agent_id=event.agent_id, caller=event.from_number,
@@ -65,7 +65,7 @@ class Recorder:
         """Claim the call's media half and open its file. Raises IllegalTransition if the call
         already has (or had) a stream."""
         async with self.service.transaction() as tx:
-            rec = await db.lock_or_create(tx.session, call_id, tx.now)
+            rec = await repository.lock_or_create(tx, call_id, tx.now)
             now = tx.now
             relative = f"{now:%Y/%m/%d}/{rec.recording_id}.wav"
             rec.start_media(path=relative, sample_rate=sample_rate, now=now)
@@ -77,7 +77,7 @@ class Recorder:
 
     async def finish_media(self, call_id: str, wav: WavFile) -> Recording:
         async with self.service.transaction() as tx:
-            rec = await db.lock_or_create(tx.session, call_id, tx.now)
+            rec = await repository.lock_or_create(tx, call_id, tx.now)
             rec.stop_media(samples=wav.frames, size_bytes=wav.size_bytes, sha256=wav.sha256,
                            now=tx.now)
             await self._save(tx, rec)
@@ -102,7 +102,7 @@ class Recorder:
             ), subject=f"recording/{rec.recording_id}", correlationid=rec.call_id)
             log.info("recording stored", call_id=rec.call_id, recording_id=rec.recording_id,
                      duration_seconds=rec.duration_seconds)
-        await db.save(tx.session, rec, tx.now)
+        await repository.save(tx, rec, tx.now)
 
     def file_of(self, relative: str) -> Path:
         return self.settings.storage / relative

@@ -1,0 +1,115 @@
+"""cti_gateway's edges: REST on calls, and the softswitch's WebSocket link (frames in, to the
+writer in arrival order; replies and requests out after the commit)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, status
+
+from services.cti_gateway import frames, handlers
+from services.cti_gateway.domain import CallState
+from services.cti_gateway.handlers import Cti
+from services.cti_gateway.schemas import AgentBody, CallView
+from services.cti_gateway.switchboard import SwitchConnection
+from shared.auth import Principal, authorize_websocket, require
+from shared.messaging import Transaction
+
+log = structlog.get_logger(__name__)
+
+READERS = ("agent", "supervisor", "service", "integrator")
+CONTROLLERS = ("agent", "supervisor")
+
+
+def cti_of(request: Request) -> Cti:
+    """FastAPI dependency: the running gateway."""
+    cti: Cti = request.app.state.cti
+    return cti
+
+
+def rest_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["calls"])
+
+    @router.get("/calls/{call_id}", dependencies=[Depends(require(*READERS))])
+    async def get_call(call_id: str, cti: Cti = Depends(cti_of)) -> CallView:
+        return CallView.of(await handlers.get_call(cti, call_id))
+
+    @router.get("/calls", dependencies=[Depends(require(*READERS))])
+    async def list_calls(state: CallState | None = None,
+                         live: bool = Query(default=False, description="only calls not yet "
+                                            "released"),
+                         limit: int = Query(default=100, ge=1, le=1000),
+                         cti: Cti = Depends(cti_of)) -> list[CallView]:
+        return [CallView.of(call)
+                for call in await handlers.list_calls(cti, state, limit, live=live)]
+
+    @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
+    async def answer(call_id: str, body: AgentBody,
+                     _: Principal = Depends(require(*CONTROLLERS)),
+                     cti: Cti = Depends(cti_of)) -> CallView:
+        # Accepted, not done: the call connects when the phone's 200 comes back.
+        return CallView.of(await handlers.answer(cti, call_id, body.agent_id))
+
+    @router.post("/calls/{call_id}/release")
+    async def release(call_id: str, body: AgentBody,
+                      principal: Principal = Depends(require(*CONTROLLERS)),
+                      cti: Cti = Depends(cti_of)) -> CallView:
+        supervisor = bool(principal.scopes & {"supervisor", "admin"})
+        return CallView.of(await handlers.release(cti, call_id, body.agent_id,
+                                                  supervisor=supervisor))
+
+    return router
+
+
+def switch_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket("/v1/switch")
+    async def switch(websocket: WebSocket) -> None:
+        principal = await authorize_websocket(websocket, "switch")
+        if principal is None:
+            return
+        cti: Cti = websocket.app.state.cti
+        await websocket.accept()
+        link = SwitchConnection(websocket, principal.subject)
+        cti.switchboard.add(link)
+        log.info("switch connected", switch_id=link.id, subject=principal.subject)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                await _dispatch(cti, link, message.get("text"))
+        finally:
+            cti.switchboard.remove(link)
+            await handlers.switch_lost(cti, link)
+            log.info("switch disconnected", switch_id=link.id)
+
+    return router
+
+
+async def _dispatch(cti: Cti, link: SwitchConnection, text: str | None) -> None:
+    """Queue the frame for the writer, which handles frames in arrival order (with whatever
+    else is queued, in one unit of work); replies go out once it has committed."""
+    try:
+        frame = frames.parse(text)
+    except frames.BadFrame as bad:
+        await link.send(frames.error("bad_frame", str(bad), bad.call_id, bad.cseq))
+        return
+
+    async def work(tx: Transaction) -> None:
+        with structlog.contextvars.bound_contextvars(call_id=frame.call_id):
+            await handlers.on_frame(cti, tx, link, frame)
+
+    done = cti.service.messaging.submit(work, staged=True)
+    done.add_done_callback(_log_failure)
+    if cti.service.messaging.backlog > cti.settings.frame_backlog:
+        # The writer is behind: stop reading the switch until it catches up, rather than
+        # queue without bound (the switch's own buffers then hold its frames).
+        await asyncio.wait({done})
+
+
+def _log_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("switch frame not handled", error=repr(done.exception()))
