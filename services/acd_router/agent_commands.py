@@ -14,7 +14,8 @@ from shared.messaging import Transaction
 from . import store
 from .domain import Action, Agent, AgentState
 from .domain.config import Wrapup, wrapup_of
-from .handlers import Acd, ts
+from .domain.policy import ts
+from .handlers import Acd
 
 FORCES = {AgentState.READY: Action.FORCE_READY, AgentState.NOT_READY: Action.FORCE_NOT_READY,
           AgentState.LOGGED_OUT: Action.FORCE_LOGOUT}

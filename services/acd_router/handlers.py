@@ -57,9 +57,18 @@ from .domain.engine import (
     OVERFLOWED,
     RESERVED,
     AgentSpec,
-    CallSpec,
     Decision,
     RoutingEngine,
+)
+from .domain.policy import (
+    ReleaseMeans,
+    call_spec,
+    long_wait,
+    offers_virtual_hold,
+    release_means,
+    reservation_timeout,
+    takes_virtual_hold_key,
+    ts,
 )
 from .domain.queue import valid_name
 from .repository import ENDED_KEPT, Floor
@@ -76,10 +85,6 @@ def load_config_file(path: Path) -> RoutingConfig:
     return RoutingConfig.model_validate(yaml.safe_load(path.read_text()) or {})
 
 
-def ts(moment: datetime) -> float:
-    return moment.timestamp()
-
-
 async def _nothing_to_write(_: object) -> None:
     """The routing state is written as it goes; the unit only reports its commit."""
 
@@ -87,21 +92,6 @@ async def _nothing_to_write(_: object) -> None:
 def _earliest(*moments: datetime | None) -> datetime | None:
     known = [m for m in moments if m is not None]
     return min(known) if known else None
-
-
-def call_spec(entry: QueueEntry, *, restore: bool = True) -> CallSpec:
-    """What routing needs of a queue entry. VIP complaints are the green channel (DESIGN 8);
-    an open order near breach arrives as a customer flag."""
-    customer = entry.customer or {}
-    flags = set(customer.get("flags") or [])
-    vip = customer.get("tier") == "vip"
-    return CallSpec(
-        id=entry.call_id, queue=entry.queue, vip=vip,
-        green_channel="green_channel" in flags or (vip and entry.queue == "complaint"),
-        near_breach="near_breach" in flags or "order_near_breach" in flags,
-        priority=entry.priority, customer=customer.get("account"),
-        # A new call (not restored) goes through the arrival limits.
-        arrived_at=ts(entry.enqueued_at) if restore else None)
 
 
 class Acd:
@@ -182,7 +172,7 @@ class Acd:
             raise Invalid("number", "the caller's number is unknown: give one to call back")
         entry.hold_virtually(number)
         estimate = self.engine.estimated_wait(call_id, ts(now))
-        if not self._long_wait(policy, estimate):
+        if not long_wait(policy, estimate):
             raise Conflict(f"estimated wait {estimate} s is below queue {entry.queue}'s "
                            f"virtual hold threshold of {policy.min_estimated_wait_seconds} s")
         self.floor.save_entry(tx, entry)
@@ -218,21 +208,13 @@ class Acd:
         found = self.engine.config.queue(queue)
         return found.virtual_hold if found is not None else VirtualHold()
 
-    @staticmethod
-    def _long_wait(policy: VirtualHold, estimate: float | None) -> bool:
-        """Whether the wait is long enough to offer virtual hold (unknown counts as long:
-        nobody is staffed)."""
-        return estimate is None or estimate >= policy.min_estimated_wait_seconds
-
     async def _dtmf(self, tx: Transaction, event: DtmfReceived) -> None:
         """A key pressed while waiting in a queue may be the virtual-hold digit. Digits in
         the IVR are the IVR's: cheap unlocked check first, the routing lock only for ours."""
         # Only a live entry can take the digit, and every live one is on the floor.
         entry = self.floor.entries.get(event.call_id)
-        if entry is None or entry.state is not EntryState.WAITING or entry.on_virtual_hold:
-            return
-        policy = self._virtual_hold_policy(entry.queue)
-        if not policy.enabled or event.digits != policy.digit:
+        if entry is None or not takes_virtual_hold_key(
+                entry, self._virtual_hold_policy(entry.queue), event.digits):
             return
         try:
             await self.virtual_hold(tx, event.call_id, None)
@@ -300,9 +282,9 @@ class Acd:
                       if d.kind == OVERFLOWED and d.target_queue), entry.queue)
         estimate = self.engine.estimated_wait(call_id, ts(now))
         policy = self._virtual_hold_policy(queue)
-        offered = (policy.enabled and entry.from_number is not None
-                   and not any(d.kind == RESERVED for d in decisions)
-                   and self._long_wait(policy, estimate))
+        offered = offers_virtual_hold(
+            policy, from_number=entry.from_number,
+            reserved=any(d.kind == RESERVED for d in decisions), estimate=estimate)
         await tx.emit(CallQueued(
             call_id=call_id, queue=queue, priority=entry.priority,
             position=max(1, self.engine.position(call_id, ts(now))),
@@ -336,47 +318,46 @@ class Acd:
             self.floor.remember_released(tx, event.call_id, now)
             return
         call_id = entry.call_id
-        if event.call_id != entry.live_call_id:
-            # Virtual hold: the caller hanging up after leaving the request (the entry keeps
-            # its place), or the end of an earlier dial.
+        means = release_means(entry, event.call_id)
+        if means is ReleaseMeans.OTHER_CALL:
             log.info("release of a call the entry no longer waits on", call_id=call_id,
                      released=event.call_id)
-            return
-        if entry.state is EntryState.WAITING:
-            if entry.on_virtual_hold:
-                return  # the dial's agent did not answer; the caller is back at their place
+        elif means is ReleaseMeans.ABANDONED:
             await self.abandon(tx, entry)
-        elif entry.state is EntryState.RESERVED:
-            # The caller hung up while an agent rang, or (virtual hold) the customer did not
-            # answer the dial: abandoned either way, and workorder owes an identified
-            # customer the callback.
+        elif means is ReleaseMeans.ABANDONED_RINGING:
+            # Workorder owes an identified customer the callback.
             agent = await self.reserved_agent(tx, entry)
             reservation_id = entry.reservation_id
             await self.abandon(tx, entry)
             self.floor.close_decision(tx, reservation_id, "cancelled", now, event.cause)
             if agent is not None:
                 await self.save_agent(tx, agent, agent.cancel(now))
-        elif entry.state is EntryState.ANSWERED and entry.ended_at is None:
-            entry.finish(now)
-            self.floor.save_entry(tx, entry)
-            agent = self.floor.agent(entry.agent_id or "")
-            if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
-                log.warning("released call's agent is not on it", call_id=call_id,
-                            agent_id=entry.agent_id)
-                return
-            # The queue's wrap-up policy: its length, whether the agent may cut it short.
-            policy = wrapup_of(self.engine.config, entry.queue, self.settings.wrapup_seconds)
-            await self.save_agent(tx, agent, agent.call_ended(
-                now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
-                max_seconds=policy.max_seconds))
-            if agent.wrap_up_due(now):
-                # No wrap-up to wait for (none configured, or the agent already declined it):
-                # free the agent in this transaction, not at the next deadline pass, which
-                # would add a poll interval to every call's holding time.
-                await self.save_agent(tx, agent, agent.end_wrap_up(now))
-        else:
+        elif means is ReleaseMeans.CALL_ENDED:
+            await self._call_ended(tx, entry)
+        elif means is ReleaseMeans.STALE:
             log.info("stale: release of a call already ended", call_id=call_id,
                      entry_state=entry.state.value)
+
+    async def _call_ended(self, tx: Transaction, entry: QueueEntry) -> None:
+        """The agent goes to the queue's wrap-up, or straight on if there is none."""
+        now, call_id = tx.now, entry.call_id
+        entry.finish(now)
+        self.floor.save_entry(tx, entry)
+        agent = self.floor.agent(entry.agent_id or "")
+        if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+            log.warning("released call's agent is not on it", call_id=call_id,
+                        agent_id=entry.agent_id)
+            return
+        # The queue's wrap-up policy: its length, whether the agent may cut it short.
+        policy = wrapup_of(self.engine.config, entry.queue, self.settings.wrapup_seconds)
+        await self.save_agent(tx, agent, agent.call_ended(
+            now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
+            max_seconds=policy.max_seconds))
+        if agent.wrap_up_due(now):
+            # No wrap-up to wait for (none configured, or the agent already declined it):
+            # free the agent in this transaction, not at the next deadline pass, which
+            # would add a poll interval to every call's holding time.
+            await self.save_agent(tx, agent, agent.end_wrap_up(now))
 
     async def _ring_failed(self, tx: Transaction, event: AgentRingFailed) -> None:
         now = tx.now
@@ -489,12 +470,12 @@ class Acd:
                 self._stale = True
                 return
             reservation_id = str(uuid.uuid4())
-            timeout, dial = self.reservation_seconds, None
-            if entry.on_virtual_hold:
-                # Agent first: ring the agent on a new outbound call, then dial the customer;
-                # the reservation also covers the customer's ringing.
-                dial = AgentFirstDial(call_id=entry.next_dial(), number=entry.callback_number)
-                timeout += self.settings.virtual_hold_dial_seconds
+            timeout = reservation_timeout(entry, ring_seconds=self.reservation_seconds,
+                                          dial_seconds=self.settings.virtual_hold_dial_seconds)
+            # Agent first for a caller on virtual hold: ring the agent on a new outbound call,
+            # then dial the customer.
+            dial = (AgentFirstDial(call_id=entry.next_dial(), number=entry.callback_number)
+                    if entry.on_virtual_hold else None)
             entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
                           timeout_seconds=timeout)
             self.note_deadline(tx, entry.reservation_expires_at)
