@@ -8,9 +8,10 @@ import asyncio
 import structlog
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, status
 
-from services.cti_gateway import frames, handlers
+from services.cti_gateway import frames
 from services.cti_gateway.domain import CallState
-from services.cti_gateway.handlers import Cti
+from services.cti_gateway.handlers import Cti, commands
+from services.cti_gateway.handlers import switch as from_switch
 from services.cti_gateway.schemas import AgentBody, CallView
 from services.cti_gateway.switchboard import SwitchConnection
 from shared.auth import Principal, authorize_websocket, require
@@ -33,7 +34,7 @@ def rest_router() -> APIRouter:
 
     @router.get("/calls/{call_id}", dependencies=[Depends(require(*READERS))])
     async def get_call(call_id: str, cti: Cti = Depends(cti_of)) -> CallView:
-        return CallView.of(await handlers.get_call(cti, call_id))
+        return CallView.of(await commands.get_call(cti, call_id))
 
     @router.get("/calls", dependencies=[Depends(require(*READERS))])
     async def list_calls(state: CallState | None = None,
@@ -42,21 +43,21 @@ def rest_router() -> APIRouter:
                          limit: int = Query(default=100, ge=1, le=1000),
                          cti: Cti = Depends(cti_of)) -> list[CallView]:
         return [CallView.of(call)
-                for call in await handlers.list_calls(cti, state, limit, live=live)]
+                for call in await commands.list_calls(cti, state, limit, live=live)]
 
     @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
     async def answer(call_id: str, body: AgentBody,
                      _: Principal = Depends(require(*CONTROLLERS)),
                      cti: Cti = Depends(cti_of)) -> CallView:
         # Accepted, not done: the call connects when the phone's 200 comes back.
-        return CallView.of(await handlers.answer(cti, call_id, body.agent_id))
+        return CallView.of(await commands.answer(cti, call_id, body.agent_id))
 
     @router.post("/calls/{call_id}/release")
     async def release(call_id: str, body: AgentBody,
                       principal: Principal = Depends(require(*CONTROLLERS)),
                       cti: Cti = Depends(cti_of)) -> CallView:
         supervisor = bool(principal.scopes & {"supervisor", "admin"})
-        return CallView.of(await handlers.release(cti, call_id, body.agent_id,
+        return CallView.of(await commands.release(cti, call_id, body.agent_id,
                                                   supervisor=supervisor))
 
     return router
@@ -83,7 +84,7 @@ def switch_router() -> APIRouter:
                 await _dispatch(cti, link, message.get("text"))
         finally:
             cti.switchboard.remove(link)
-            await handlers.switch_lost(cti, link)
+            await from_switch.switch_lost(cti, link)
             log.info("switch disconnected", switch_id=link.id)
 
     return router
@@ -100,7 +101,7 @@ async def _dispatch(cti: Cti, link: SwitchConnection, text: str | None) -> None:
 
     async def work(tx: Transaction) -> None:
         with structlog.contextvars.bound_contextvars(call_id=frame.call_id):
-            await handlers.on_frame(cti, tx, link, frame)
+            await from_switch.on_frame(cti, tx, link, frame)
 
     done = cti.service.messaging.submit(work, staged=True)
     done.add_done_callback(_log_failure)

@@ -1,0 +1,60 @@
+"""REST commands and reads on calls: an agent's answer and release, a call, the listing."""
+
+from __future__ import annotations
+
+import structlog
+
+from services.cti_gateway import db
+from services.cti_gateway.domain import Call, CallState
+from services.cti_gateway.handlers import Cti, apply, carry_out
+from shared.errors import Conflict, IllegalTransition, NotFound
+from shared.messaging import Transaction
+
+log = structlog.get_logger(__name__)
+
+
+async def get_call(cti: Cti, call_id: str) -> Call:
+    async with cti.service.sessions() as session:
+        call = await db.load(session, call_id)
+    if call is None:
+        raise NotFound("call", call_id)
+    return call
+
+
+async def answer(cti: Cti, call_id: str, agent_id: str) -> Call:
+    async def work(tx: Transaction) -> Call:
+        call = await cti.calls.get(tx, call_id)
+        if call is None:
+            raise NotFound("call", call_id)
+        effects = call.request_answer(agent_id)
+        if cti.switchboard.get(call.switch_id) is None:
+            raise Conflict(f"the switch carrying call {call_id!r} is not connected here")
+        await carry_out(cti, tx, call, effects)
+        return call
+
+    answered: Call = await cti.service.run(work, staged=True)
+    return answered
+
+
+async def release(cti: Cti, call_id: str, agent_id: str, *, supervisor: bool) -> Call:
+    async def work(tx: Transaction) -> Call:
+        call = await cti.calls.get(tx, call_id)
+        if call is None:
+            raise NotFound("call", call_id)
+        if not supervisor and call.live and call.agent_id not in (None, agent_id):
+            raise IllegalTransition("call", call.state.value,
+                                    f"be released by agent {agent_id!r} (it is "
+                                    f"{call.agent_id!r}'s)", call.allowed())
+        effects = call.release("agent_release", tx.now)
+        await apply(cti, tx, call, effects)
+        return call
+
+    released: Call = await cti.service.run(work, staged=True)
+    log.info("call released on request", call_id=call_id, agent_id=agent_id)
+    return released
+
+
+async def list_calls(cti: Cti, state: CallState | None, limit: int, *,
+                     live: bool = False) -> list[Call]:
+    async with cti.service.sessions() as session:
+        return await db.list_calls(session, state, limit, live=live)

@@ -1,0 +1,130 @@
+"""Frames from the switch: a call offered, requests on its legs, responses to ours, the link lost."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import structlog
+
+from services.cti_gateway import frames
+from services.cti_gateway.domain import Call, Effect, hangup
+from services.cti_gateway.handlers import Cti, UnknownCall, apply
+from services.cti_gateway.switchboard import SwitchConnection, SwitchGone
+from shared.errors import IllegalTransition
+from shared.messaging import Transaction
+
+log = structlog.get_logger(__name__)
+
+
+def _refuse(tx: Transaction, link: SwitchConnection,
+            code: Literal["unknown_call", "illegal_state"], message: str,
+            frame: frames.AnyFrame) -> None:
+    """An error frame, sent in turn with the replies of the frames handled before it."""
+    async def send() -> None:
+        try:
+            await link.send(frames.error(code, message, frame.call_id, frame.cseq))
+        except SwitchGone:
+            pass
+
+    tx.after_commit(send)
+
+
+async def on_frame(cti: Cti, tx: Transaction, link: SwitchConnection,
+                   frame: frames.AnyFrame) -> None:
+    if isinstance(frame, frames.ErrorFrame):
+        log.warning("switch reported an error", code=frame.code, message=frame.message,
+                    call_id=frame.call_id, cseq=frame.cseq)
+        return
+    try:
+        if isinstance(frame, frames.Response):
+            await on_response(cti, tx, link, frame)
+        elif isinstance(frame, frames.InviteRequest):
+            await on_invite(cti, tx, link, frame)
+        else:
+            await on_request(cti, tx, link, frame)
+    except UnknownCall:
+        _refuse(tx, link, "unknown_call", f"no call {frame.call_id!r}", frame)
+    except IllegalTransition as refused:
+        _refuse(tx, link, "illegal_state", str(refused), frame)
+
+
+async def on_invite(cti: Cti, tx: Transaction, link: SwitchConnection,
+                    invite: frames.InviteRequest) -> None:
+    existing = await cti.calls.get(tx, invite.call_id)
+    if existing is not None:
+        raise IllegalTransition("call", existing.state.value, "be offered again",
+                                existing.allowed())
+    call, effects = Call.offer(invite.call_id, invite.from_number, invite.to_number, tx.now,
+                               switch_id=link.id)
+    await apply(cti, tx, call, effects, new=True, reply=frames.response(invite, 200),
+                connection=link)
+    log.info("call offered", call_id=invite.call_id, from_number=invite.from_number,
+             to_number=invite.to_number)
+
+
+async def on_request(cti: Cti, tx: Transaction, link: SwitchConnection,
+                     request: frames.AckRequest | frames.ByeRequest | frames.CancelRequest
+                     | frames.InfoRequest) -> None:
+    call = await cti.calls.get(tx, request.call_id)
+    if call is None:
+        raise UnknownCall(request.call_id)
+    if isinstance(request, frames.AckRequest):
+        # ACK completes our 200 to the INVITE; nothing changes and nothing is answered.
+        # It may arrive after the call already ended (the IVR released it at once).
+        if request.leg != call.party:
+            raise IllegalTransition("call", call.state.value, f"take an ACK on {request.leg}",
+                                    call.allowed())
+        return
+    if isinstance(request, frames.InfoRequest):
+        if request.leg != call.party:
+            raise IllegalTransition("call", call.state.value,
+                                    f"take DTMF on its {request.leg} leg", call.allowed())
+        effects = call.receive_dtmf(request.dtmf)
+    elif isinstance(request, frames.ByeRequest):
+        effects = hangup(call, request.leg, tx.now)
+    else:
+        effects = call.cancel(request.leg, tx.now)
+    await apply(cti, tx, call, effects, reply=frames.response(request, 200),
+                    connection=link)
+
+
+async def on_response(cti: Cti, tx: Transaction, link: SwitchConnection,
+                      response: frames.Response) -> None:
+    call = await cti.calls.get(tx, response.call_id)
+    if call is None:
+        raise UnknownCall(response.call_id)
+    effects: list[Effect] = []
+    if response.method == "INVITE" and response.leg == "agent":
+        effects = call.on_agent_response(
+            response.cseq, response.status, tx.now, next_cseq=link.next_cseq,
+            dial_timeout=cti.customer_ring_seconds)
+    elif response.method == "INVITE" and response.leg == "customer":
+        effects = call.on_customer_response(response.cseq, response.status, tx.now)
+    elif response.status >= 300:
+        # A refused INFO, BYE or CANCEL changes nothing we own; worth a trace only.
+        log.info("switch refused a request", call_id=call.call_id, method=response.method,
+                 leg=response.leg, status=response.status, reason=response.reason)
+    if not effects:
+        return
+    await apply(cti, tx, call, effects, connection=link)
+
+
+async def switch_lost(cti: Cti, link: SwitchConnection) -> int:
+    """The switch went away: every call it carried is over (its legs went with it). Queued
+    behind the frames it sent before it went."""
+
+    async def release_all(tx: Transaction) -> int:
+        released = 0
+        for call_id in await cti.calls.live_on_switch(tx, link.id):
+            call = await cti.calls.get(tx, call_id)
+            if call is None or not call.live:
+                continue
+            effects = call.release("switch_lost", tx.now, notify_switch=False)
+            await apply(cti, tx, call, effects)
+            released += 1
+        return released
+
+    released: int = await cti.service.run(release_all, staged=True)
+    if released:
+        log.warning("switch lost; calls released", switch_id=link.id, calls=released)
+    return released
