@@ -12,10 +12,10 @@ from shared.events.acd import ReservationExpired
 from shared.messaging import Transaction
 
 from . import store
-from .domain import Action, Agent, AgentState
+from .domain import Action, Agent, AgentSpec, AgentState
 from .domain.config import Wrapup, wrapup_of
 from .domain.policy import ts
-from .handlers import Acd
+from .mirror import Acd
 
 FORCES = {AgentState.READY: Action.FORCE_READY, AgentState.NOT_READY: Action.FORCE_NOT_READY,
           AgentState.LOGGED_OUT: Action.FORCE_LOGOUT}
@@ -83,3 +83,28 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
         deferred=deferred, call_id=call_id)
     await acd.apply_decisions(tx)
     return agent, audit
+
+
+async def login(acd: Acd, tx: Transaction, agent_id: str, *, skills: dict[str, int],
+                device: str | None, team: str | None) -> Agent:
+    await acd.lock(tx)
+    now = tx.now
+    agent = acd.floor.agent(agent_id) or Agent(agent_id)
+    change = agent.login(now, skills=skills, device=device, team=team)
+    await acd.ensure_queues(tx, skills)
+    acd.engine.agent_logged_in(AgentSpec(agent.agent_id, dict(skills), team=team), ts(now))
+    await acd.save_agent(tx, agent, change)
+    await acd.apply_decisions(tx)
+    return agent
+
+
+async def request_state(acd: Acd, tx: Transaction, agent_id: str, action: Action,
+                        reason: str | None) -> Agent:
+    await acd.lock(tx)
+    agent = acd.floor.agent(agent_id)
+    if agent is None:
+        raise NotFound("agent", agent_id)
+    change = agent.request(action, tx.now, reason=reason)
+    await acd.save_agent(tx, agent, change)
+    await acd.apply_decisions(tx)
+    return agent

@@ -15,7 +15,7 @@ from shared.service import Service, service_of
 from . import agent_commands, store
 from .domain import AgentState
 from .domain.queue import NAME_PATTERN
-from .handlers import Acd
+from .mirror import Acd
 from .routes import READERS, WRITERS, AgentView, acd_of, agent_view
 
 AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]

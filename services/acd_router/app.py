@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from shared.clock import Clock
 from shared.service import Service
 from shared.timers import Timer
 
+from . import handlers
 from .agent_routes import add_agent_routes
 from .db import SCHEMA, metadata
-from .handlers import Acd
 from .lease import Leadership, build_instance_router
+from .mirror import Acd
 from .routes import build_router
 from .settings import AcdSettings
 from .stats import add_stats_routes
@@ -40,7 +42,7 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
 
     # One queue for every event consumed: a call's CTI and IVR events then reach the handler
     # in the order the broker received them, not raced by separate consumers.
-    service.consume("events", acd.consumes())
+    service.consume("events", handlers.consumes(acd))
 
     @service.on_startup
     async def warm_up() -> None:
@@ -59,7 +61,7 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
         upcoming = acd.next_deadline()
         if upcoming is None or upcoming > service.clock.now():
             return upcoming
-        await service.run(acd.run_deadlines)
+        await service.run(functools.partial(handlers.run_deadlines, acd))
         return acd.next_deadline()
 
     deadlines = Timer(service.clock, fire_deadlines,

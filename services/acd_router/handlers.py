@@ -1,37 +1,22 @@
-"""Command and event handlers: load state, let the domain decide, save, emit — one transaction.
-
-Every handler that changes state first takes one transaction-scoped advisory lock, so REST
-requests, the event consumer and the deadline poller (in any number of replicas) apply their
-changes one at a time and an agent can never be reserved twice.
-"""
+"""The events the ACD consumes (``consumes``: one handler per model) and its deadline pass:
+gather the facts on the floor, let the domain decide (``domain/``), apply. Every handler that
+changes the floor runs under the routing lock (:meth:`Acd.lock`), and the routing decisions
+it leads to are applied in the same unit of work."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
-import yaml
 
 from shared.consumers import Consumes
-from shared.db import advisory_key
-from shared.errors import Conflict, IllegalTransition, Invalid, NotFound
+from shared.errors import Conflict, IllegalTransition, Invalid
 from shared.events import EventData
 from shared.events.acd import (
-    AgentFirstDial,
-    AgentReserved,
-    AgentStateChanged,
-    CallAbandoned,
-    CallOverflowed,
     CallQueued,
-    CallRejected,
     ReservationExpired,
-    RoutingDecided,
-    VirtualHoldStarted,
 )
 from shared.events.cti import (
     AgentAlerting,
@@ -43,674 +28,250 @@ from shared.events.cti import (
 from shared.events.ivr import SessionCompleted
 from shared.messaging import Transaction
 
-from . import store
+from . import call_commands, store
 from .domain import (
-    Action,
-    Agent,
     AgentState,
     EntryState,
     QueueEntry,
-    StateChange,
 )
-from .domain.config import RoutingConfig, VirtualHold, config_warnings, wrapup_of
+from .domain.config import wrapup_of
 from .domain.engine import (
     OVERFLOWED,
     RESERVED,
-    AgentSpec,
-    Decision,
-    RoutingEngine,
 )
 from .domain.policy import (
     ReleaseMeans,
     call_spec,
-    long_wait,
     offers_virtual_hold,
     release_means,
-    reservation_timeout,
     takes_virtual_hold_key,
     ts,
 )
 from .domain.queue import valid_name
-from .repository import ENDED_KEPT, Floor
-from .settings import AcdSettings
+from .mirror import Acd
 
 log = structlog.get_logger(__name__)
 
-ROUTING_LOCK = advisory_key("acd:routing")
-DEFAULT_CONFIG_FILE = Path(__file__).parent / "config" / "default.yaml"
+
+def consumes(acd: Acd) -> Consumes:
+    """What the ACD consumes. A key pressed in the queue goes straight to its handler;
+    the rest change the floor, under the routing lock, and are followed by the routing
+    decisions they lead to. Events that no longer apply are logged and dropped by their
+    handlers: raising would only redeliver them to the dead-letter queue."""
+    table = Consumes()
+    table.add(DtmfReceived, functools.partial(dtmf, acd))
+    on_floor: list[tuple[type[EventData], Callable[[Acd, Transaction, Any], Awaitable[None]]]] = [
+        (SessionCompleted, session_completed), (CallConnected, connected),
+        (CallReleased, released), (AgentRingFailed, ring_failed),
+        (AgentAlerting, alerting),
+    ]
+    for model, handler in on_floor:
+        table.add(model, routed(acd, functools.partial(handler, acd)))
+    return table
 
 
-def load_config_file(path: Path) -> RoutingConfig:
-    """Parse and validate a YAML routing configuration (raises pydantic's ValidationError)."""
-    return RoutingConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+def routed(acd: Acd, handler: Callable[[Transaction, Any], Awaitable[None]]
+            ) -> Callable[[Transaction, Any], Awaitable[None]]:
+    async def run(tx: Transaction, event: Any) -> None:
+        await acd.lock(tx)
+        await handler(tx, event)
+        await acd.apply_decisions(tx)
+
+    return run
 
 
-async def _nothing_to_write(_: object) -> None:
-    """The routing state is written as it goes; the unit only reports its commit."""
+async def dtmf(acd: Acd, tx: Transaction, event: DtmfReceived) -> None:
+    """A key pressed while waiting in a queue may be the virtual-hold digit. Digits in
+    the IVR are the IVR's: cheap unlocked check first, the routing lock only for ours."""
+    # Only a live entry can take the digit, and every live one is on the floor.
+    entry = acd.floor.entries.get(event.call_id)
+    if entry is None or not takes_virtual_hold_key(
+            entry, acd.virtual_hold_policy(entry.queue), event.digits):
+        return
+    try:
+        await call_commands.virtual_hold(acd, tx, event.call_id, None)
+    except (Conflict, IllegalTransition, Invalid) as refused:
+        # The caller pressed too late (an agent is ringing) or the wait got short.
+        log.info("virtual hold by key refused", call_id=event.call_id, reason=str(refused))
 
 
-def _earliest(*moments: datetime | None) -> datetime | None:
-    known = [m for m in moments if m is not None]
-    return min(known) if known else None
+async def session_completed(acd: Acd, tx: Transaction, event: SessionCompleted) -> None:
+    route = event.route
+    if event.outcome != "routed" or route is None:
+        return
+    now, call_id = tx.now, event.call_id
+    if not valid_name(route.queue) or len(call_id) > 64:
+        # Redelivery cannot fix a bad name; dead-lettering it would only hide the log line.
+        log.error("unroutable: bad queue name or call id", call_id=call_id,
+                  queue=route.queue)
+        return
+    if call_id in acd.floor.released:
+        log.info("stale: call released before it was routed", call_id=call_id)
+        return
+    # Queued before (a second request for it): the floor has every recent entry.
+    if acd.floor.entries.get(call_id) is not None:
+        log.info("stale: call already queued", call_id=call_id)
+        return
+    await acd.ensure_queues(tx, [route.queue])
+    entry = QueueEntry(
+        call_id=call_id, queue=route.queue, enqueued_at=now, priority=route.priority,
+        skills=list(route.skills),
+        customer=route.customer.model_dump(mode="json") if route.customer else None,
+        from_number=route.from_number,
+    )
+    acd.floor.save_entry(tx, entry)
+    decisions = acd.engine.call_arrived(call_spec(entry, restore=False), ts(now))
+    if any(d.kind not in (RESERVED, OVERFLOWED) for d in decisions):
+        acd.follow(decisions)
+        return  # turned away: acd.call.rejected says so, there is no place to announce
+    queue = next((d.target_queue for d in reversed(decisions)
+                  if d.kind == OVERFLOWED and d.target_queue), entry.queue)
+    estimate = acd.engine.estimated_wait(call_id, ts(now))
+    policy = acd.virtual_hold_policy(queue)
+    offered = offers_virtual_hold(
+        policy, from_number=entry.from_number,
+        reserved=any(d.kind == RESERVED for d in decisions), estimate=estimate)
+    await tx.emit(CallQueued(
+        call_id=call_id, queue=queue, priority=entry.priority,
+        position=max(1, acd.engine.position(call_id, ts(now))),
+        estimated_wait_seconds=estimate, customer=entry.customer,
+        virtual_hold_digit=policy.digit if offered else None,
+    ), subject=f"call/{call_id}", correlationid=call_id)
+    acd.follow(decisions)
 
 
-class Acd:
-    """The handlers, and the process's in-memory routing engine.
+async def connected(acd: Acd, tx: Transaction, event: CallConnected) -> None:
+    now = tx.now
+    entry = await acd.floor.entry_for_call(tx, event.call_id)
+    if entry is None:
+        return  # not a call ACD routed (an outbound callback, a direct transfer)
+    if not entry.holds(event.reservation_id, event.agent_id):
+        log.info("stale: connected for a reservation no longer held", call_id=event.call_id,
+                 entry_state=entry.state.value, reservation_id=event.reservation_id)
+        return
+    agent = await acd.reserved_agent(tx, entry)
+    reservation_id = entry.reservation_id
+    entry.answer(now)
+    acd.engine.call_left(entry.call_id, ts(now))
+    acd.floor.save_entry(tx, entry)
+    acd.floor.close_decision(tx, reservation_id, "connected", now)
+    if agent is not None:
+        await acd.save_agent(tx, agent, agent.connect(now, acd.today(now)))
 
-    The engine mirrors PostgreSQL. Every routing transaction takes the advisory lock, then
-    compares the stored generation with the one the engine was built at: if another process
-    (or a rolled-back transaction here) changed anything since, the engine is rebuilt from
-    the tables before it decides. The generation is bumped in the same transaction and
-    adopted only after the commit.
-    """
 
-    def __init__(self, settings: AcdSettings, *, time_scale: float = 1.0) -> None:
-        self.settings = settings
-        # Suite seconds a reservation rings for: the setting, but at least its wall-time
-        # floor (scaled), so a fast suite clock cannot outrun the connect event.
-        self.reservation_seconds = max(settings.reservation_timeout_seconds,
-                                       settings.reservation_min_wall_seconds * time_scale)
-        self.zone = ZoneInfo(settings.timezone)
-        self.auto_ready_seconds = settings.ring_no_answer_ready_seconds
-        self._known_queues: set[str] = set()
-        # Every agent and live entry, as the tables hold them once this unit commits.
-        self.floor = Floor()
-        self.engine = RoutingEngine(RoutingConfig())
-        self.config_version = 0
-        self.config_warnings: list[str] = []
-        self.generation: int | None = None
-        self._stale = False
-        self._file_checked = False
-        self._decisions: list[Decision] = []
-        # Set by lease.Leadership: raises NotActive unless this process holds the lease with
-        # the epoch it was granted (checked under the routing lock, so a fenced ex-holder
-        # can never write). None: a single process that always routes.
-        self.fence: Callable[[Transaction], Awaitable[None]] | None = None
-        # Told the earliest deadline known after each commit (the deadline timer).
-        self.on_deadline: Callable[[datetime | None], None] | None = None
-
-    # -- REST commands -------------------------------------------------------------------------
-
-    async def login(self, tx: Transaction, agent_id: str, *, skills: dict[str, int],
-                    device: str | None, team: str | None) -> Agent:
-        await self.lock(tx)
-        now = tx.now
-        agent = self.floor.agent(agent_id) or Agent(agent_id)
-        change = agent.login(now, skills=skills, device=device, team=team)
-        await self._ensure_queues(tx, skills)
-        self.engine.agent_logged_in(AgentSpec(agent.agent_id, dict(skills), team=team), ts(now))
-        await self.save_agent(tx, agent, change)
-        await self.apply_decisions(tx)
-        return agent
-
-    async def request_state(self, tx: Transaction, agent_id: str, action: Action,
-                            reason: str | None) -> Agent:
-        await self.lock(tx)
-        agent = self.floor.agent(agent_id)
-        if agent is None:
-            raise NotFound("agent", agent_id)
-        change = agent.request(action, tx.now, reason=reason)
-        await self.save_agent(tx, agent, change)
-        await self.apply_decisions(tx)
-        return agent
-
-    async def virtual_hold(self, tx: Transaction, call_id: str, number: str | None
-                           ) -> VirtualHoldStarted:
-        """The caller leaves a callback request and keeps their place (REST, or the queue's
-        digit pressed while waiting). Refused unless the call waits in a queue that offers
-        virtual hold and its estimated wait has reached the queue's threshold."""
-        await self.lock(tx)
-        now = tx.now
-        entry = await self.floor.entry(tx, call_id)
-        if entry is None:
-            raise NotFound("call", call_id)
-        policy = self._virtual_hold_policy(entry.queue)
-        if not policy.enabled:
-            raise Conflict(f"queue {entry.queue} does not offer virtual hold")
-        number = number or entry.from_number
-        if not number:
-            raise Invalid("number", "the caller's number is unknown: give one to call back")
-        entry.hold_virtually(number)
-        estimate = self.engine.estimated_wait(call_id, ts(now))
-        if not long_wait(policy, estimate):
-            raise Conflict(f"estimated wait {estimate} s is below queue {entry.queue}'s "
-                           f"virtual hold threshold of {policy.min_estimated_wait_seconds} s")
-        self.floor.save_entry(tx, entry)
-        held = VirtualHoldStarted(
-            call_id=call_id, queue=entry.queue, number=number,
-            position=self.engine.position(call_id, ts(now)), estimated_wait_seconds=estimate,
-            announcement=policy.announcement)
-        await tx.emit(held, subject=f"call/{call_id}", correlationid=call_id)
-        await self.apply_decisions(tx)
-        return held
-
-    async def withdraw(self, tx: Transaction, call_id: str, reason: str) -> QueueEntry:
-        """Take a waiting call out of routing for good (an operator's clean-up). Recorded as a
-        routing outcome; no abandonment event, so nobody is owed a callback for it."""
-        await self.lock(tx)
-        entry = await self.floor.entry(tx, call_id)
-        if entry is None:
-            raise NotFound("call", call_id)
-        entry.withdraw(tx.now, reason)
-        self.floor.save_entry(tx, entry)
-        self.engine.call_left(call_id, ts(tx.now))
-        self.floor.record_outcome(
-            tx, decision_id=f"withdrawn:{uuid.uuid4()}", call_id=call_id,
-            queue=entry.queue, kind="withdrawn", rule="operator", step=0, reason=reason,
-            explanation={"reason": reason}, now=tx.now)
-        await tx.emit(RoutingDecided(call_id=call_id, queue=entry.queue, kind="withdrawn",
-                                     explanation={"reason": reason}),
-                      subject=f"call/{call_id}", correlationid=call_id)
-        await self.apply_decisions(tx)
-        return entry
-
-    def _virtual_hold_policy(self, queue: str) -> VirtualHold:
-        found = self.engine.config.queue(queue)
-        return found.virtual_hold if found is not None else VirtualHold()
-
-    async def _dtmf(self, tx: Transaction, event: DtmfReceived) -> None:
-        """A key pressed while waiting in a queue may be the virtual-hold digit. Digits in
-        the IVR are the IVR's: cheap unlocked check first, the routing lock only for ours."""
-        # Only a live entry can take the digit, and every live one is on the floor.
-        entry = self.floor.entries.get(event.call_id)
-        if entry is None or not takes_virtual_hold_key(
-                entry, self._virtual_hold_policy(entry.queue), event.digits):
-            return
-        try:
-            await self.virtual_hold(tx, event.call_id, None)
-        except (Conflict, IllegalTransition, Invalid) as refused:
-            # The caller pressed too late (an agent is ringing) or the wait got short.
-            log.info("virtual hold by key refused", call_id=event.call_id, reason=str(refused))
-
-    # -- events --------------------------------------------------------------------------------
-
-    def consumes(self) -> Consumes:
-        """What the ACD consumes. A key pressed in the queue goes straight to its handler;
-        the rest change the floor, under the routing lock, and are followed by the routing
-        decisions they lead to. Events that no longer apply are logged and dropped by their
-        handlers: raising would only redeliver them to the dead-letter queue."""
-        table = Consumes()
-        table.add(DtmfReceived, self._dtmf)
-        on_floor: list[tuple[type[EventData], Callable[[Transaction, Any], Awaitable[None]]]] = [
-            (SessionCompleted, self._session_completed), (CallConnected, self._connected),
-            (CallReleased, self._released), (AgentRingFailed, self._ring_failed),
-            (AgentAlerting, self._alerting),
-        ]
-        for model, handler in on_floor:
-            table.add(model, self._routed(handler))
-        return table
-
-    def _routed(self, handler: Callable[[Transaction, Any], Awaitable[None]]
-                ) -> Callable[[Transaction, Any], Awaitable[None]]:
-        async def run(tx: Transaction, event: Any) -> None:
-            await self.lock(tx)
-            await handler(tx, event)
-            await self.apply_decisions(tx)
-
-        return run
-
-    async def _session_completed(self, tx: Transaction, event: SessionCompleted) -> None:
-        route = event.route
-        if event.outcome != "routed" or route is None:
-            return
-        now, call_id = tx.now, event.call_id
-        if not valid_name(route.queue) or len(call_id) > 64:
-            # Redelivery cannot fix a bad name; dead-lettering it would only hide the log line.
-            log.error("unroutable: bad queue name or call id", call_id=call_id,
-                      queue=route.queue)
-            return
-        if call_id in self.floor.released:
-            log.info("stale: call released before it was routed", call_id=call_id)
-            return
-        # Queued before (a second request for it): the floor has every recent entry.
-        if self.floor.entries.get(call_id) is not None:
-            log.info("stale: call already queued", call_id=call_id)
-            return
-        await self._ensure_queues(tx, [route.queue])
-        entry = QueueEntry(
-            call_id=call_id, queue=route.queue, enqueued_at=now, priority=route.priority,
-            skills=list(route.skills),
-            customer=route.customer.model_dump(mode="json") if route.customer else None,
-            from_number=route.from_number,
-        )
-        self.floor.save_entry(tx, entry)
-        decisions = self.engine.call_arrived(call_spec(entry, restore=False), ts(now))
-        if any(d.kind not in (RESERVED, OVERFLOWED) for d in decisions):
-            self._decisions.extend(decisions)
-            return  # turned away: acd.call.rejected says so, there is no place to announce
-        queue = next((d.target_queue for d in reversed(decisions)
-                      if d.kind == OVERFLOWED and d.target_queue), entry.queue)
-        estimate = self.engine.estimated_wait(call_id, ts(now))
-        policy = self._virtual_hold_policy(queue)
-        offered = offers_virtual_hold(
-            policy, from_number=entry.from_number,
-            reserved=any(d.kind == RESERVED for d in decisions), estimate=estimate)
-        await tx.emit(CallQueued(
-            call_id=call_id, queue=queue, priority=entry.priority,
-            position=max(1, self.engine.position(call_id, ts(now))),
-            estimated_wait_seconds=estimate, customer=entry.customer,
-            virtual_hold_digit=policy.digit if offered else None,
-        ), subject=f"call/{call_id}", correlationid=call_id)
-        self._decisions.extend(decisions)
-
-    async def _connected(self, tx: Transaction, event: CallConnected) -> None:
-        now = tx.now
-        entry = await self.floor.entry_for_call(tx, event.call_id)
-        if entry is None:
-            return  # not a call ACD routed (an outbound callback, a direct transfer)
-        if not entry.holds(event.reservation_id, event.agent_id):
-            log.info("stale: connected for a reservation no longer held", call_id=event.call_id,
-                     entry_state=entry.state.value, reservation_id=event.reservation_id)
-            return
-        agent = await self.reserved_agent(tx, entry)
+async def released(acd: Acd, tx: Transaction, event: CallReleased) -> None:
+    now = tx.now
+    entry = await acd.floor.entry_for_call(tx, event.call_id)
+    if entry is None:
+        acd.floor.remember_released(tx, event.call_id, now)
+        return
+    call_id = entry.call_id
+    means = release_means(entry, event.call_id)
+    if means is ReleaseMeans.OTHER_CALL:
+        log.info("release of a call the entry no longer waits on", call_id=call_id,
+                 released=event.call_id)
+    elif means is ReleaseMeans.ABANDONED:
+        await acd.abandon(tx, entry)
+    elif means is ReleaseMeans.ABANDONED_RINGING:
+        # Workorder owes an identified customer the callback.
+        agent = await acd.reserved_agent(tx, entry)
         reservation_id = entry.reservation_id
-        entry.answer(now)
-        self.engine.call_left(entry.call_id, ts(now))
-        self.floor.save_entry(tx, entry)
-        self.floor.close_decision(tx, reservation_id, "connected", now)
+        await acd.abandon(tx, entry)
+        acd.floor.close_decision(tx, reservation_id, "cancelled", now, event.cause)
         if agent is not None:
-            await self.save_agent(tx, agent, agent.connect(now, self.today(now)))
+            await acd.save_agent(tx, agent, agent.cancel(now))
+    elif means is ReleaseMeans.CALL_ENDED:
+        await call_ended(acd, tx, entry)
+    elif means is ReleaseMeans.STALE:
+        log.info("stale: release of a call already ended", call_id=call_id,
+                 entry_state=entry.state.value)
 
-    async def _released(self, tx: Transaction, event: CallReleased) -> None:
-        now = tx.now
-        entry = await self.floor.entry_for_call(tx, event.call_id)
-        if entry is None:
-            self.floor.remember_released(tx, event.call_id, now)
-            return
-        call_id = entry.call_id
-        means = release_means(entry, event.call_id)
-        if means is ReleaseMeans.OTHER_CALL:
-            log.info("release of a call the entry no longer waits on", call_id=call_id,
-                     released=event.call_id)
-        elif means is ReleaseMeans.ABANDONED:
-            await self.abandon(tx, entry)
-        elif means is ReleaseMeans.ABANDONED_RINGING:
-            # Workorder owes an identified customer the callback.
-            agent = await self.reserved_agent(tx, entry)
-            reservation_id = entry.reservation_id
-            await self.abandon(tx, entry)
-            self.floor.close_decision(tx, reservation_id, "cancelled", now, event.cause)
-            if agent is not None:
-                await self.save_agent(tx, agent, agent.cancel(now))
-        elif means is ReleaseMeans.CALL_ENDED:
-            await self._call_ended(tx, entry)
-        elif means is ReleaseMeans.STALE:
-            log.info("stale: release of a call already ended", call_id=call_id,
-                     entry_state=entry.state.value)
 
-    async def _call_ended(self, tx: Transaction, entry: QueueEntry) -> None:
-        """The agent goes to the queue's wrap-up, or straight on if there is none."""
-        now, call_id = tx.now, entry.call_id
-        entry.finish(now)
-        self.floor.save_entry(tx, entry)
-        agent = self.floor.agent(entry.agent_id or "")
-        if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
-            log.warning("released call's agent is not on it", call_id=call_id,
-                        agent_id=entry.agent_id)
-            return
-        # The queue's wrap-up policy: its length, whether the agent may cut it short.
-        policy = wrapup_of(self.engine.config, entry.queue, self.settings.wrapup_seconds)
-        await self.save_agent(tx, agent, agent.call_ended(
-            now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
-            max_seconds=policy.max_seconds))
-        if agent.wrap_up_due(now):
-            # No wrap-up to wait for (none configured, or the agent already declined it):
-            # free the agent in this transaction, not at the next deadline pass, which
-            # would add a poll interval to every call's holding time.
-            await self.save_agent(tx, agent, agent.end_wrap_up(now))
+async def call_ended(acd: Acd, tx: Transaction, entry: QueueEntry) -> None:
+    """The agent goes to the queue's wrap-up, or straight on if there is none."""
+    now, call_id = tx.now, entry.call_id
+    entry.finish(now)
+    acd.floor.save_entry(tx, entry)
+    agent = acd.floor.agent(entry.agent_id or "")
+    if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+        log.warning("released call's agent is not on it", call_id=call_id,
+                    agent_id=entry.agent_id)
+        return
+    # The queue's wrap-up policy: its length, whether the agent may cut it short.
+    policy = wrapup_of(acd.engine.config, entry.queue, acd.settings.wrapup_seconds)
+    await acd.save_agent(tx, agent, agent.call_ended(
+        now, policy.seconds or 0.0, mandatory=policy.mode == "mandatory",
+        max_seconds=policy.max_seconds))
+    if agent.wrap_up_due(now):
+        # No wrap-up to wait for (none configured, or the agent already declined it):
+        # free the agent in this transaction, not at the next deadline pass, which
+        # would add a poll interval to every call's holding time.
+        await acd.save_agent(tx, agent, agent.end_wrap_up(now))
 
-    async def _ring_failed(self, tx: Transaction, event: AgentRingFailed) -> None:
-        now = tx.now
-        entry = await self.floor.entry_for_call(tx, event.call_id)
-        if entry is None or not entry.holds(event.reservation_id):
-            log.info("stale: ring failure for a reservation no longer held",
-                     call_id=event.call_id, reservation_id=event.reservation_id)
-            return
-        agent = await self.reserved_agent(tx, entry)
-        self.floor.close_decision(tx, entry.reservation_id, "ring_failed", now,
-                                   event.reason)
-        if event.reason == "caller_gone":
-            # The caller is gone for good: requeueing would only ring another agent for
-            # nobody. The release that follows finds the entry already abandoned.
-            await self.abandon(tx, entry)
-            change = agent.cancel(now) if agent else None
-        else:
-            entry.requeue()
-            self.floor.save_entry(tx, entry)
-            change = (agent.ring_failed(now, auto_ready_after=self.auto_ready_seconds)
-                      if agent else None)
+
+async def ring_failed(acd: Acd, tx: Transaction, event: AgentRingFailed) -> None:
+    now = tx.now
+    entry = await acd.floor.entry_for_call(tx, event.call_id)
+    if entry is None or not entry.holds(event.reservation_id):
+        log.info("stale: ring failure for a reservation no longer held",
+                 call_id=event.call_id, reservation_id=event.reservation_id)
+        return
+    agent = await acd.reserved_agent(tx, entry)
+    acd.floor.close_decision(tx, entry.reservation_id, "ring_failed", now,
+                               event.reason)
+    if event.reason == "caller_gone":
+        # The caller is gone for good: requeueing would only ring another agent for
+        # nobody. The release that follows finds the entry already abandoned.
+        await acd.abandon(tx, entry)
+        change = agent.cancel(now) if agent else None
+    else:
+        entry.requeue()
+        acd.floor.save_entry(tx, entry)
+        change = (agent.ring_failed(now, auto_ready_after=acd.auto_ready_seconds)
+                  if agent else None)
+    if agent is not None:
+        await acd.save_agent(tx, agent, change)
+    if entry.state is EntryState.WAITING:
+        acd.follow(acd.engine.requeue(entry.call_id, ts(now)))
+
+
+async def alerting(acd: Acd, tx: Transaction, event: AgentAlerting) -> None:
+    entry = await acd.floor.entry_for_call(tx, event.call_id)
+    if entry is None or not entry.holds(event.reservation_id):
+        log.info("stale: alerting for a reservation no longer held", call_id=event.call_id)
+        return
+    acd.floor.record(tx, store.MARK_ALERTING, event.reservation_id, tx.now)
+
+
+async def run_deadlines(acd: Acd, tx: Transaction) -> int:
+    """Expire overdue reservations and end over-long wrap-ups; returns how many."""
+    await acd.lock(tx)
+    now = tx.now
+    done = 0
+    for entry in acd.floor.reservations_due(now):
+        agent = await acd.reserved_agent(tx, entry)
+        reservation_id, agent_id = entry.reservation_id, entry.agent_id
+        assert reservation_id is not None and agent_id is not None
+        dial_call_id = entry.callback_call_id  # set only for a held caller's dial
+        entry.requeue()
+        acd.floor.save_entry(tx, entry)
+        acd.follow(acd.engine.requeue(entry.call_id, ts(now)))
+        acd.floor.close_decision(tx, reservation_id, "expired", now)
+        await tx.emit(ReservationExpired(
+            call_id=entry.call_id, agent_id=agent_id, reservation_id=reservation_id,
+            dial_call_id=dial_call_id,
+        ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
         if agent is not None:
-            await self.save_agent(tx, agent, change)
-        if entry.state is EntryState.WAITING:
-            self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
-
-    async def _alerting(self, tx: Transaction, event: AgentAlerting) -> None:
-        entry = await self.floor.entry_for_call(tx, event.call_id)
-        if entry is None or not entry.holds(event.reservation_id):
-            log.info("stale: alerting for a reservation no longer held", call_id=event.call_id)
-            return
-        self.floor.record(tx, store.MARK_ALERTING, event.reservation_id, tx.now)
-
-    # -- deadlines -----------------------------------------------------------------------------
-
-    def next_deadline(self) -> datetime | None:
-        """The earliest deadline of the floor (reservations, wrap-ups, auto-readies) and of
-        the engine (queue timers), due or not."""
-        return _earliest(self.floor.next_deadline(), self._engine_deadline())
-
-    def _engine_deadline(self) -> datetime | None:
-        deadline = self.engine.next_deadline()
-        return None if deadline is None else datetime.fromtimestamp(deadline, UTC)
-
-    def note_deadline(self, tx: Transaction, when: datetime | None) -> None:
-        """A deadline this transaction writes: the timer hears of it once committed."""
-        if when is not None:
-            tx.shared["acd.deadline"] = _earliest(tx.shared.get("acd.deadline"), when)
-
-    async def run_deadlines(self, tx: Transaction) -> int:
-        """Expire overdue reservations and end over-long wrap-ups; returns how many."""
-        await self.lock(tx)
-        now = tx.now
-        done = 0
-        for entry in self.floor.reservations_due(now):
-            agent = await self.reserved_agent(tx, entry)
-            reservation_id, agent_id = entry.reservation_id, entry.agent_id
-            assert reservation_id is not None and agent_id is not None
-            dial_call_id = entry.callback_call_id  # set only for a held caller's dial
-            entry.requeue()
-            self.floor.save_entry(tx, entry)
-            self._decisions.extend(self.engine.requeue(entry.call_id, ts(now)))
-            self.floor.close_decision(tx, reservation_id, "expired", now)
-            await tx.emit(ReservationExpired(
-                call_id=entry.call_id, agent_id=agent_id, reservation_id=reservation_id,
-                dial_call_id=dial_call_id,
-            ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
-            if agent is not None:
-                await self.save_agent(
-                    tx, agent, agent.expire(now, auto_ready_after=self.auto_ready_seconds))
-            done += 1
-        for agent in self.floor.wrap_ups_due(now):
-            await self.save_agent(tx, agent, agent.end_wrap_up(now))
-            done += 1
-        for agent in self.floor.auto_readies_due(now):
-            await self.save_agent(tx, agent, agent.auto_ready(now))
-            done += 1
-        ticked = self.engine.tick(ts(now))
-        self._decisions.extend(ticked)
-        await self.apply_decisions(tx)
-        return done + len(ticked)
-
-    # -- routing -------------------------------------------------------------------------------
-
-    async def warm_up(self, tx: Transaction) -> None:
-        await self.lock(tx)
-        await self.apply_decisions(tx)
-
-    async def apply_decisions(self, tx: Transaction) -> None:
-        """Persist and announce the engine's decisions (applying one may free or busy an
-        agent, which can decide more)."""
-        while self._decisions:
-            decision = self._decisions.pop(0)
-            await self._apply(tx, decision)
-
-    async def _apply(self, tx: Transaction, decision: Decision) -> None:
-        now = tx.now
-        entry = self.floor.entries.get(decision.call_id)  # the engine decides on live ones
-        explanation = decision.explanation.as_dict()
-        if entry is None or entry.state is not EntryState.WAITING:
-            log.error("engine out of step: decision for a call not waiting",
-                      call_id=decision.call_id)
-            self._stale = True
-            return
-        if decision.kind == RESERVED:
-            agent = self.floor.agent(decision.agent_id or "")
-            if agent is None or agent.state is not AgentState.READY:
-                log.error("engine out of step: decision for an agent not ready",
-                          call_id=decision.call_id, agent_id=decision.agent_id)
-                self._stale = True
-                return
-            reservation_id = str(uuid.uuid4())
-            timeout = reservation_timeout(entry, ring_seconds=self.reservation_seconds,
-                                          dial_seconds=self.settings.virtual_hold_dial_seconds)
-            # Agent first for a caller on virtual hold: ring the agent on a new outbound call,
-            # then dial the customer.
-            dial = (AgentFirstDial(call_id=entry.next_dial(), number=entry.callback_number)
-                    if entry.on_virtual_hold else None)
-            entry.reserve(now, agent_id=agent.agent_id, reservation_id=reservation_id,
-                          timeout_seconds=timeout)
-            self.note_deadline(tx, entry.reservation_expires_at)
-            change = agent.reserve(now, call_id=entry.call_id, reservation_id=reservation_id)
-            self.floor.save_entry(tx, entry)
-            self.floor.record_decision(tx, entry, decision.explanation.rule, now,
-                                        step=decision.step, explanation=explanation)
-            await tx.emit(AgentReserved(
-                call_id=entry.call_id, agent_id=agent.agent_id, device=agent.device,
-                queue=entry.queue, reservation_id=reservation_id,
-                expires_at=entry.reservation_expires_at, dial=dial,
-            ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
-            await self._emit_decided(tx, decision, explanation, reservation_id)
-            await self.save_agent(tx, agent, change)
-            return
-        decision_id = f"{decision.kind}:{uuid.uuid4()}"
-        self.floor.record_outcome(tx, decision_id=decision_id, call_id=entry.call_id, queue=decision.queue,
-            kind=decision.kind, rule=decision.explanation.rule, step=decision.step,
-            reason=decision.reason, explanation=explanation, now=now)
-        await self._emit_decided(tx, decision, explanation, None)
-        if decision.kind == OVERFLOWED and decision.target_queue:
-            await self._ensure_queues(tx, [decision.target_queue])
-            previous, entry.queue = entry.queue, decision.target_queue
-            self.floor.save_entry(tx, entry)
-            await tx.emit(CallOverflowed(
-                call_id=entry.call_id, from_queue=previous, to_queue=entry.queue,
-                reason=decision.reason or "", announcement=decision.announcement,
-            ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
-            return
-        entry.reject(now, decision.reason or "")
-        self.floor.save_entry(tx, entry)
-        self.engine.call_left(entry.call_id, ts(now))
-        await tx.emit(CallRejected(
-            call_id=entry.call_id, queue=entry.queue, reason=decision.reason or "",
-            outcome="callback" if decision.kind == "callback" else "release",
-            announcement=decision.announcement,
-        ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
-
-    async def _emit_decided(self, tx: Transaction, decision: Decision,
-                            explanation: dict[str, Any], reservation_id: str | None) -> None:
-        await tx.emit(RoutingDecided(
-            call_id=decision.call_id, queue=decision.queue, kind=decision.kind,
-            agent_id=decision.agent_id, reservation_id=reservation_id,
-            step=decision.step, explanation=explanation,
-        ), subject=f"call/{decision.call_id}", correlationid=decision.call_id)
-
-    # -- configuration -------------------------------------------------------------------------
-
-    async def apply_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
-                           created_by: str | None) -> tuple[int, list[str]]:
-        """Store a new version and apply it live; returns (version, warnings)."""
-        await self.lock(tx)
-        return await self._store_config(tx, config, source=source, created_by=created_by)
-
-    async def _store_config(self, tx: Transaction, config: RoutingConfig, *, source: str,
-                            created_by: str | None) -> tuple[int, list[str]]:
-        now = tx.now
-        skills = [a.skills for a in self.floor.agents.values()]
-        warnings = config_warnings(config, skills)
-        version = await store.save_config(tx, config.model_dump(mode="json"), warnings,
-                                          source, created_by, now)
-        await self._ensure_queues(tx, config.queues)
-        self.engine.set_config(config)
-        self.config_version, self.config_warnings = version, warnings
-        self._decisions.extend(self.engine.tick(ts(now)))
-        await self.apply_decisions(tx)
-        for warning in warnings:
-            log.warning("routing config", version=version, warning=warning)
-        return version, warnings
-
-    def follow(self, decisions: Iterable[Decision]) -> None:
-        """Apply these engine decisions too, with the unit's others (``apply_decisions``)."""
-        self._decisions.extend(decisions)
-
-    def mark_stale(self) -> None:
-        """The engine no longer mirrors the tables: the next routing unit rebuilds it."""
-        self._stale = True
-
-    async def rebuild_read_model(self, view: Transaction) -> None:
-        """A standby's engine rebuilt from the tables for the GETs, routing nothing (the
-        configuration file is left to the active instance); stale for the next routing."""
-        checked, self._file_checked = self._file_checked, True
-        try:
-            await self._rebuild(view)
-        finally:
-            self._file_checked = checked
-            self._decisions.clear()
-            self._stale = True
-
-    async def _rebuild(self, tx: Transaction) -> None:
-        """Build the engine from the tables (at startup, or after another process or a
-        rolled-back transaction changed them)."""
-        now = tx.now
-        # What this unit staged so far is part of the tables it rebuilds from.
-        await self.floor.flush(tx)
-        stored = await store.latest_config(tx)
-        config = RoutingConfig.model_validate(stored["config"]) if stored else None
-        self.engine = RoutingEngine(config or RoutingConfig())
-        everyone = await store.load_agents(tx)
-        entries = await store.live_entries(tx)
-        self.floor.reset(everyone, entries, [r["call_id"] for r in await tx.fetch(
-            store.RECENTLY_RELEASED, ENDED_KEPT)])
-        agents = [a for a in everyone if a.state is not AgentState.LOGGED_OUT]
-        today = self.today(now)
-        for agent in agents:
-            self.engine.agent_logged_in(
-                AgentSpec(agent.agent_id, agent.skills, team=agent.team), ts(now),
-                calls_today=agent.calls_handled if agent.handled_day == today else 0)
-        if self.engine.history_days > 0:
-            # Whom each caller last spoke to, so their preferred agent survives a restart.
-            since = now - timedelta(days=self.engine.history_days)
-            for customer, agent_id, answered_at in await store.last_served(tx, since):
-                self.engine.remember_served(customer, agent_id, ts(answered_at))
-        for entry in entries:
-            if entry.state is EntryState.RESERVED and entry.agent_id:
-                self.engine.call_reserved(call_spec(entry), entry.agent_id, ts(now))
-        for entry in entries:
-            if entry.state is EntryState.WAITING:
-                self._decisions.extend(self.engine.call_arrived(call_spec(entry), ts(now)))
-        for agent in agents:
-            if agent.state is AgentState.READY:
-                self._decisions.extend(self.engine.agent_ready(
-                    agent.agent_id, ts(now),
-                    since=ts(agent.ready_since) if agent.ready_since else None))
-        if stored:
-            self.config_version, self.config_warnings = stored["version"], stored["warnings"]
-        if not self._file_checked:
-            self._file_checked = True
-            path = self.settings.config_file
-            if path is not None or stored is None:
-                from_file = load_config_file(path or DEFAULT_CONFIG_FILE)
-                if config is None or from_file != config:
-                    await self._store_config(tx, from_file, source="file",
-                                             created_by=str(path or DEFAULT_CONFIG_FILE))
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    async def lock(self, tx: Transaction) -> None:
-        """Take the routing lock, fence and bump the generation once per database
-        transaction (a batch's later handlers find them held), and rebuild the engine first
-        if the tables moved on without it."""
-        if "acd.generation" not in tx.shared:
-            await tx.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
-            if self.fence is not None:
-                await self.fence(tx)
-            before, after = await store.bump_generation(tx)
-            tx.shared["acd.generation"] = after
-            if self.generation != before:
-                self._stale = True
-            # Until this commits, the engine is ahead of the tables: a rollback must rebuild.
-            self.generation = None
-
-            def committed() -> None:
-                # Adopted the moment the commit returns, before the routing lock's next
-                # holder (a concurrent REST request) runs: it then finds the engine current.
-                if not self._stale:
-                    self.generation = after
-                if self.on_deadline is not None:
-                    self.on_deadline(_earliest(tx.shared.get("acd.deadline"),
-                                               self._engine_deadline()))
-
-            def rolled_back() -> None:
-                self._stale = True
-
-            tx.stage("acd.generation", _nothing_to_write, committed=committed,
-                     rolled_back=rolled_back)
-        # Only now, holding the lock: what is left over belongs to nobody (an earlier handler
-        # of this batch flushed its own).
-        self._decisions.clear()
-        if self._stale:
-            self._stale = False
-            await self._rebuild(tx)
-
-    async def _ensure_queues(self, tx: Transaction, names: Iterable[str]) -> None:
-        """Queues are created on first use; the ones this process knows exist cost nothing."""
-        new = sorted(set(names) - self._known_queues)
-        if not new:
-            return
-        await store.ensure_queues(tx, new, tx.now)
-        self._known_queues.update(new)
-        tx.on_rollback(lambda: self._known_queues.difference_update(new))
-
-    async def reserved_agent(self, tx: Transaction, entry: QueueEntry) -> Agent | None:
-        """The agent holding the entry's reservation, or None (and a warning) if the two
-        records disagree; the entry is still moved on so the call is not stuck."""
-        agent = self.floor.agent(entry.agent_id or "")
-        if (agent is None or agent.state is not AgentState.RESERVED
-                or agent.reservation_id != entry.reservation_id):
-            log.warning("reserved entry without its reserved agent", call_id=entry.call_id,
-                        agent_id=entry.agent_id)
-            return None
-        return agent
-
-    async def abandon(self, tx: Transaction, entry: QueueEntry) -> None:
-        waited = entry.abandon(tx.now)
-        self.engine.call_left(entry.call_id, ts(tx.now))
-        self.floor.save_entry(tx, entry)
-        await tx.emit(CallAbandoned(
-            call_id=entry.call_id, queue=entry.queue, waited_seconds=waited,
-        ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
-
-    async def save_agent(self, tx: Transaction, agent: Agent, change: StateChange | None
-                          ) -> None:
-        self.floor.save_agent(tx, agent)
-        self.note_deadline(tx, agent.wrapup_deadline)
-        self.note_deadline(tx, agent.auto_ready_at)
-        self._sync_agent(agent, tx.now)
-        if change is None:
-            return
-        # Kept for the statistics: occupancy from the state history, handle time from the
-        # end of wrap-up.
-        self.floor.record_state_change(
-            tx, agent_id=change.agent_id, at=tx.now, previous=change.previous.value,
-            state=change.state.value, reason=change.reason, call_id=change.call_id)
-        if change.previous is AgentState.WRAP_UP and change.call_id is not None:
-            self.floor.record(tx, store.MARK_WRAPUP_ENDED, change.call_id, tx.now)
-        await tx.emit(AgentStateChanged(
-            agent_id=change.agent_id, previous=change.previous.value,
-            state=change.state.value, reason=change.reason, call_id=change.call_id,
-        ), subject=f"agent/{change.agent_id}", correlationid=change.call_id)
-
-    def _sync_agent(self, agent: Agent, now: datetime) -> None:
-        """Tell the engine what the agent's state now means for routing."""
-        engine = self.engine
-        if agent.state is AgentState.LOGGED_OUT:
-            engine.agent_logged_out(agent.agent_id, ts(now))
-        elif agent.state is AgentState.READY:
-            since = ts(agent.ready_since) if agent.ready_since else ts(now)
-            if not engine.is_ready(agent.agent_id, since):
-                if not engine.has_agent(agent.agent_id):
-                    engine.agent_logged_in(AgentSpec(agent.agent_id, agent.skills,
-                                                     team=agent.team), ts(now))
-                self._decisions.extend(engine.agent_ready(agent.agent_id, ts(now), since=since))
-        else:
-            engine.agent_busy(agent.agent_id, ts(now))
-
-    def today(self, now: datetime) -> date:
-        return now.astimezone(self.zone).date()
+            await acd.save_agent(
+                tx, agent, agent.expire(now, auto_ready_after=acd.auto_ready_seconds))
+        done += 1
+    for agent in acd.floor.wrap_ups_due(now):
+        await acd.save_agent(tx, agent, agent.end_wrap_up(now))
+        done += 1
+    for agent in acd.floor.auto_readies_due(now):
+        await acd.save_agent(tx, agent, agent.auto_ready(now))
+        done += 1
+    ticked = acd.engine.tick(ts(now))
+    acd.follow(ticked)
+    await acd.apply_decisions(tx)
+    return done + len(ticked)

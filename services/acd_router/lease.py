@@ -38,7 +38,7 @@ from shared.messaging import Transaction
 from shared.service import Service
 
 from .domain import EntryState, QueueEntry
-from .handlers import ROUTING_LOCK, Acd
+from .mirror import ROUTING_LOCK, Acd
 from .routes import READERS
 from .settings import AcdSettings
 

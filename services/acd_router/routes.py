@@ -12,11 +12,11 @@ from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.service import Service, service_of
 
-from . import store
+from . import agent_commands, call_commands, store
 from .domain import Action, Agent, AgentState, EntryState, QueueEntry
 from .domain.config import QueueConfig, RoutingConfig
 from .domain.queue import NAME_PATTERN
-from .handlers import Acd
+from .mirror import Acd
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]
@@ -241,15 +241,16 @@ def build_router() -> APIRouter:
     async def login(agent_id: AgentId, body: LoginBody, svc: Service = Depends(service_of),
                     acd: Acd = Depends(acd_of)) -> AgentView:
         async with svc.transaction() as tx:
-            agent = await acd.login(tx, agent_id, skills=dict(body.skills), device=body.device,
-                                    team=body.team)
+            agent = await agent_commands.login(acd, tx, agent_id, skills=dict(body.skills),
+                                             device=body.device, team=body.team)
         return agent_view(agent, svc.clock.now(), acd)
 
     @router.post("/agents/{agent_id}/state", dependencies=[WRITERS])
     async def set_state(agent_id: AgentId, body: StateBody, svc: Service = Depends(service_of),
                         acd: Acd = Depends(acd_of)) -> AgentView:
         async with svc.transaction() as tx:
-            agent = await acd.request_state(tx, agent_id, REQUESTS[body.state], body.reason)
+            agent = await agent_commands.request_state(acd, tx, agent_id, REQUESTS[body.state],
+                                                     body.reason)
         return agent_view(agent, svc.clock.now(), acd)
 
     @router.get("/agents", dependencies=[READERS])
@@ -317,7 +318,8 @@ def build_router() -> APIRouter:
         then the customer is dialled. 409 if the call is not waiting, the queue does not
         offer virtual hold, or the estimated wait is below its threshold."""
         async with svc.transaction() as tx:
-            held = await acd.virtual_hold(tx, call_id, body.number if body else None)
+            held = await call_commands.virtual_hold(acd, tx, call_id,
+                                                   body.number if body else None)
         return VirtualHoldView.model_validate(held.model_dump(exclude={"announcement"}))
 
     @router.post("/calls/{call_id}/withdraw", dependencies=[OPERATORS])
@@ -328,7 +330,7 @@ def build_router() -> APIRouter:
         ends as abandoned with the reason given, and nobody is owed a callback for it. 409
         unless it is waiting (a reserved one is released through CTI instead)."""
         async with svc.transaction() as tx:
-            entry = await acd.withdraw(tx, call_id, body.reason)
+            entry = await call_commands.withdraw(acd, tx, call_id, body.reason)
         return entry_view(entry, svc.clock.now(), acd)
 
     @router.get("/calls/{call_id}/routing", dependencies=[READERS])

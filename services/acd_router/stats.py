@@ -34,7 +34,7 @@ from .domain.stats import (
     queue_stats,
     skill_stats,
 )
-from .handlers import Acd
+from .mirror import Acd
 from .routes import READERS, acd_of
 
 LENGTHS = {"5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400}
