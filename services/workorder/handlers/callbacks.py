@@ -14,6 +14,7 @@ from services.workorder.domain import callbacks as cbd
 from services.workorder.domain import dialing
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import Callback, CallbackAction, CallbackState
+from services.workorder.domain.intake import settlement
 from services.workorder.domain.orders import OrderState
 from services.workorder.handlers.common import SYSTEM_ACTOR, emit_ticket, start_work_round
 from services.workorder.handlers.orders import records
@@ -192,9 +193,10 @@ async def settle(tx: Transaction, callback: Callback, action: CallbackAction,
     await stop_clocks(tx, rt, callback.order_id, ("callback",), actor=SYSTEM_ACTOR,
                        reason=f"callback {callback.outcome}", callback_id=callback.callback_id)
     siblings = await fetch_rows(tx, SIBLINGS, callback.order_id, callback.resolution)
-    if any(CallbackState(sibling.state) in cbd.ACTIVE_STATES for sibling in siblings):
+    outcome = settlement([(CallbackState(sibling.state), sibling.outcome)
+                          for sibling in siblings])
+    if outcome is None:
         return  # other reporters of this resolution are still to be called back
-    outcome = od.combined_outcome([sibling.outcome for sibling in siblings])
     await stop_clocks(tx, rt, callback.order_id, ("reply",), actor=SYSTEM_ACTOR,
                        reason=f"callback {outcome}")
     try:

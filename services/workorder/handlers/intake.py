@@ -9,7 +9,9 @@ from typing import Any
 
 from services.workorder import db
 from services.workorder.clocks import Runtime, rebudget_clocks
+from services.workorder.domain import intake
 from services.workorder.domain import orders as od
+from services.workorder.domain.intake import CustomerOnFile
 from services.workorder.domain.orders import OrderState, OrderType
 from services.workorder.handlers.common import emit_ticket, new_id, start_work_round
 from services.workorder.repository import audit, insert_order, lock_order, order_of, order_out
@@ -17,7 +19,6 @@ from services.workorder.schemas import OrderIn
 from shared.db import Queries, Row
 from shared.db import row as fetch_row
 from shared.db import rows as fetch_rows
-from shared.errors import Invalid
 from shared.events.workorder import (
     SlaEscalated,
     TicketCreated,
@@ -90,24 +91,20 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
                        rt: Runtime) -> tuple[dict[str, Any], bool]:
     """Return (order, created). A repeated request gets the order it created (or joined) the
     first time; a repair of a fault already reported joins that order (``linked``)."""
-    od.require_contact(body.customer_account, body.contact_number)
     existing = await _existing_order(tx, body)
     if existing is not None:
         return order_out(existing), False
     joined = await _existing_report(tx, body)
     if joined is not None:
         return joined, False
-    area = body.area
+    on_file = None
     if body.customer_account is not None:
-        customer = await fetch_row(tx, CUSTOMER_CONTACT, body.customer_account)
-        if customer is None:
-            raise Invalid("customer_account", f"unknown customer_account {body.customer_account!r}")
-        area = area or customer.area
-        if body.contact_number is None and customer.first_number is None:
-            raise Invalid("contact_number", f"customer {body.customer_account!r} has no number "
-                          "on file to call back; give a contact_number")
+        found = await fetch_row(tx, CUSTOMER_CONTACT, body.customer_account)
+        on_file = None if found is None else CustomerOnFile(found.area, found.first_number)
+    area = intake.intake_area(area=body.area, account=body.customer_account,
+                              contact_number=body.contact_number, customer=on_file)
     outage_id: str | None = None
-    if area is not None and body.type in od.LINKABLE_TYPES and not body.standalone:
+    if area is not None and intake.may_join(body.type, area, standalone=body.standalone):
         # Reports from one area are decided one at a time, so a burst of calls about the
         # same fault cannot open two orders side by side.
         await tx.execute(LINK_LOCK, f"workorder.link:{body.type.value}:{area}")
@@ -117,7 +114,7 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
         if joined is not None:
             return joined, False
         # Nothing open to join: if the area has an active outage, this is its order now.
-        outage_id = active_outages[0] if active_outages else None
+        outage_id = intake.outage_of_new_order(active_outages)
     ivr_path = None if body.ivr_path is None else json.dumps(body.ivr_path)
     if ivr_path is None and body.call_id is not None:
         ivr_path = await tx.fetchval(IVR_PATH, body.call_id)
