@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 
 def async_url(url: str) -> str:
@@ -40,6 +40,11 @@ class Queries(Protocol):
     async def execute(self, sql: str, *args: Any) -> str: ...
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None: ...
+
+
+# A read's session (``service.sessions()``), as code outside the repositories names it: they
+# pass it on to the repository's queries and import no SQLAlchemy themselves.
+Session = AsyncSession
 
 
 class Row(Mapping[str, Any]):

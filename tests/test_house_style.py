@@ -146,3 +146,31 @@ def test_no_import_cycles_and_no_deferred_imports() -> None:
             if module not in seen:
                 seen.add(module)
                 stack.extend(graph[module])
+
+
+# Modules that still build SQL with SQLAlchemy outside a repository (read models, the lease,
+# the replay's own tables): the list only shrinks.
+SQLALCHEMY_STILL_OUTSIDE = {
+    "services/acd_router/lease.py", "services/acd_router/stats.py",
+    "services/softswitch/replay.py",
+    "services/workorder/admin.py", "services/workorder/clocks.py",
+    "services/workorder/reports.py",
+}
+
+
+def test_sqlalchemy_stays_in_repositories_db_modules_and_migrations() -> None:
+    """SQL is built where rows are: ``repository.py``, ``db.py`` (tables) and migrations.
+    A handler gathers facts through the repository and never writes a query itself."""
+    found = set()
+    for path in sorted((ROOT / "services").rglob("*.py")):
+        if "migrations" in path.parts or path.name in ("db.py", "repository.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] == "sqlalchemy" for name in names):
+                found.add(str(path.relative_to(ROOT)))
+    assert found <= SQLALCHEMY_STILL_OUTSIDE, (
+        f"SQLAlchemy outside a repository: {found - SQLALCHEMY_STILL_OUTSIDE}")
+    assert SQLALCHEMY_STILL_OUTSIDE <= found, (
+        f"moved into a repository: take {SQLALCHEMY_STILL_OUTSIDE - found} off the list")

@@ -1,8 +1,14 @@
-"""Orders and callbacks as rows: row ⇄ domain, locks, saves (SQL written once)."""
+"""Workorder's rows: orders and callbacks (row ⇄ domain, locks, saves, on SQL written once:
+the call's path), and the customers, outages and order listings (SQLAlchemy Core: REST)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workorder import db, journal
 from services.workorder.domain import orders as od
@@ -172,3 +178,114 @@ async def lock_callback(tx: Transaction, callback_id: str) -> Callback:
     found = await fetch_row(tx, LOCK_CALLBACK, callback_id)
     assert found is not None, "an attempt's callback is never deleted"
     return callback_of(found)
+
+
+# -- customers -----------------------------------------------------------------------------
+
+async def save_customer(tx: Transaction, account: str, fields: dict[str, Any],
+                        given: set[str], numbers: list[str] | None) -> None:
+    """Insert or update the record; only the ``given`` fields of an existing one change (a
+    partial record must not wipe what is stored). ``numbers`` (if not None) become the
+    account's, in order, each moving from whichever account had it before."""
+    now = tx.now
+    statement = insert(db.customers).values(account=account, created_at=now, updated_at=now,
+                                            **fields)
+    changes = {name: statement.excluded[name] for name in fields if name in given}
+    changes["updated_at"] = statement.excluded.updated_at
+    await tx.session.execute(statement.on_conflict_do_update(index_elements=["account"],
+                                                             set_=changes))
+    if numbers is None:
+        return
+    await tx.session.execute(db.customer_numbers.delete()
+                             .where(db.customer_numbers.c.account == account))
+    for position, number in enumerate(numbers):
+        row = insert(db.customer_numbers).values(number=number, account=account,
+                                                 position=position)
+        await tx.session.execute(row.on_conflict_do_update(
+            index_elements=["number"],
+            set_={"account": row.excluded.account, "position": row.excluded.position}))
+
+
+async def customer(session: AsyncSession, account: str) -> dict[str, Any] | None:
+    """The record with its numbers in order; None if the account is unknown."""
+    row = (await session.execute(select(db.customers)
+                                 .where(db.customers.c.account == account))).first()
+    if row is None:
+        return None
+    numbers = (await session.execute(
+        select(db.customer_numbers.c.number).where(db.customer_numbers.c.account == account)
+        .order_by(db.customer_numbers.c.position))).scalars().all()
+    return {**row._asdict(), "numbers": list(numbers)}
+
+
+async def account_of(session: AsyncSession, number: str) -> str | None:
+    account: str | None = (await session.execute(
+        select(db.customer_numbers.c.account)
+        .where(db.customer_numbers.c.number == number))).scalar()
+    return account
+
+
+# -- outages -------------------------------------------------------------------------------
+
+async def insert_outage(tx: Transaction, outage_id: str, *, area: str, type_: str,
+                        start: datetime, restore_eta: datetime | None) -> None:
+    await tx.session.execute(db.outages.insert().values(
+        outage_id=outage_id, area=area, type=type_, start_at=start, restore_eta=restore_eta,
+        created_at=tx.now))
+
+
+async def outage(tx: Transaction, outage_id: str, *, lock: bool = False) -> Any:
+    query = select(db.outages).where(db.outages.c.outage_id == outage_id)
+    return (await tx.session.execute(query.with_for_update() if lock else query)).first()
+
+
+async def mark_outage_restored(tx: Transaction, outage_id: str, actor: str) -> None:
+    await tx.session.execute(update(db.outages).where(db.outages.c.outage_id == outage_id)
+                             .values(restored_at=tx.now, restored_by=actor))
+
+
+async def outages(session: AsyncSession, *, area: str | None, active: bool | None,
+                  now: datetime) -> list[Any]:
+    t = db.outages
+    query = select(t).order_by(t.c.start_at, t.c.outage_id)
+    if area is not None:
+        query = query.where(t.c.area == area)
+    is_active = and_(t.c.restored_at.is_(None), t.c.start_at <= now,
+                     or_(t.c.restore_eta.is_(None), t.c.restore_eta > now))
+    if active is True:
+        query = query.where(is_active)
+    elif active is False:
+        query = query.where(~is_active)
+    return list((await session.execute(query)).all())
+
+
+# -- order listings ------------------------------------------------------------------------
+
+async def orders(session: AsyncSession, *, call_id: str | None, state: OrderState | None,
+                 customer_account: str | None, order_type: OrderType | None,
+                 open_only: bool | None, limit: int, department: str | None = None,
+                 owner: str | None = None, abandoned_call_id: str | None = None) -> list[Any]:
+    """Orders newest first, by any of the filters given."""
+    t = db.orders
+    query = select(t).order_by(t.c.created_at.desc(), t.c.order_id).limit(limit)
+    if call_id is not None:
+        # The order the call opened, or the one its report joined.
+        joined = select(db.order_reporters.c.order_id).where(
+            db.order_reporters.c.call_id == call_id)
+        query = query.where(or_(t.c.call_id == call_id, t.c.order_id.in_(joined)))
+    if abandoned_call_id is not None:
+        query = query.where(t.c.abandoned_call_id == abandoned_call_id)
+    if state is not None:
+        query = query.where(t.c.state == state.value)
+    if customer_account is not None:
+        query = query.where(t.c.customer_account == customer_account)
+    if order_type is not None:
+        query = query.where(t.c.type == order_type.value)
+    if department is not None:
+        query = query.where(t.c.department == department)
+    if owner is not None:
+        query = query.where(t.c.owner == owner)
+    if open_only is not None:
+        closed = t.c.state.in_([s.value for s in od.TERMINAL_STATES])
+        query = query.where(~closed if open_only else closed)
+    return list((await session.execute(query)).all())

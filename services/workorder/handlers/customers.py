@@ -6,58 +6,31 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.workorder import db
+from services.workorder import db, repository
 from services.workorder.schemas import CustomerIn
+from shared.db import Session
 from shared.errors import NotFound
 from shared.messaging import Transaction
 
 
 async def upsert_customer(tx: Transaction, account: str, body: CustomerIn) -> None:
-    now = tx.now
-    given = body.model_fields_set
     numbers: list[str] | None = None
     if body.numbers is not None or body.ani is not None:
         numbers = list(dict.fromkeys([*(body.numbers or []), *([body.ani] if body.ani else [])]))
     fields = {"name": body.name, "area": body.area, "tier": body.tier,
               "flags": list(dict.fromkeys(body.flags)), "balance": body.balance}
-    table = db.customers
-    statement = insert(table).values(account=account, created_at=now, updated_at=now, **fields)
-    # A partial record (say, a trace line without a balance) must not wipe what is stored.
-    changes = {name: statement.excluded[name] for name in fields if name in given}
-    changes["updated_at"] = statement.excluded.updated_at
-    await tx.session.execute(statement.on_conflict_do_update(index_elements=["account"],
-                                                             set_=changes))
-    if numbers is not None:
-        await tx.session.execute(db.customer_numbers.delete()
-                                 .where(db.customer_numbers.c.account == account))
-        for position, number in enumerate(numbers):
-            row = insert(db.customer_numbers).values(number=number, account=account,
-                                                     position=position)
-            # A number now listed here moves from whichever account had it before.
-            await tx.session.execute(row.on_conflict_do_update(
-                index_elements=["number"],
-                set_={"account": row.excluded.account, "position": row.excluded.position}))
+    await repository.save_customer(tx, account, fields, set(body.model_fields_set), numbers)
 
 
-async def get_customer(session: AsyncSession, account: str) -> dict[str, Any]:
-    row = (await session.execute(select(db.customers)
-                                 .where(db.customers.c.account == account))).first()
-    if row is None:
+async def get_customer(session: Session, account: str) -> dict[str, Any]:
+    found = await repository.customer(session, account)
+    if found is None:
         raise NotFound("customer", account)
-    numbers = (await session.execute(
-        select(db.customer_numbers.c.number).where(db.customer_numbers.c.account == account)
-        .order_by(db.customer_numbers.c.position))).scalars().all()
-    return {**row._asdict(), "numbers": list(numbers)}
+    return found
 
 
-async def lookup_customer(session: AsyncSession, number: str) -> dict[str, Any]:
-    account = (await session.execute(
-        select(db.customer_numbers.c.account)
-        .where(db.customer_numbers.c.number == number.strip()))).scalar()
+async def lookup_customer(session: Session, number: str) -> dict[str, Any]:
+    account = await repository.account_of(session, number.strip())
     if account is None:
         raise NotFound("customer number", number)
     return await get_customer(session, account)

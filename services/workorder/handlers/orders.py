@@ -7,10 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.workorder import db
+from services.workorder import db, repository
 from services.workorder.clocks import (
     WORK_CLOCKS,
     Runtime,
@@ -27,7 +24,7 @@ from services.workorder.domain.orders import OrderState, OrderType
 from services.workorder.handlers.common import emit_ticket, new_id, start_work_round
 from services.workorder.repository import lock_order, order_of, order_out, save_order
 from services.workorder.schemas import DispatchIn
-from shared.db import Queries, Row
+from shared.db import Queries, Row, Session
 from shared.db import row as fetch_row
 from shared.errors import IllegalTransition, NotFound
 from shared.events.workorder import (
@@ -253,31 +250,6 @@ async def order_detail(db_: Queries, order_id: str, rt: Runtime, now: datetime
             "clock_history": records(found.detail_clock_history)}
 
 
-async def list_orders(session: AsyncSession, *, call_id: str | None, state: OrderState | None,
-                      customer_account: str | None, order_type: OrderType | None,
-                      open_only: bool | None, limit: int, department: str | None = None,
-                      owner: str | None = None,
-                      abandoned_call_id: str | None = None) -> list[dict[str, Any]]:
-    t = db.orders
-    query = select(t).order_by(t.c.created_at.desc(), t.c.order_id).limit(limit)
-    if call_id is not None:
-        # The order the call opened, or the one its report joined.
-        joined = select(db.order_reporters.c.order_id).where(
-            db.order_reporters.c.call_id == call_id)
-        query = query.where(or_(t.c.call_id == call_id, t.c.order_id.in_(joined)))
-    if abandoned_call_id is not None:
-        query = query.where(t.c.abandoned_call_id == abandoned_call_id)
-    if state is not None:
-        query = query.where(t.c.state == state.value)
-    if customer_account is not None:
-        query = query.where(t.c.customer_account == customer_account)
-    if order_type is not None:
-        query = query.where(t.c.type == order_type.value)
-    if department is not None:
-        query = query.where(t.c.department == department)
-    if owner is not None:
-        query = query.where(t.c.owner == owner)
-    if open_only is not None:
-        closed = t.c.state.in_([s.value for s in od.TERMINAL_STATES])
-        query = query.where(~closed if open_only else closed)
-    return [order_out(row) for row in (await session.execute(query)).all()]
+async def list_orders(session: Session, **filters: Any) -> list[dict[str, Any]]:
+    """Orders newest first, by the filters of :func:`repository.orders`."""
+    return [order_out(row) for row in await repository.orders(session, **filters)]

@@ -5,10 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.workorder import db
+from services.workorder import repository
 from services.workorder.clocks import Runtime
 from services.workorder.domain import orders as od
 from services.workorder.domain.orders import OrderState
@@ -16,6 +13,7 @@ from services.workorder.handlers.common import new_id
 from services.workorder.handlers.orders import resolve_order
 from services.workorder.repository import lock_order
 from services.workorder.schemas import OutageIn
+from shared.db import Session
 from shared.errors import Invalid, NotFound
 from shared.messaging import Transaction
 
@@ -34,55 +32,33 @@ def _outage_out(row: Any, now: datetime) -> dict[str, Any]:
 
 
 async def create_outage(tx: Transaction, body: OutageIn) -> dict[str, Any]:
-    now = tx.now
-    start = body.start or now
+    start = body.start or tx.now
     if body.restore_eta is not None and body.restore_eta <= start:
         raise Invalid("restore_eta", "restore_eta must be after the outage start")
     outage_id = new_id("OUT")
-    await tx.session.execute(db.outages.insert().values(
-        outage_id=outage_id, area=body.area, type=body.type, start_at=start,
-        restore_eta=body.restore_eta, created_at=now))
-    row = (await tx.session.execute(select(db.outages)
-                                    .where(db.outages.c.outage_id == outage_id))).one()
-    return _outage_out(row, now)
+    await repository.insert_outage(tx, outage_id, area=body.area, type_=body.type, start=start,
+                                   restore_eta=body.restore_eta)
+    return _outage_out(await repository.outage(tx, outage_id), tx.now)
 
 
-async def list_outages(session: AsyncSession, *, area: str | None, active: bool | None,
+async def list_outages(session: Session, *, area: str | None, active: bool | None,
                        now: datetime) -> list[dict[str, Any]]:
-    t = db.outages
-    query = select(t).order_by(t.c.start_at, t.c.outage_id)
-    if area is not None:
-        query = query.where(t.c.area == area)
-    is_active = _outage_active_clause(now)
-    if active is True:
-        query = query.where(is_active)
-    elif active is False:
-        query = query.where(~is_active)
-    return [_outage_out(row, now) for row in (await session.execute(query)).all()]
-
-
-def _outage_active_clause(now: datetime) -> Any:
-    t = db.outages
-    return and_(t.c.restored_at.is_(None), t.c.start_at <= now,
-                or_(t.c.restore_eta.is_(None), t.c.restore_eta > now))
+    return [_outage_out(row, now)
+            for row in await repository.outages(session, area=area, active=active, now=now)]
 
 
 async def restore_outage(tx: Transaction, outage_id: str, reply: str | None, actor: str,
                          rt: Runtime) -> dict[str, Any]:
     """The outage is over: mark it restored and resolve its repair order, which calls back
     everybody who reported it. Restoring twice changes nothing."""
-    row = (await tx.session.execute(select(db.outages).where(db.outages.c.outage_id == outage_id)
-                                    .with_for_update())).first()
+    row = await repository.outage(tx, outage_id, lock=True)
     if row is None:
         raise NotFound("outage", outage_id)
     if row.restored_at is None:
-        await tx.session.execute(update(db.outages).where(db.outages.c.outage_id == outage_id)
-                                 .values(restored_at=tx.now, restored_by=actor))
+        await repository.mark_outage_restored(tx, outage_id, actor)
         if row.order_id is not None:
             order = await lock_order(tx, row.order_id)
             if OrderState(order.state) in od.LINKABLE_STATES:
                 await resolve_order(tx, row.order_id, reply or "Power restored: the outage in "
                                     f"{row.area} is over.", actor, rt)
-    fresh = (await tx.session.execute(select(db.outages)
-                                      .where(db.outages.c.outage_id == outage_id))).one()
-    return _outage_out(fresh, tx.now)
+    return _outage_out(await repository.outage(tx, outage_id), tx.now)
