@@ -174,3 +174,25 @@ def test_sqlalchemy_stays_in_repositories_db_modules_and_migrations() -> None:
         f"SQLAlchemy outside a repository: {found - SQLALCHEMY_STILL_OUTSIDE}")
     assert SQLALCHEMY_STILL_OUTSIDE <= found, (
         f"moved into a repository: take {SQLALCHEMY_STILL_OUTSIDE - found} off the list")
+
+
+def handler_modules() -> list[Path]:
+    services = ROOT / "services"
+    return sorted([*services.glob("*/handlers.py"), *services.glob("*/handlers/*.py"),
+                   *services.glob("*/*_commands.py")])
+
+
+def test_handlers_ask_the_domain_instead_of_comparing_states() -> None:
+    """``if entry.state is EntryState.WAITING`` in a handler is a rule outside the domain;
+    the domain names it (``entry.waiting``, ``od.linkable(state)``)."""
+    assert handler_modules()
+    for path in handler_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            for side in [node.left, *node.comparators]:
+                state_attribute = isinstance(side, ast.Attribute) and side.attr == "state"
+                state_enum = (isinstance(side, ast.Attribute) and isinstance(side.value, ast.Name)
+                              and side.value.id.endswith("State"))
+                assert not (state_attribute or state_enum), (
+                    f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")

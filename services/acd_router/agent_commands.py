@@ -17,11 +17,6 @@ from .domain.config import Wrapup, wrapup_of
 from .domain.policy import ts
 from .mirror import Acd
 
-FORCES = {AgentState.READY: Action.FORCE_READY, AgentState.NOT_READY: Action.FORCE_NOT_READY,
-          AgentState.LOGGED_OUT: Action.FORCE_LOGOUT}
-# The not-ready reason code a forced not ready gets when the supervisor names none.
-FORCED_REASON = "supervisor"
-
 
 async def _agent(acd: Acd, tx: Transaction, agent_id: str) -> Agent:
     await acd.lock(tx)
@@ -61,12 +56,10 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
     is not cut: the state becomes the agent's next one. Every force is audited."""
     agent = await _agent(acd, tx, agent_id)
     now = tx.now
-    before, before_reason = agent.state, agent.reason
-    call_id, reservation_id = agent.call_id, agent.reservation_id
-    code = (reason_code or FORCED_REASON) if state is AgentState.NOT_READY else None
-    change = agent.force(FORCES[state], now, reason=code)
-    deferred = before is AgentState.ON_CALL
-    if before is AgentState.RESERVED and call_id is not None:
+    call_id = agent.call_id
+    forced = agent.force_to(state, now, reason_code=reason_code)
+    if forced.withdrawn is not None:
+        call_id, reservation_id = forced.withdrawn
         entry = await acd.floor.entry(tx, call_id)
         if entry is not None and entry.holds(reservation_id):
             # Not the agent's failure to answer: no ring-no-answer counted against the call.
@@ -77,10 +70,11 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
                                              reservation_id=reservation_id),
                           subject=f"call/{call_id}", correlationid=call_id)
             acd.follow(acd.engine.requeue(call_id, ts(now)))
-    await acd.save_agent(tx, agent, change)
-    audit = await store.record_audit(tx, agent_id=agent.agent_id, at=now, actor=actor, from_state=before.value,
-        from_reason=before_reason, to_state=state.value, to_reason=code, why=why,
-        deferred=deferred, call_id=call_id)
+    await acd.save_agent(tx, agent, forced.change)
+    audit = await store.record_audit(
+        tx, agent_id=agent.agent_id, at=now, actor=actor, from_state=forced.from_state.value,
+        from_reason=forced.from_reason, to_state=state.value, to_reason=forced.reason, why=why,
+        deferred=forced.deferred, call_id=call_id)
     await acd.apply_decisions(tx)
     return agent, audit
 

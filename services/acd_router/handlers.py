@@ -30,8 +30,6 @@ from shared.messaging import Transaction
 
 from . import call_commands, store
 from .domain import (
-    AgentState,
-    EntryState,
     QueueEntry,
 )
 from .domain.config import wrapup_of
@@ -193,7 +191,7 @@ async def call_ended(acd: Acd, tx: Transaction, entry: QueueEntry) -> None:
     entry.finish(now)
     acd.floor.save_entry(tx, entry)
     agent = acd.floor.agent(entry.agent_id or "")
-    if agent is None or agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+    if agent is None or not agent.on_call(call_id):
         log.warning("released call's agent is not on it", call_id=call_id,
                     agent_id=entry.agent_id)
         return
@@ -231,7 +229,7 @@ async def ring_failed(acd: Acd, tx: Transaction, event: AgentRingFailed) -> None
                   if agent else None)
     if agent is not None:
         await acd.save_agent(tx, agent, change)
-    if entry.state is EntryState.WAITING:
+    if entry.waiting:
         acd.follow(acd.engine.requeue(entry.call_id, ts(now)))
 
 

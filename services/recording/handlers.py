@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 
 from services.recording import repository
-from services.recording.domain import Recording, RecordingState
+from services.recording.domain import Recording
 from services.recording.settings import RecordingSettings
 from services.recording.wav import WavFile, WavWriter
 from shared.consumers import Consumes
@@ -53,7 +53,7 @@ class Recorder:
             # The release repeats the connect's facts: enough metadata if connected was lost.
             rec.connect(agent_id=event.agent_id, caller=event.from_number,
                         callee=event.to_number, connected_at=event.connected_at)
-        if rec.state is RecordingState.PENDING:
+        if rec.untouched:
             log.info("release of a call with no recording ignored", call_id=event.call_id)
             return
         rec.end_call(now=event.released_at, bridged=event.connected_at is not None)

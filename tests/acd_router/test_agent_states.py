@@ -252,6 +252,25 @@ def test_force_from_wrap_up_and_reserved_ignores_the_agents_pending_state() -> N
     assert (agent.state, agent.reason, agent.call_id) == (S.NOT_READY, "coaching", None)
 
 
+@pytest.mark.parametrize(("before", "to", "code", "reason", "deferred", "withdrawn"), [
+    (S.READY, S.NOT_READY, None, "supervisor", False, None),
+    (S.READY, S.NOT_READY, "coaching", "coaching", False, None),
+    (S.NOT_READY, S.READY, "ignored", None, False, None),
+    (S.RESERVED, S.NOT_READY, None, "supervisor", False, ("C1", "R1")),
+    (S.ON_CALL, S.LOGGED_OUT, None, None, True, None),
+])
+def test_a_supervisors_force_says_what_it_did(before: AgentState, to: AgentState,
+                                              code: str | None, reason: str | None,
+                                              deferred: bool,
+                                              withdrawn: tuple[str, str] | None) -> None:
+    agent = agent_in(before)
+    previous_reason = agent.reason
+    forced = agent.force_to(to, NOW, reason_code=code)
+    assert (forced.from_state, forced.from_reason, forced.reason, forced.deferred,
+            forced.withdrawn) == (before, previous_reason, reason, deferred, withdrawn)
+    assert agent.state is (before if deferred else to)
+
+
 def test_ready_since_tracks_idle_time() -> None:
     agent = agent_in(S.NOT_READY)
     perform(agent, A.READY)

@@ -9,6 +9,7 @@ import pytest
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.intake import (
     CustomerOnFile,
+    abandoned_in_queue,
     intake_area,
     may_join,
     outage_of_new_order,
@@ -79,3 +80,14 @@ S = CallbackState
 def test_settlement(callbacks: list[tuple[CallbackState, str | None]],
                     expected: str | None) -> None:
     assert settlement(callbacks) == expected
+
+
+@pytest.mark.parametrize(("cause", "state", "expected"), [
+    ("caller_hangup", "queued", True),
+    ("caller_hangup", "alerting", True),
+    ("caller_hangup", "in_ivr", False),  # left the menu: self-service, not a wait
+    ("caller_hangup", "connected", False),
+    ("agent_release", "queued", False),
+])
+def test_abandoned_in_queue(cause: str, state: str, expected: bool) -> None:
+    assert abandoned_in_queue(cause, state) is expected

@@ -151,6 +151,27 @@ class StateChange:
     call_id: str | None
 
 
+# A supervisor's force: the state asked for -> the action; the not-ready reason code a forced
+# not ready gets when the supervisor names none.
+FORCES = {AgentState.READY: Action.FORCE_READY, AgentState.NOT_READY: Action.FORCE_NOT_READY,
+          AgentState.LOGGED_OUT: Action.FORCE_LOGOUT}
+FORCED_REASON = "supervisor"
+
+
+@dataclass(frozen=True)
+class Forced:
+    """What a supervisor's force did, for the audit and the queue: the state and reason it
+    left, the reason code it set, whether it waits for the call in progress to end, and the
+    ringing reservation (call id, reservation id) it withdrew, if any."""
+
+    change: StateChange | None
+    from_state: AgentState
+    from_reason: str | None
+    reason: str | None
+    deferred: bool
+    withdrawn: tuple[str, str] | None
+
+
 @dataclass
 class Agent:
     agent_id: str
@@ -227,6 +248,19 @@ class Agent:
             raise ValueError(f"{action} is not a forced state")
         return self._apply(action, now, reason=reason)
 
+    def force_to(self, state: AgentState, now: datetime, *, reason_code: str | None
+                 ) -> Forced:
+        """A supervisor sets the agent's state: a ringing reservation is withdrawn; a call in
+        progress is not cut (the state becomes the agent's next one)."""
+        before, before_reason = self.state, self.reason
+        call_id, reservation_id = self.call_id, self.reservation_id
+        code = (reason_code or FORCED_REASON) if state is AgentState.NOT_READY else None
+        change = self.force(FORCES[state], now, reason=code)
+        withdrawn = ((call_id, reservation_id) if before is AgentState.RESERVED
+                     and call_id is not None and reservation_id is not None else None)
+        return Forced(change, before, before_reason, code, before is AgentState.ON_CALL,
+                      withdrawn)
+
     # -- routing and call progress -----------------------------------------------------------
 
     def reserve(self, now: datetime, *, call_id: str, reservation_id: str) -> StateChange | None:
@@ -284,6 +318,10 @@ class Agent:
 
     def end_wrap_up(self, now: datetime) -> StateChange | None:
         return self._apply(Action.END_WRAP_UP, now)
+
+    def on_call(self, call_id: str) -> bool:
+        """Talking on this call (its release sends the agent to wrap-up)."""
+        return self.state is AgentState.ON_CALL and self.call_id == call_id
 
     def wrap_up_due(self, now: datetime) -> bool:
         return (self.state is AgentState.WRAP_UP and self.wrapup_deadline is not None

@@ -86,6 +86,11 @@ class QueueEntry:
     callback_dials: int = 0
 
     @property
+    def waiting(self) -> bool:
+        """In the queue for an agent (not reserved, answered or ended)."""
+        return self.state is EntryState.WAITING
+
+    @property
     def on_virtual_hold(self) -> bool:
         return self.callback_number is not None
 

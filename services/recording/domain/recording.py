@@ -97,6 +97,11 @@ class Recording:
         return self.samples / self.sample_rate
 
     @property
+    def untouched(self) -> bool:
+        """Neither half has arrived: the row exists only inside this transaction."""
+        return self.state is RecordingState.PENDING
+
+    @property
     def ready_to_store(self) -> bool:
         return self.state is RecordingState.STOPPED and self.connected
 

@@ -153,6 +153,11 @@ def give_up(callback: Callback, reason: str, *, now: datetime) -> Callback:
                    outcome="unreachable", completed_at=now)
 
 
+def to_dial(callback: Callback) -> bool:
+    """Due and not dialled yet (otherwise its attempt's timer ran out)."""
+    return callback.state is CallbackState.PENDING
+
+
 def defer(callback: Callback, until: datetime) -> Callback:
     """Outside calling hours or over the number's daily cap: wait, without using an attempt."""
     if callback.state is not CallbackState.PENDING:

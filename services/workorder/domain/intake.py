@@ -54,6 +54,15 @@ def outage_of_new_order(active_outages: Sequence[str]) -> str | None:
     return active_outages[0] if active_outages else None
 
 
+# The states of an inbound call the caller can leave while waiting for an agent.
+WAITING_CALL_STATES = frozenset({"queued", "alerting"})
+
+
+def abandoned_in_queue(cause: str, call_state: str) -> bool:
+    """An inbound call the caller hung up while waiting for an agent: owed a call back."""
+    return cause == "caller_hangup" and call_state in WAITING_CALL_STATES
+
+
 def settlement(callbacks: Sequence[tuple[CallbackState, str | None]]
                ) -> Satisfaction | Literal["unreachable"] | None:
     """The outcome a resolution's callbacks give the order once none is still to be made

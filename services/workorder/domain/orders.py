@@ -172,6 +172,16 @@ def allowed_actions(state: OrderState, order_type: OrderType | None = None) -> l
     return TRANSITIONS.allowed(state, lambda action: _permitted(order_type, state, action))
 
 
+def linkable(state: OrderState) -> bool:
+    """Whether a new report of the same fault may still join an order in this state."""
+    return state in LINKABLE_STATES
+
+
+def awaits_callback(order: Order) -> bool:
+    """Resolved, and its callback not started yet (the first dial starts it)."""
+    return order.state is S.RESOLVED
+
+
 def is_open(state: OrderState) -> bool:
     return state not in TERMINAL_STATES
 

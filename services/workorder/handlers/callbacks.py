@@ -15,7 +15,6 @@ from services.workorder.domain import dialing
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import Callback, CallbackAction, CallbackState
 from services.workorder.domain.intake import settlement
-from services.workorder.domain.orders import OrderState
 from services.workorder.handlers.common import SYSTEM_ACTOR, emit_ticket, start_work_round
 from services.workorder.handlers.orders import records
 from services.workorder.repository import (
@@ -83,7 +82,7 @@ ATTEMPTS_TODAY = f"""
 
 async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None:
     now = tx.now
-    if before.state is CallbackState.PENDING:
+    if cbd.to_dial(before):
         allowed = dialing.next_allowed(now, rt.rules, rt.calendar)
         if allowed > now:
             # Outside calling hours or on a statutory holiday: wait, using no attempt.
@@ -113,7 +112,7 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     now = tx.now
     to_number, reported_call_id = await _callback_party(tx, pending.callback_id)
     order = order_of(order_row)
-    if order.state is OrderState.RESOLVED:
+    if od.awaits_callback(order):
         order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
                                         reason=f"callback {pending.callback_id}")
         await save_order(tx, order, step)
@@ -208,7 +207,7 @@ async def settle(tx: Transaction, callback: Callback, action: CallbackAction,
                     callback_id=callback.callback_id, error=str(error))
         return
     saved = await save_order(tx, order, step)
-    if order.state is OrderState.CLOSED:
+    if not od.is_open(order.state):
         await stop_clocks(tx, rt, order.order_id, None, actor=SYSTEM_ACTOR, reason="closed")
         await emit_ticket(tx, TicketClosed(
             order_id=order.order_id, satisfaction=order.satisfaction,

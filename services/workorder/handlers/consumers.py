@@ -13,6 +13,7 @@ from services.workorder.clocks import Runtime
 from services.workorder.domain import callbacks as cbd
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import CallbackAction
+from services.workorder.domain.intake import abandoned_in_queue
 from services.workorder.domain.orders import OrderType
 from services.workorder.handlers.callbacks import ignored, on_attempt_failed, settle
 from services.workorder.handlers.common import SYSTEM_ACTOR, emit_ticket, new_id, start_work_round
@@ -66,13 +67,9 @@ async def on_origination_failed(rt: Runtime, tx: Transaction, event: Origination
                             f"origination_failed:{event.reason}"[:64], rt)
 
 
-# An inbound call the caller left while waiting for an agent: owed a call back.
-ABANDONED_STATES = frozenset({"queued", "alerting"})
-
-
 async def on_call_released(rt: Runtime, tx: Transaction, event: CallReleased) -> None:
     if event.direction != "outbound" and not event.context.get("callback_id"):
-        if event.cause == "caller_hangup" and event.state in ABANDONED_STATES:
+        if abandoned_in_queue(event.cause, event.state):
             await _call_abandoned(tx, rt, event.call_id, "caller_hangup",
                                   from_number=event.from_number)
         return  # otherwise an ordinary inbound call: not ours to track

@@ -183,7 +183,7 @@ async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages
         return None
     candidate, reason = target
     order_row = await lock_order(tx, candidate.order_id)
-    if OrderState(order_row.state) not in od.LINKABLE_STATES:
+    if not od.linkable(OrderState(order_row.state)):
         return None  # resolved meanwhile: this report is news, and opens its own order
     step = od.link(order_of(order_row), f"{reason}: call {body.call_id or '-'} joins",
                    now=tx.now, actor=actor)

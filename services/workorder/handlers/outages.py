@@ -58,7 +58,7 @@ async def restore_outage(tx: Transaction, outage_id: str, reply: str | None, act
         await repository.mark_outage_restored(tx, outage_id, actor)
         if row.order_id is not None:
             order = await lock_order(tx, row.order_id)
-            if OrderState(order.state) in od.LINKABLE_STATES:
+            if od.linkable(OrderState(order.state)):
                 await resolve_order(tx, row.order_id, reply or "Power restored: the outage in "
                                     f"{row.area} is over.", actor, rt)
     return _outage_out(await repository.outage(tx, outage_id), tx.now)
