@@ -72,15 +72,16 @@ class Processes:
         return killed
 
     def start(self, service: str, env: Mapping[str, str]) -> None:
-        log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_dir / f"{service}.log", "ab")
-        # A launcher killed outright (no clean-up) takes its services with it.
-        self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env=dict(env),
-            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(signal.SIGTERM))
+        # The child keeps its own copy of the log's descriptor: ours is closed once spawned.
+        with (open(self.log_dir / f"{service}.log", "ab") if self.log_dir is not None
+              else contextlib.nullcontext()) as log:
+            # A launcher killed outright (no clean-up) takes its services with it.
+            self.procs[service] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}"], env=dict(env),
+                stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(signal.SIGTERM))
 
 
 def wait_ready(ports: Mapping[str, int], procs: Processes | None = None, timeout: float = 60.0,

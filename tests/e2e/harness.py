@@ -116,10 +116,11 @@ def admin_headers() -> dict[str, str]:
 def start_replay_cli(suite: RunningSuite, trace: Path, speed: float, out: Path
                      ) -> subprocess.Popen[bytes]:
     """The CLI as an operator runs it; it prints the report as JSON when done."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "hotline.cli", "replay", str(trace), "--speed", str(speed),
-         "--json", "--url", suite.url("softswitch")],
-        env=suite.env, stdout=open(out, "wb"), stderr=subprocess.PIPE, cwd=ROOT)
+    with open(out, "wb") as sink:  # the child writes through its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "hotline.cli", "replay", str(trace), "--speed", str(speed),
+             "--json", "--url", suite.url("softswitch")],
+            env=suite.env, stdout=sink, stderr=subprocess.PIPE, cwd=ROOT)
 
 
 async def replay_progress(suite: RunningSuite) -> dict[str, Any] | None:
@@ -131,12 +132,14 @@ async def replay_progress(suite: RunningSuite) -> dict[str, Any] | None:
 
 async def wait_cli(proc: subprocess.Popen[bytes], out: Path, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise TimeoutError("replay did not finish in time")
-        await asyncio.sleep(0.5)
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    with contextlib.closing(proc.stderr) if proc.stderr else contextlib.nullcontext():
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise TimeoutError("replay did not finish in time")
+            await asyncio.sleep(0.5)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert proc.returncode == 0, f"hotline replay failed ({proc.returncode}): {stderr[-2000:]}"
     return json.loads(out.read_text())
 
