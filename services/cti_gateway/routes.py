@@ -8,12 +8,12 @@ import asyncio
 import structlog
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, status
 
-from services.cti_gateway import frames
 from services.cti_gateway.domain import CallState
 from services.cti_gateway.handlers import Cti, commands
 from services.cti_gateway.handlers import switch as from_switch
 from services.cti_gateway.schemas import AgentBody, CallView
 from services.cti_gateway.switchboard import SwitchConnection
+from shared import switch_frames as frames
 from shared.auth import Principal, authorize_websocket, require
 from shared.messaging import Transaction
 
@@ -94,7 +94,7 @@ async def _dispatch(cti: Cti, link: SwitchConnection, text: str | None) -> None:
     """Queue the frame for the writer, which handles frames in arrival order (with whatever
     else is queued, in one unit of work); replies go out once it has committed."""
     try:
-        frame = frames.parse(text)
+        frame = frames.parse_from_switch(text)
     except frames.BadFrame as bad:
         await link.send(frames.error("bad_frame", str(bad), bad.call_id, bad.cseq))
         return

@@ -89,6 +89,9 @@ class MediaSession:
     async def _control(self, text: str) -> None:
         try:
             frame = json.loads(text)
+        except RecursionError:
+            # Security review H3: it used to end the stream and lose the audio after it.
+            raise MediaError("bad_frame", "text frame nested too deeply") from None
         except ValueError:
             raise MediaError("bad_frame", "text frame is not valid JSON") from None
         if not isinstance(frame, dict):

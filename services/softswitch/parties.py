@@ -21,8 +21,9 @@ from services.softswitch.media import MediaFork
 from services.softswitch.peers import PeerError, Peers
 from services.softswitch.replay_clock import ReplayClock
 from services.softswitch.settings import SoftswitchSettings
-from services.softswitch.switch import Frame, LinkDown, SwitchLink
+from services.softswitch.switch import Answer, LinkDown, SwitchLink
 from services.softswitch.trace import SATISFACTION_DIGITS, Agent, Call, CallbackDisposition
+from shared import switch_frames as frames
 
 log = structlog.get_logger(__name__)
 
@@ -155,16 +156,16 @@ class Caller:
         except LinkDown as error:
             self.end("failed", note=f"INVITE not sent: {error}")
 
-    async def _on_invite_response(self, frame: Frame) -> None:
+    async def _on_invite_response(self, frame: Answer) -> None:
         run = self.run
-        if frame.get("type") == "error":
-            self.end("failed", note=f"INVITE refused: {frame.get('code')} {frame.get('message')}")
+        if isinstance(frame, frames.ErrorFrame):
+            self.end("failed", note=f"INVITE refused: {frame.code} {frame.message}")
             return
-        status = int(frame.get("status") or 0)
+        status = frame.status
         if status < 200:
             return
         if status >= 300:
-            self.end("rejected", note=f"INVITE answered {status} {frame.get('reason', '')}")
+            self.end("rejected", note=f"INVITE answered {status} {frame.reason}")
             return
         run.answered_at = self.replay.clock.now()
         run.caller_up = True
@@ -172,8 +173,8 @@ class Caller:
         self.replay.touch(run)
         await self.link.request("ACK", run.call_id, "caller")
 
-    async def on_request(self, frame: Frame) -> None:
-        method = frame.get("method")
+    async def on_request(self, frame: frames.CtiRequest) -> None:
+        method = frame.method
         run = self.run
         if method == "ACK":
             return
@@ -181,11 +182,11 @@ class Caller:
             self.replay.lag.sample(time.monotonic() - run.awaiting_since)
             run.awaiting_since = None
         await self.link.respond(frame, 200)
-        if method == "INFO":
-            if isinstance(frame.get("play"), dict):
-                self._on_play(frame["play"])
-            elif isinstance(frame.get("notify"), dict):
-                self._on_notify(frame["notify"])
+        if isinstance(frame, frames.OutboundInfo):
+            if frame.play is not None:
+                self._on_play(frame.play)
+            elif frame.notify is not None:
+                self._on_notify(frame.notify)
         elif method in ("BYE", "CANCEL"):
             run.caller_up = False
             run.caller_gone = True
@@ -199,9 +200,9 @@ class Caller:
             else:
                 self.end("self_served")
 
-    def _on_play(self, play: dict[str, Any]) -> None:
+    def _on_play(self, play: frames.Play) -> None:
         run = self.run
-        if not play.get("collect"):
+        if play.collect is None:
             return  # an announcement consumes no dtmf entry
         entry = run.spec.dtmf[run.dtmf_next] if run.dtmf_next < len(run.spec.dtmf) else None
         run.dtmf_next += 1
@@ -217,15 +218,15 @@ class Caller:
             run.awaiting_since = time.monotonic()  # the next prompt, or the queue
             await self.link.request("INFO", run.call_id, "caller", dtmf=digits)
 
-    def _on_notify(self, notify: dict[str, Any]) -> None:
+    def _on_notify(self, notify: frames.Notify) -> None:
         run = self.run
-        if notify.get("event") != "queued" or run.queued_at is not None:
+        if notify.event != "queued" or run.queued_at is not None:
             return
         run.queued_at = self.replay.clock.now()
         self.replay.touch(run)
-        offer = notify.get("virtual_hold")
-        if run.spec.virtual_hold and isinstance(offer, dict) and offer.get("digit"):
-            self.replay.spawn(self._hold(str(offer["digit"]), run.queued_at + run.spec.think),
+        offer = notify.virtual_hold
+        if run.spec.virtual_hold and offer is not None and offer.digit:
+            self.replay.spawn(self._hold(offer.digit, run.queued_at + run.spec.think),
                               owner=run)
         if run.spec.patience is not None:
             self.replay.spawn(self._lose_patience(run.queued_at + run.spec.patience), owner=run)
@@ -269,7 +270,7 @@ class Caller:
 @dataclass
 class AgentLeg:
     call_id: str
-    invite: Frame
+    invite: frames.OutboundInvite
     run: CallRun | None
     # ringing -> answered (200 sent) -> connected (ACK) -> ended
     state: str = "ringing"
@@ -316,11 +317,11 @@ class AgentSim:
 
     # -- phone ---------------------------------------------------------------------------
 
-    async def on_invite(self, frame: Frame) -> None:
+    async def on_invite(self, frame: frames.OutboundInvite) -> None:
         replay = self.replay
-        call_id = str(frame.get("call_id"))
+        call_id = frame.call_id
         # An agent-first callback rings on a call of its own, for the held caller's call.
-        run = replay.by_call_id.get(str(frame.get("virtual_hold_for") or call_id))
+        run = replay.by_call_id.get(frame.virtual_hold_for or call_id)
         leg = AgentLeg(call_id, frame, run)
         self.legs[call_id] = leg
         await replay.link.respond(frame, 180)
@@ -462,9 +463,9 @@ class AgentSim:
             if view is not None and view.get("state") != "not_ready":
                 return
 
-    async def on_request(self, frame: Frame) -> None:
-        method = frame.get("method")
-        call_id = str(frame.get("call_id"))
+    async def on_request(self, frame: frames.CtiRequest) -> None:
+        method = frame.method
+        call_id = frame.call_id
         leg = self.legs.get(call_id)
         replay = self.replay
         if method == "ACK":
@@ -476,8 +477,8 @@ class AgentSim:
         await replay.link.respond(frame, 200)
         if leg is None:
             return
-        if method == "INFO":
-            if frame.get("control") == "answer":
+        if isinstance(frame, frames.OutboundInfo):
+            if frame.control == "answer":
                 await self._pick_up(leg)
         elif method == "CANCEL":
             if leg.state == "ringing":
@@ -501,11 +502,11 @@ class HeldCaller:
     """A caller on virtual hold answering the agent-first callback (leg ``customer``). The
     agent already waits on the line; the agent's side ends the call."""
 
-    def __init__(self, replay: Stage, run: CallRun, frame: Frame) -> None:
+    def __init__(self, replay: Stage, run: CallRun, frame: frames.OutboundInvite) -> None:
         self.replay: Stage | None = replay
         self.run = run
         self.invite = frame
-        self.call_id = str(frame.get("call_id"))
+        self.call_id = frame.call_id
         # ringing -> up -> ended
         self.state = "ringing"
 
@@ -519,15 +520,15 @@ class HeldCaller:
             self.state = "up"
             await replay.link.respond(self.invite, 200)
 
-    async def on_request(self, frame: Frame) -> None:
+    async def on_request(self, frame: frames.CtiRequest) -> None:
         replay = self.replay
         assert replay is not None
-        if frame.get("method") == "ACK":
+        if frame.method == "ACK":
             return
         await replay.link.respond(frame, 200)
-        if frame.get("method") == "CANCEL" and self.state == "ringing":
+        if frame.method == "CANCEL" and self.state == "ringing":
             await replay.link.respond(self.invite, 487)
-        if frame.get("method") in ("BYE", "CANCEL"):
+        if frame.method in ("BYE", "CANCEL"):
             self.state = "ended"
 
 
@@ -535,15 +536,14 @@ class CustomerSim:
     """A customer's phone receiving a callback (leg ``customer``)."""
 
     def __init__(self, replay: Stage | None, order: OrderRun | None,
-                 callback: CallbackDisposition | None, frame: Frame) -> None:
+                 callback: CallbackDisposition | None, frame: frames.OutboundInvite) -> None:
         self.replay = replay
         self.order = order
         self.callback = callback
         self.invite = frame
-        self.call_id = str(frame.get("call_id"))
-        headers = frame.get("headers") or {}
+        self.call_id = frame.call_id
         try:
-            self.attempt = int(headers.get("X-Hotline-Attempt") or 1)
+            self.attempt = int(frame.headers.get("X-Hotline-Attempt") or 1)
         except (TypeError, ValueError):
             self.attempt = 1
         # ringing -> up -> ended
@@ -586,16 +586,16 @@ class CustomerSim:
             self.state = "ended"
             await replay.link.request("BYE", self.call_id, "customer")
 
-    async def on_request(self, frame: Frame) -> None:
+    async def on_request(self, frame: frames.CtiRequest) -> None:
         replay = self.replay
         assert replay is not None
-        method = frame.get("method")
+        method = frame.method
         if method == "ACK":
             return
         await replay.link.respond(frame, 200)
-        if method == "INFO":
-            play = frame.get("play")
-            if isinstance(play, dict) and play.get("collect") and self.callback is not None:
+        if isinstance(frame, frames.OutboundInfo):
+            play = frame.play
+            if play is not None and play.collect is not None and self.callback is not None:
                 digit = SATISFACTION_DIGITS[self.callback.satisfaction]
                 replay.spawn(self._press(digit))
         elif method == "CANCEL":

@@ -38,6 +38,7 @@ from services.softswitch.report import CallOutcome, OrderOutcome, compute_report
 from services.softswitch.settings import SoftswitchSettings
 from services.softswitch.switch import Frame, SwitchLink, ws_url
 from services.softswitch.trace import CallbackDisposition, LineError, Trace
+from shared import switch_frames as frames
 from shared.errors import Conflict, NotFound
 from shared.service import Service
 
@@ -606,11 +607,11 @@ class Replayer:
                 return replay
         return None
 
-    def _agent(self, frame: Frame) -> AgentSim | None:
-        agent_id = frame.get("agent_id")
-        if not agent_id and isinstance(frame.get("to"), str) and frame["to"].startswith("agent:"):
-            agent_id = frame["to"][len("agent:"):]
-        replay = self._replay_of(str(frame.get("call_id")))
+    def _agent(self, invite: frames.OutboundInvite) -> AgentSim | None:
+        agent_id = invite.agent_id
+        if not agent_id and invite.to_number.startswith("agent:"):
+            agent_id = invite.to_number[len("agent:"):]
+        replay = self._replay_of(invite.call_id)
         candidates = [replay] if replay is not None else list(self.active.values())
         for owner in candidates:
             if agent_id in owner.agents:
@@ -618,26 +619,24 @@ class Replayer:
         return None
 
     async def on_frame(self, frame: Frame) -> None:
-        kind = frame.get("type")
-        call_id = str(frame.get("call_id"))
-        if kind == "error":
-            log.warning("error frame from CTI", frame=frame)
-            replay = self._replay_of(call_id)
+        if isinstance(frame, frames.ErrorFrame):
+            log.warning("error frame from CTI", code=frame.code, message=frame.message,
+                        call_id=frame.call_id)
+            replay = self._replay_of(frame.call_id or "")
             if replay is not None:
-                replay.warn(f"CTI error on {call_id}: {frame.get('code')} {frame.get('message')}")
+                replay.warn(f"CTI error on {frame.call_id}: {frame.code} {frame.message}")
             return
-        if kind != "request":
-            return
-        method, leg = frame.get("method"), frame.get("leg")
-        link = self.link
-        if leg == "caller":
+        if isinstance(frame, frames.Response):
+            return  # to a request of ours nobody waits on any more
+        call_id, link = frame.call_id, self.link
+        if frame.leg == "caller":
             replay = self._replay_of(call_id)
             if replay is None:
                 await self._unknown(frame)
                 return
             await replay.callers[replay.by_call_id[call_id].spec.id].on_request(frame)
-        elif leg == "agent":
-            if method == "INVITE":
+        elif frame.leg == "agent":
+            if isinstance(frame, frames.OutboundInvite):
                 agent = self._agent(frame)
                 if agent is None:
                     await link.respond(frame, 180)
@@ -651,8 +650,8 @@ class Replayer:
                 await self._unknown(frame)
                 return
             await owner.on_request(frame)
-        elif leg == "customer":
-            if method == "INVITE":
+        else:
+            if isinstance(frame, frames.OutboundInvite):
                 await self._callback_invite(frame)
                 return
             customer = self.customer_calls.get(call_id)
@@ -660,40 +659,37 @@ class Replayer:
                 await self._unknown(frame)
                 return
             await customer.on_request(frame)
-        else:
-            await link.error(frame, "bad_frame", f"unknown leg {leg!r}")
 
-    async def _unknown(self, frame: Frame) -> None:
-        method = frame.get("method")
-        if method == "ACK":
+    async def _unknown(self, frame: frames.CtiRequest) -> None:
+        if frame.method == "ACK":
             return
-        if method in ("BYE", "CANCEL"):
+        if frame.method in ("BYE", "CANCEL"):
             # Hanging up a leg that is already gone is harmless: agree.
             await self.link.respond(frame, 200)
             return
-        await self.link.error(frame, "unknown_call", f"no such {frame.get('leg')} leg here")
+        await self.link.error(frame, "unknown_call", f"no such {frame.leg} leg here")
 
-    async def _callback_invite(self, frame: Frame) -> None:
-        headers = frame.get("headers") or {}
-        held_for = headers.get("X-Hotline-Virtual-Hold-For") if isinstance(headers, dict) else None
-        held_replay = self._replay_of(str(held_for)) if held_for else None
-        if held_replay is not None:
+    async def _callback_invite(self, invite: frames.OutboundInvite) -> None:
+        headers = invite.headers
+        held_for = headers.get("X-Hotline-Virtual-Hold-For")
+        held_replay = self._replay_of(held_for) if held_for else None
+        if held_replay is not None and held_for is not None:
             # A caller of this replay who took virtual hold: the agent-first callback.
-            held = HeldCaller(held_replay, held_replay.by_call_id[str(held_for)], frame)
+            held = HeldCaller(held_replay, held_replay.by_call_id[held_for], invite)
             self.customer_calls[held.call_id] = held
             held_replay.spawn(held.ring())
             return
-        order_id = headers.get("X-Hotline-Order-Id") if isinstance(headers, dict) else None
-        owner = self.orders.get(str(order_id)) if order_id else None
+        order_id = headers.get("X-Hotline-Order-Id")
+        owner = self.orders.get(order_id) if order_id else None
         if owner is None:
             # Not a customer of any running replay: nobody picks up.
             log.info("callback to an unknown order; not answering", order_id=order_id)
-            await self.link.respond(frame, 180)
-            await self.link.respond(frame, 480)
+            await self.link.respond(invite, 180)
+            await self.link.respond(invite, 480)
             return
         replay, order = owner
         reported = headers.get("X-Hotline-Reported-Call-Id")
-        customer = CustomerSim(replay, order, replay.callback_for(order, reported), frame)
+        customer = CustomerSim(replay, order, replay.callback_for(order, reported), invite)
         self.customer_calls[customer.call_id] = customer
         replay.spawn(customer.ring())
 

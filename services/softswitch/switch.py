@@ -18,15 +18,14 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from shared import switch_frames as frames
+
 log = structlog.get_logger(__name__)
 
-Frame = dict[str, Any]
+Frame = frames.FromCti
+Answer = frames.Response | frames.ErrorFrame
 FrameHandler = Callable[[Frame], Awaitable[None]]
-ResponseHandler = Callable[[Frame], Awaitable[None]]
-
-REASONS = {100: "Trying", 180: "Ringing", 200: "OK", 400: "Bad Request", 404: "Not Found",
-           480: "Temporarily Unavailable", 481: "Call Does Not Exist", 486: "Busy Here",
-           487: "Request Terminated", 603: "Decline"}
+ResponseHandler = Callable[[Answer], Awaitable[None]]
 
 
 class LinkDown(ConnectionError):
@@ -118,11 +117,10 @@ class SwitchLink:
 
     def _dispatch(self, message: str) -> None:
         try:
-            frame = json.loads(message)
-        except json.JSONDecodeError:
-            log.warning("switch link: unparsable frame from CTI", frame=message[:200])
-            return
-        if not isinstance(frame, dict):
+            frame = frames.parse_from_cti(message)
+        except frames.BadFrame as bad:
+            log.warning("switch link: a frame from CTI that is not one", error=str(bad),
+                        frame=message[:200])
             return
         # Each frame in its own task: a handler that awaits (an HTTP call, a send) must not
         # hold up the frames of other calls.
@@ -132,18 +130,17 @@ class SwitchLink:
 
     async def _handle(self, frame: Frame) -> None:
         try:
-            kind = frame.get("type")
-            cseq = frame.get("cseq")
-            if kind in ("response", "error") and isinstance(cseq, int) and cseq in self._pending:
-                final = kind == "error" or int(frame.get("status") or 0) >= 200
-                callback = self._pending.pop(cseq) if final else self._pending[cseq]
+            if (isinstance(frame, frames.Response | frames.ErrorFrame)
+                    and frame.cseq is not None and frame.cseq in self._pending):
+                final = isinstance(frame, frames.ErrorFrame) or frame.status >= 200
+                callback = self._pending.pop(frame.cseq) if final else self._pending[frame.cseq]
                 await callback(frame)
                 return
             await self._handler(frame)
         except Exception:
-            log.exception("switch frame handler failed", frame=frame)
+            log.exception("switch frame handler failed", frame=repr(frame))
 
-    async def _send(self, frame: Frame, within: float = 10.0) -> None:
+    async def _send(self, frame: dict[str, Any], within: float = 10.0) -> None:
         if not self.connected:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._connected.wait(), within)
@@ -155,7 +152,7 @@ class SwitchLink:
         except ConnectionClosed as error:
             raise LinkDown(str(error)) from error
 
-    async def request(self, method: str, call_id: str, leg: str, *,
+    async def request(self, method: frames.Method, call_id: str, leg: frames.Leg, *,
                       on_response: ResponseHandler | None = None, **fields: Any) -> int:
         """Send a request; ``on_response`` gets its responses (provisional and final) and
         any error frame about it. Registered before sending, so no response can slip by."""
@@ -163,8 +160,7 @@ class SwitchLink:
         if on_response is not None:
             self._pending[cseq] = on_response
         try:
-            await self._send({"type": "request", "method": method, "call_id": call_id,
-                              "cseq": cseq, "leg": leg, **fields})
+            await self._send(frames.request(method, call_id, cseq, leg, fields))
         except BaseException:
             self._pending.pop(cseq, None)
             raise
@@ -173,12 +169,9 @@ class SwitchLink:
     def forget(self, cseq: int) -> None:
         self._pending.pop(cseq, None)
 
-    async def respond(self, request: Frame, status: int, **fields: Any) -> None:
-        await self._send({"type": "response", "status": status,
-                          "reason": REASONS.get(status, ""), "call_id": request.get("call_id"),
-                          "cseq": request.get("cseq"), "method": request.get("method"),
-                          "leg": request.get("leg"), **fields})
+    async def respond(self, request: frames.CtiRequest, status: int) -> None:
+        await self._send(frames.response(request, status))
 
-    async def error(self, request: Frame, code: str, message: str) -> None:
-        await self._send({"type": "error", "code": code, "message": message,
-                          "call_id": request.get("call_id"), "cseq": request.get("cseq")})
+    async def error(self, request: frames.CtiRequest, code: frames.ErrorCode,
+                    message: str) -> None:
+        await self._send(frames.error(code, message, request.call_id, request.cseq))

@@ -162,6 +162,10 @@ def parse_trace(text: str) -> tuple[Trace, list[LineError]]:
         except json.JSONDecodeError as error:
             errors.append(LineError(number, f"bad JSON: {error.msg} at column {error.colno}"))
             continue
+        except RecursionError:
+            # Security review H3: one such line used to fail the whole upload with a 500.
+            errors.append(LineError(number, "bad JSON: nested too deeply"))
+            continue
         if not isinstance(obj, dict):
             errors.append(LineError(number, "not a JSON object"))
             continue

@@ -138,6 +138,14 @@ async def test_bad_frames_get_errors_and_change_nothing(gw: Gateway) -> None:
         await switch.send({"type": "request", "method": "INVITE", "call_id": "C9", "cseq": 9,
                            "leg": "caller", "to": "95598"})
         await switch.expect_error("bad_frame")
+        # Nested past what the JSON parser can take (security review H3: it used to drop
+        # the whole link and release every call on it): one error frame, nothing more.
+        await switch.send("[" * 5000 + "]" * 5000)
+        assert "nested too deeply" in (await switch.expect_error("bad_frame"))["message"]
+        await switch.send('{"type": "request", "call_id": "C2", "nested": ' + "[" * 5000
+                          + "]" * 5000 + "}")
+        await switch.expect_error("bad_frame")
+        assert await gw.state("C2") == "in_ivr"
 
         cseq = await switch.request("INFO", "C404", "caller", dtmf="1")
         assert (await switch.expect_error("unknown_call"))["cseq"] == cseq

@@ -280,6 +280,9 @@ async def test_bad_frames_get_errors_and_change_nothing(harness: Harness) -> Non
             await expect_error("bad_frame")  # second start
             await ws.send(json.dumps({"type": "pause"}))
             await expect_error("bad_frame")
+            # Nested past the JSON parser mid-stream: an error, and the audio after it kept.
+            await ws.send("[" * 5000 + "]" * 5000)
+            await expect_error("bad_frame")
             await ws.send(audio[8000:])
             await ws.send(json.dumps({"type": "stop"}))
             with contextlib.suppress(websockets.ConnectionClosed):

@@ -17,12 +17,13 @@ from typing import Any
 
 import structlog
 
-from services.cti_gateway import db, frames
+from services.cti_gateway import db
 from services.cti_gateway.domain import Call, Effect, Emit, Send
 from services.cti_gateway.repository import Calls
 from services.cti_gateway.settings import CtiSettings
 from services.cti_gateway.switchboard import Switchboard, SwitchConnection, SwitchGone
 from shared import effects as shared_effects
+from shared import switch_frames as frames
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.messaging import Transaction

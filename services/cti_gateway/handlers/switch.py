@@ -6,10 +6,10 @@ from typing import Literal
 
 import structlog
 
-from services.cti_gateway import frames
 from services.cti_gateway.domain import Call, Effect, hangup
 from services.cti_gateway.handlers import Cti, UnknownCall, apply
 from services.cti_gateway.switchboard import SwitchConnection, SwitchGone
+from shared import switch_frames as frames
 from shared.errors import IllegalTransition
 from shared.messaging import Transaction
 
@@ -18,7 +18,7 @@ log = structlog.get_logger(__name__)
 
 def _refuse(tx: Transaction, link: SwitchConnection,
             code: Literal["unknown_call", "illegal_state"], message: str,
-            frame: frames.AnyFrame) -> None:
+            frame: frames.FromSwitch) -> None:
     """An error frame, sent in turn with the replies of the frames handled before it."""
     async def send() -> None:
         try:
@@ -30,7 +30,7 @@ def _refuse(tx: Transaction, link: SwitchConnection,
 
 
 async def on_frame(cti: Cti, tx: Transaction, link: SwitchConnection,
-                   frame: frames.AnyFrame) -> None:
+                   frame: frames.FromSwitch) -> None:
     if isinstance(frame, frames.ErrorFrame):
         log.warning("switch reported an error", code=frame.code, message=frame.message,
                     call_id=frame.call_id, cseq=frame.cseq)
