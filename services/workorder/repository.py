@@ -41,8 +41,6 @@ LOCK_ORDER = f"SELECT * FROM {S}.orders WHERE order_id = $1 FOR UPDATE"
 
 
 # The domain's new state of the order; the dispatch may complete its details ($10-$12).
-
-
 SAVE_ORDER = f"""
     UPDATE {S}.orders
        SET state = $2::text, resolution = $3, reply = $4, satisfaction = $5,
@@ -83,8 +81,6 @@ def audit(tx: Transaction, step: Transition) -> None:
 
 
 # JSON goes in as text, whatever codec the connection has for jsonb.
-
-
 INSERT_ORDER = f"""
     INSERT INTO {S}.orders (order_id, type, state, call_id, customer_account, contact_number,
                             area, description, category, idempotency_key, resolution,
@@ -143,8 +139,6 @@ async def end_attempt(tx: Transaction, callback_id: str, attempt: int, result: s
 
 # Which callback attempt an event is about: by request id, by the context we attached, or by
 # the outbound call's id (if CTI did not echo the context), in that order of trust.
-
-
 FIND_ATTEMPT = f"""
     SELECT a.* FROM (
         SELECT 0 AS rank, a.* FROM {S}.callback_attempts a WHERE a.request_id = $1

@@ -146,8 +146,6 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
 
 # Whom a task calls, and about which of their calls: its linked reporter, or else the order's
 # own caller (their number on the case, or else the first on the customer's file).
-
-
 CALLBACK_PARTY = f"""
     SELECT p.call_id,
            coalesce(p.contact_number,

@@ -159,8 +159,6 @@ async def _call_abandoned(tx: Transaction, rt: Runtime, call_id: str, reason: st
 
 # The account behind an abandoned call (the IVR's, else the number's), if the directory
 # knows it, with its area.
-
-
 ABANDONED_CUSTOMER = f"""
     SELECT c.account, c.area FROM {S}.customers c
      WHERE c.account = coalesce($1::text, (SELECT n.account FROM {S}.customer_numbers n

@@ -40,8 +40,6 @@ EXISTING_ORDER = f"""
 
 
 # The order a repeated request joined the first time, with its reporter row.
-
-
 EXISTING_REPORT = f"""
     SELECT o.*, r AS reporter_row
       FROM {S}.order_reporters r JOIN {S}.orders o ON o.order_id = r.order_id

@@ -140,8 +140,6 @@ RESTORE_OUTAGE_OF_ORDER = f"""
 
 
 # Whom a resolution owes a callback: the reporters, and each party's latest outcome.
-
-
 CALLBACK_PARTIES = f"""
     SELECT ARRAY(SELECT reporter_id FROM {S}.order_reporters WHERE order_id = $1
                   ORDER BY linked_at, reporter_id) AS reporters,
