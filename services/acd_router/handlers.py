@@ -69,7 +69,7 @@ def consumes(acd: Acd) -> Consumes:
 
 
 def routed(acd: Acd, handler: Callable[[Transaction, Any], Awaitable[None]]
-            ) -> Callable[[Transaction, Any], Awaitable[None]]:
+           ) -> Callable[[Transaction, Any], Awaitable[None]]:
     async def run(tx: Transaction, event: Any) -> None:
         await acd.lock(tx)
         await handler(tx, event)

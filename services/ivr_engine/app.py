@@ -3,10 +3,12 @@ the routes."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.ivr_engine import handlers
 from services.ivr_engine.db import SCHEMA, metadata
 from services.ivr_engine.domain import (
     Defaults,
@@ -47,7 +49,8 @@ def create_app(settings: IvrSettings | None = None, *, bus: Bus | None = None,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
                       writer_sessions=False)
     engine = IvrEngine(service, settings, catalog)
-    service.consume("calls", engine.consumes(), staged=True, prepare=engine.prepare)
+    service.consume("calls", handlers.consumes(engine), staged=True,
+                    prepare=functools.partial(handlers.prepare, engine))
     service.background(engine.timer.run)
     app = service.create_app(
         title="Hotline IVR engine",

@@ -1,4 +1,5 @@
-"""The IVR engine's edge: cti events in, interpreter steps, ivr events out; REST to read.
+"""The IVR engine's handlers: cti events in (``consumes``), interpreter steps, ivr events out;
+the no-input timeouts.
 
 Handlers run in the service's single writer: they find the session (kept in memory while it
 runs, :mod:`services.ivr_engine.repository`), let the domain interpreter decide, then save
@@ -9,6 +10,7 @@ before the writer takes it, so no unit of work waits on another service.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -64,6 +66,9 @@ def _zone(name: str) -> tzinfo:
 
 
 class IvrEngine:
+    """The IVR engine at run time: its kit, the menus' interpreters, the sessions in memory,
+    the no-input timer and the workorder client."""
+
     def __init__(self, service: Service, settings: IvrSettings, catalog: MenuCatalog) -> None:
         self.service = service
         self.settings = settings
@@ -74,7 +79,7 @@ class IvrEngine:
                              for menu in catalog}
         self._workorder: WorkorderClient | None = None
         self.sessions = Sessions()
-        self.timer = Timer(service.clock, self.fire_timeouts,
+        self.timer = Timer(service.clock, lambda: fire_timeouts(self),
                            recheck_wall_seconds=settings.timeout_poll_seconds,
                            name="ivr no-input")
 
@@ -87,130 +92,7 @@ class IvrEngine:
                                               self.settings.lookup_timeout_seconds)
         return self._workorder
 
-    # -- consumer ---------------------------------------------------------------------------
-
-    async def prepare(self, event: EventData) -> Lookup | None:
-        """Before the writer takes an inbound call's offer: who is calling, and the outages
-        in their area (one request to workorder; a second one only for an older workorder
-        that does not list them with the customer)."""
-        if not isinstance(event, CallOffered) or event.direction != "inbound":
-            return None
-        customer, outages = await self.workorder.lookup(event.from_number)
-        if customer is not None and customer.area and outages is None:
-            outages = await self.workorder.active_outages(customer.area)
-        return Lookup(customer, outages)
-
-    def consumes(self) -> Consumes:
-        """One queue for every call event keeps one call's events in order."""
-        table = Consumes()
-        table.add(CallOffered, self._offered)
-        table.add(CallAnswered, self._answered)
-        table.add(DtmfReceived, self._digits)
-        table.add(CallReleased, self._hangup)
-        return table
-
-    async def _digits(self, tx: Transaction, data: DtmfReceived) -> None:
-        await self._advance(tx, data.call_id, "digits", digits=data.digits,
-                            prompt_id=data.prompt_id)
-
-    async def _hangup(self, tx: Transaction, data: CallReleased) -> None:
-        await self._advance(tx, data.call_id, "hangup")
-
-    async def _offered(self, tx: Transaction, data: CallOffered) -> None:
-        if data.direction != "inbound":
-            log.info("outbound call offered; surveys start on answer", call_id=data.call_id)
-            return
-        if await self.sessions.get(tx, data.call_id) is not None:
-            log.info("call already has an ivr session; ignored", call_id=data.call_id)
-            return
-        lookup: Lookup = tx.prepared or Lookup(None, None)
-        interpreter = self.interpreters[self.catalog.for_number(data.to_number).name]
-        state, step = interpreter.start(
-            session_id=str(uuid.uuid4()), call_id=data.call_id, now=tx.now,
-            purpose="inbound", from_number=data.from_number, to_number=data.to_number,
-            customer=lookup.customer)
-        if lookup.customer is not None and lookup.customer.area and lookup.outages is not None:
-            state.facts[AREA_OUTAGES] = {
-                "area": lookup.customer.area,
-                "outages": [o.model_dump(mode="json") for o in lookup.outages]}
-        await self._begin(tx, interpreter, state, step)
-
-    async def _answered(self, tx: Transaction, data: CallAnswered) -> None:
-        if data.direction != "outbound":
-            return  # inbound sessions started on cti.call.offered
-        if data.context.get("purpose") != "survey":
-            log.info("outbound call answered without a survey purpose; ignored",
-                     call_id=data.call_id)
-            return
-        menu = self.catalog.for_number(data.from_number)
-        if menu.survey is None:
-            menu = self.catalog.default
-        if menu.survey is None:
-            log.error("no menu has a survey node; survey call left alone", call_id=data.call_id)
-            return
-        if await self.sessions.get(tx, data.call_id) is not None:
-            log.info("call already has an ivr session; ignored", call_id=data.call_id)
-            return
-        interpreter = self.interpreters[menu.name]
-        state, step = interpreter.start(
-            session_id=str(uuid.uuid4()), call_id=data.call_id, now=tx.now,
-            purpose="survey", from_number=data.from_number, to_number=data.to_number,
-            context=data.context)
-        await self._begin(tx, interpreter, state, step)
-
-    async def _begin(self, tx: Transaction, interpreter: Interpreter, state: SessionState,
-                     step: Step) -> None:
-        step = await self._resolve(interpreter, state, step, tx.now)
-        self.sessions.add(tx, state)
-        await self._wake_timer(tx, state)
-        await tx.emit(SessionStarted(
-            call_id=state.call_id, session_id=state.session_id, menu=state.menu,
-            menu_version=state.menu_version, purpose=state.purpose),
-            subject=f"call/{state.call_id}", correlationid=state.call_id)
-        await self._emit(tx, state, step)
-        log.info("ivr session started", call_id=state.call_id, purpose=state.purpose,
-                 menu=state.menu, menu_version=state.menu_version,
-                 known_caller=state.customer is not None)
-
-    async def _advance(self, tx: Transaction, call_id: str, action: str, *,
-                       digits: str = "", prompt_id: str | None = None) -> bool:
-        """Apply digits, a hang-up or a due timeout to a session; False if it did not apply."""
-        state = await self.sessions.get(tx, call_id)
-        if state is None:
-            if action != "timeout":
-                log.info("no ivr session for call; event ignored", call_id=call_id,
-                         action=action)
-            return False
-        if not state.running:
-            log.info("ivr session already ended; event ignored", call_id=call_id,
-                     action=action, outcome=state.outcome)
-            return False
-        interpreter = self._interpreter_for(state)
-        now = tx.now
-        try:
-            if action == "hangup":
-                step = interpreter.hangup(state, now)
-            elif not interpreter.can_continue(state):
-                log.warning("session's node is not in the loaded menu; using the fallback",
-                            call_id=call_id, node=state.node, menu=state.menu)
-                step = interpreter.recover(state, now)
-            elif action == "digits":
-                step = interpreter.digits(state, digits, now, prompt_id)
-            else:
-                step = interpreter.timeout(state, now)
-        except IllegalTransition as error:
-            log.info("event does not apply to the session; ignored", call_id=call_id,
-                     error=str(error))
-            return False
-        if step.ignored:
-            log.info("input ignored", call_id=call_id, reason=step.ignored)
-        step = await self._resolve(interpreter, state, step, now)
-        self.sessions.save(tx, state)
-        await self._wake_timer(tx, state)
-        await self._emit(tx, state, step)
-        return not step.ignored
-
-    def _interpreter_for(self, state: SessionState) -> Interpreter:
+    def interpreter_for(self, state: SessionState) -> Interpreter:
         interpreter = self.interpreters.get(state.menu)
         if interpreter is None:
             interpreter = self.interpreters[self.catalog.default.name]
@@ -220,49 +102,181 @@ class IvrEngine:
                         loaded=f"{interpreter.menu.name}@{interpreter.menu.version}")
         return interpreter
 
-    async def _resolve(self, interpreter: Interpreter, state: SessionState, step: Step,
-                       now: datetime) -> Step:
-        """Answer the interpreter's lookups until it is waiting for the caller again: from
-        what was looked up when the call came in (the caller's area), else (another area)
-        from workorder now."""
-        while step.need is not None:
-            known = state.facts.get(AREA_OUTAGES)
-            if isinstance(known, dict) and known.get("area") == step.need.area:
-                outages = [Outage.model_validate(o) for o in known.get("outages", [])]
-            else:
-                outages = await self.workorder.active_outages(step.need.area)
-            more = interpreter.provide(state, outages, now)
-            step = Step(effects=[*step.effects, *more.effects], need=more.need,
-                        ignored=step.ignored)
-        return step
 
-    async def _emit(self, tx: Transaction, state: SessionState, step: Step) -> None:
-        await tx.apply([Emit(event, f"call/{state.call_id}", state.call_id)
-                        for event in _events(state, step)])
+async def prepare(ivr: IvrEngine, event: EventData) -> Lookup | None:
+    """Before the writer takes an inbound call's offer: who is calling, and the outages
+    in their area (one request to workorder; a second one only for an older workorder
+    that does not list them with the customer)."""
+    if not isinstance(event, CallOffered) or event.direction != "inbound":
+        return None
+    customer, outages = await ivr.workorder.lookup(event.from_number)
+    if customer is not None and customer.area and outages is None:
+        outages = await ivr.workorder.active_outages(customer.area)
+    return Lookup(customer, outages)
 
-    # -- no-input timeouts -----------------------------------------------------------------
 
-    async def fire_due_timeouts(self) -> int:
-        """Fire every no-input timeout due by the suite clock; return how many fired."""
+def consumes(ivr: IvrEngine) -> Consumes:
+    """One queue for every call event keeps one call's events in order."""
+    table = Consumes()
+    table.add(CallOffered, functools.partial(offered, ivr))
+    table.add(CallAnswered, functools.partial(answered, ivr))
+    table.add(DtmfReceived, functools.partial(digits, ivr))
+    table.add(CallReleased, functools.partial(hangup, ivr))
+    return table
 
-        async def work(tx: Transaction) -> int:
-            fired = 0
-            for call_id in await self.sessions.due(tx, tx.now):
-                if await self._advance(tx, call_id, "timeout"):
-                    fired += 1
-            return fired
 
-        fired: int = await self.service.run(work, staged=True)
+async def digits(ivr: IvrEngine, tx: Transaction, data: DtmfReceived) -> None:
+    await advance(ivr, tx, data.call_id, "digits", digits=data.digits,
+                        prompt_id=data.prompt_id)
+
+
+async def hangup(ivr: IvrEngine, tx: Transaction, data: CallReleased) -> None:
+    await advance(ivr, tx, data.call_id, "hangup")
+
+
+async def offered(ivr: IvrEngine, tx: Transaction, data: CallOffered) -> None:
+    if data.direction != "inbound":
+        log.info("outbound call offered; surveys start on answer", call_id=data.call_id)
+        return
+    if await ivr.sessions.get(tx, data.call_id) is not None:
+        log.info("call already has an ivr session; ignored", call_id=data.call_id)
+        return
+    lookup: Lookup = tx.prepared or Lookup(None, None)
+    interpreter = ivr.interpreters[ivr.catalog.for_number(data.to_number).name]
+    state, step = interpreter.start(
+        session_id=str(uuid.uuid4()), call_id=data.call_id, now=tx.now,
+        purpose="inbound", from_number=data.from_number, to_number=data.to_number,
+        customer=lookup.customer)
+    if lookup.customer is not None and lookup.customer.area and lookup.outages is not None:
+        state.facts[AREA_OUTAGES] = {
+            "area": lookup.customer.area,
+            "outages": [o.model_dump(mode="json") for o in lookup.outages]}
+    await begin(ivr, tx, interpreter, state, step)
+
+
+async def answered(ivr: IvrEngine, tx: Transaction, data: CallAnswered) -> None:
+    if data.direction != "outbound":
+        return  # inbound sessions started on cti.call.offered
+    if data.context.get("purpose") != "survey":
+        log.info("outbound call answered without a survey purpose; ignored",
+                 call_id=data.call_id)
+        return
+    menu = ivr.catalog.for_number(data.from_number)
+    if menu.survey is None:
+        menu = ivr.catalog.default
+    if menu.survey is None:
+        log.error("no menu has a survey node; survey call left alone", call_id=data.call_id)
+        return
+    if await ivr.sessions.get(tx, data.call_id) is not None:
+        log.info("call already has an ivr session; ignored", call_id=data.call_id)
+        return
+    interpreter = ivr.interpreters[menu.name]
+    state, step = interpreter.start(
+        session_id=str(uuid.uuid4()), call_id=data.call_id, now=tx.now,
+        purpose="survey", from_number=data.from_number, to_number=data.to_number,
+        context=data.context)
+    await begin(ivr, tx, interpreter, state, step)
+
+
+async def begin(ivr: IvrEngine, tx: Transaction, interpreter: Interpreter, state: SessionState,
+                step: Step) -> None:
+    step = await resolve(ivr, interpreter, state, step, tx.now)
+    ivr.sessions.add(tx, state)
+    await wake_timer(ivr, tx, state)
+    await tx.emit(SessionStarted(
+        call_id=state.call_id, session_id=state.session_id, menu=state.menu,
+        menu_version=state.menu_version, purpose=state.purpose),
+        subject=f"call/{state.call_id}", correlationid=state.call_id)
+    await emit(ivr, tx, state, step)
+    log.info("ivr session started", call_id=state.call_id, purpose=state.purpose,
+             menu=state.menu, menu_version=state.menu_version,
+             known_caller=state.customer is not None)
+
+
+async def advance(ivr: IvrEngine, tx: Transaction, call_id: str, action: str, *,
+                  digits: str = "", prompt_id: str | None = None) -> bool:
+    """Apply digits, a hang-up or a due timeout to a session; False if it did not apply."""
+    state = await ivr.sessions.get(tx, call_id)
+    if state is None:
+        if action != "timeout":
+            log.info("no ivr session for call; event ignored", call_id=call_id,
+                     action=action)
+        return False
+    if not state.running:
+        log.info("ivr session already ended; event ignored", call_id=call_id,
+                 action=action, outcome=state.outcome)
+        return False
+    interpreter = ivr.interpreter_for(state)
+    now = tx.now
+    try:
+        if action == "hangup":
+            step = interpreter.hangup(state, now)
+        elif not interpreter.can_continue(state):
+            log.warning("session's node is not in the loaded menu; using the fallback",
+                        call_id=call_id, node=state.node, menu=state.menu)
+            step = interpreter.recover(state, now)
+        elif action == "digits":
+            step = interpreter.digits(state, digits, now, prompt_id)
+        else:
+            step = interpreter.timeout(state, now)
+    except IllegalTransition as error:
+        log.info("event does not apply to the session; ignored", call_id=call_id,
+                 error=str(error))
+        return False
+    if step.ignored:
+        log.info("input ignored", call_id=call_id, reason=step.ignored)
+    step = await resolve(ivr, interpreter, state, step, now)
+    ivr.sessions.save(tx, state)
+    await wake_timer(ivr, tx, state)
+    await emit(ivr, tx, state, step)
+    return not step.ignored
+
+
+async def resolve(ivr: IvrEngine, interpreter: Interpreter, state: SessionState, step: Step,
+                  now: datetime) -> Step:
+    """Answer the interpreter's lookups until it is waiting for the caller again: from
+    what was looked up when the call came in (the caller's area), else (another area)
+    from workorder now."""
+    while step.need is not None:
+        known = state.facts.get(AREA_OUTAGES)
+        if isinstance(known, dict) and known.get("area") == step.need.area:
+            outages = [Outage.model_validate(o) for o in known.get("outages", [])]
+        else:
+            outages = await ivr.workorder.active_outages(step.need.area)
+        more = interpreter.provide(state, outages, now)
+        step = Step(effects=[*step.effects, *more.effects], need=more.need,
+                    ignored=step.ignored)
+    return step
+
+
+async def emit(ivr: IvrEngine, tx: Transaction, state: SessionState, step: Step) -> None:
+    await tx.apply([Emit(event, f"call/{state.call_id}", state.call_id)
+                    for event in _events(state, step)])
+
+
+async def fire_due_timeouts(ivr: IvrEngine) -> int:
+    """Fire every no-input timeout due by the suite clock; return how many fired."""
+
+    async def work(tx: Transaction) -> int:
+        fired = 0
+        for call_id in await ivr.sessions.due(tx, tx.now):
+            if await advance(ivr, tx, call_id, "timeout"):
+                fired += 1
         return fired
 
-    async def fire_timeouts(self) -> datetime | None:
-        """The timer's work: fire what is due; the next deadline."""
-        await self.fire_due_timeouts()
-        async with self.service.sessions() as session:
-            return await next_deadline(session)
+    fired: int = await ivr.service.run(work, staged=True)
+    return fired
 
-    async def _wake_timer(self, tx: Transaction, state: SessionState) -> None:
-        await tx.apply([Wake(self.timer, state.deadline)])
+
+async def fire_timeouts(ivr: IvrEngine) -> datetime | None:
+    """The timer's work: fire what is due; the next deadline."""
+    await fire_due_timeouts(ivr, )
+    async with ivr.service.sessions() as session:
+        return await next_deadline(session)
+
+
+async def wake_timer(ivr: IvrEngine, tx: Transaction, state: SessionState) -> None:
+    await tx.apply([Wake(ivr.timer, state.deadline)])
 
 
 def _events(state: SessionState, step: Step) -> list[EventData]:

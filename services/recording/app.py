@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.recording import handlers
 from services.recording.db import SCHEMA, metadata
 from services.recording.handlers import Recorder
 from services.recording.media import media_router
@@ -25,7 +26,7 @@ def create_app(settings: RecordingSettings | None = None, *, bus: Bus | None = N
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock,
                       writer_sessions=False)
     recorder = Recorder(service, settings)
-    service.consume("calls", recorder.consumes())
+    service.consume("calls", handlers.consumes(recorder))
 
     @service.on_startup
     async def make_storage() -> None:

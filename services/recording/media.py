@@ -18,6 +18,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from services.recording import handlers
 from services.recording.handlers import Recorder
 from services.recording.wav import WavWriter
 from shared.auth import authorize_websocket
@@ -122,8 +123,8 @@ class MediaSession:
                              f"only {', '.join(SUPPORTED_ENCODINGS)} mono is accepted "
                              f"(got {start.encoding}, {start.channels} channels)")
         try:
-            recording_id, self.writer = await self.recorder.start_media(self.call_id,
-                                                                        start.sample_rate)
+            recording_id, self.writer = await handlers.start_media(
+                self.recorder, self.call_id, start.sample_rate)
         except IllegalTransition as error:
             await self._send_error("illegal_state", str(error))
             await self.ws.close(code=WS_ILLEGAL_STATE, reason="call already recorded")
@@ -154,7 +155,7 @@ class MediaSession:
         try:
             await self._flush(writer)
             wav = await asyncio.to_thread(writer.close)
-            rec = await self.recorder.finish_media(self.call_id, wav)
+            rec = await handlers.finish_media(self.recorder, self.call_id, wav)
             log.info("media stream stopped", frames=wav.frames, state=rec.state.value)
         except Exception:
             log.exception("could not finalize media stream")
