@@ -229,6 +229,19 @@ async def test_denied_number_is_never_dialled(harness: Harness) -> None:
     assert detail["callbacks"][0]["last_failure"] == "denied:international"
 
 
+async def test_a_premium_number_spelled_otherwise_is_not_dialled_either(
+        harness: Harness) -> None:
+    h = harness
+    order = await h.new_order(type="consultation", customer_account=None, call_id="C6",
+                              contact_number="+86(1900)1234567")
+    await h.resolve(order["order_id"])
+    h.clock.advance(30)
+    await eventually(lambda: h.events("workorder.callback.completed"))
+    assert h.events("workorder.callback.requested") == []
+    detail = await h.order(order["order_id"])
+    assert detail["callbacks"][0]["last_failure"] == "denied:premium"
+
+
 async def test_no_dialling_outside_calling_hours(harness: Harness) -> None:
     h = harness
     await h.put_customer()

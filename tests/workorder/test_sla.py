@@ -194,9 +194,30 @@ RULES = CallingRules()
     ("+8613800000001", None), ("13800000001", None), ("095598", None),
     ("+14155550100", dialing.INTERNATIONAL), ("0014155550100", dialing.INTERNATIONAL),
     ("16812345678", dialing.PREMIUM), ("+861900123456", dialing.PREMIUM),
+    # The security review's spellings of a premium number (H4), all dialled before:
+    ("+86\t19001234567", dialing.PREMIUM), ("+86(1900)1234567", dialing.PREMIUM),
+    ("+86.1900.1234567", dialing.PREMIUM), ("86 1900 1234567", dialing.PREMIUM),
+    ("\uff11\uff19\uff10\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17", dialing.PREMIUM),
+    ("not a number", dialing.INVALID), ("", dialing.INVALID),
 ])
 def test_deny_list(number: str, reason: str | None) -> None:
     assert dialing.denied(number, RULES) == reason
+
+
+@pytest.mark.parametrize(("number", "e164"), [
+    ("+8613800000001", "+8613800000001"),
+    ("13800000001", "+8613800000001"),
+    ("+86 138-0000-0001", "+8613800000001"),
+    ("8613800000001", "+8613800000001"),
+    ("\uff0b\uff18\uff16\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff11",
+     "+8613800000001"),
+    ("010-12345678", "+861012345678"),  # a landline: the trunk 0 goes
+    ("0014155550100", "+14155550100"),
+    ("+86 abc", None),
+])
+def test_one_spelling_per_number(number: str, e164: str | None) -> None:
+    """What the deny list checks, the daily cap counts and CTI dials."""
+    assert dialing.normalized(number, RULES) == e164
 
 
 @pytest.mark.parametrize(("moment", "allowed_at"), [

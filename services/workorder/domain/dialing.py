@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -9,6 +11,12 @@ from services.workorder.domain.calendar import WorkCalendar
 
 INTERNATIONAL = "international"
 PREMIUM = "premium"
+INVALID = "invalid"
+# What people write between digits; dropped before a number is checked, counted or dialled.
+SEPARATORS = {ord(c): None for c in " \t\r\n-.()/"}
+E164 = re.compile(r"\+[0-9]{3,15}")
+# A national mobile number's length (without the country code).
+MOBILE_DIGITS = 11
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,30 @@ class CallingRules:
         return start, end
 
 
+def normalized(number: str, rules: CallingRules) -> str | None:
+    """The number in E.164, as it is checked, counted and dialled: full-width digits and
+    punctuation folded (NFKC), separators dropped; ``00`` written for ``+``; a national number
+    gets the home country code (its trunk ``0`` dropped), and so does one written with the
+    code but no ``+`` (``86`` and a mobile number). None: not a phone number."""
+    n = unicodedata.normalize("NFKC", number).translate(SEPARATORS)
+    code = rules.home_prefix.lstrip("+")
+    if n.startswith("00"):
+        n = "+" + n[2:]
+    elif n.startswith(code) and len(n) == len(code) + MOBILE_DIGITS:
+        n = "+" + n
+    elif not n.startswith("+"):
+        n = rules.home_prefix + n.removeprefix("0")
+    return n if E164.fullmatch(n) else None
+
+
 def denied(number: str, rules: CallingRules) -> str | None:
-    """Why a number must never be dialled, or None."""
-    n = number.strip().replace(" ", "").replace("-", "")
-    if n.startswith("00") or (n.startswith("+") and not n.startswith(rules.home_prefix)):
+    """Why a number must never be dialled (however it is spelled), or None."""
+    n = normalized(number, rules)
+    if n is None:
+        return INVALID
+    if not n.startswith(rules.home_prefix):
         return INTERNATIONAL
-    national = n[len(rules.home_prefix):] if n.startswith(rules.home_prefix) else n
+    national = n[len(rules.home_prefix):]
     if any(national.startswith(p) for p in rules.deny_prefixes):
         return PREMIUM
     return None

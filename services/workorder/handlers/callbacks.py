@@ -110,19 +110,22 @@ INSERT_ATTEMPT = f"""
 async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     order_row = await lock_order(tx, pending.order_id)
     now = tx.now
-    to_number, reported_call_id = await _callback_party(tx, pending.callback_id)
+    on_file, reported_call_id = await _callback_party(tx, pending.callback_id)
     order = order_of(order_row)
     if od.awaits_callback(order):
         order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
                                         reason=f"callback {pending.callback_id}")
         await save_order(tx, order, step)
-    refusal = "no_number" if to_number is None else dialing.denied(to_number, rt.rules)
+    refusal = "no_number" if on_file is None else dialing.denied(on_file, rt.rules)
+    to_number = None if on_file is None else dialing.normalized(on_file, rt.rules)
     if refusal is not None or to_number is None:
         # No attempt can reach the customer: hand the case back to people at once.
         reason = refusal or "no_number"
-        await settle(tx, cbd.give_up(pending, f"denied:{reason}" if to_number else reason,
+        await settle(tx, cbd.give_up(pending, f"denied:{reason}" if on_file else reason,
                                       now=now), CallbackAction.GIVE_UP, rt)
         return
+    # Counted and dialled as normalised: each spelling of a number no longer gets a cap of
+    # its own (security review H4).
     if await _attempts_today(tx, to_number, rt) >= rt.rules.daily_cap:
         until = dialing.next_day_window(now, rt.rules, rt.calendar)
         await save_callback(tx, cbd.defer(pending, until))
