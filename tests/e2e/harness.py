@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import httpx
 
 from hotline.launcher import Processes, start_services, suite_environment, wait_ready
 from shared.auth import Auth
+from shared.lifeline import die_with_parent
 from shared.settings import DEFAULT_PORTS
 from tests.conftest import TEST_SECRET
 
@@ -82,8 +84,10 @@ def all_in_one_suite(env: dict[str, str], log_dir: Path) -> Iterator[RunningSuit
     full_env = suite_environment(env, ports)
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "all-in-one.log", "ab") as log:
+        # An interrupted test run must not leave the suite running (and loading the machine).
         proc = subprocess.Popen([sys.executable, "-m", "hotline.suite"], env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                preexec_fn=die_with_parent(signal.SIGTERM))
         try:
             started = time.monotonic()
             wait_ready(ports, timeout=60)
