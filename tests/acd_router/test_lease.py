@@ -55,7 +55,9 @@ async def test_standby_refuses_writes_and_fences_the_ex_holder(common: CommonSet
 
         await eventually(take_over, timeout=5)
         await two.promote()
-        assert two.role == "active" and two.epoch == 2
+        # "two"'s own standby loop (every 0.2 s) may see the expired lease too and take it
+        # once more: a later epoch of the same holder, which fences "one" just the same.
+        assert two.role == "active" and two.epoch >= 2
         assert second_app.state.service.messaging.consuming
         # The ex-holder still believes it is active, but cannot write: fenced by the epoch.
         fenced = await first.post("/v1/agents/A3/login", json=login, headers=headers)
