@@ -234,6 +234,15 @@ def acd_of(request: Request) -> Acd:
     return acd
 
 
+async def _entry_and_decisions(svc: Service, call_id: str) -> tuple[Any, list[Any]]:
+    """A call's queue entry and every routing decision made for it (404 if none)."""
+    async with svc.reader() as session:
+        entry = await store.load_entry(session, call_id)
+        if entry is None:
+            raise NotFound("call", call_id)
+        return entry, list(await store.decisions_of(session, call_id))
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["acd"])
 
@@ -300,11 +309,7 @@ def build_router() -> APIRouter:
     async def get_call(call_id: Annotated[str, Path(max_length=64)],
                        svc: Service = Depends(service_of),
                        acd: Acd = Depends(acd_of)) -> CallView:
-        async with svc.reader() as session:
-            entry = await store.load_entry(session, call_id)
-            if entry is None:
-                raise NotFound("call", call_id)
-            decisions = await store.decisions_of(session, call_id)
+        entry, decisions = await _entry_and_decisions(svc, call_id)
         return CallView(entry=entry_view(entry, svc.clock.now(), acd),
                         decisions=[DecisionView.model_validate(d) for d in decisions])
 
@@ -338,11 +343,7 @@ def build_router() -> APIRouter:
                                svc: Service = Depends(service_of),
                                acd: Acd = Depends(acd_of)) -> RoutingView:
         """Every decision made for the call, with candidates, scores, step and exclusions."""
-        async with svc.reader() as session:
-            entry = await store.load_entry(session, call_id)
-            if entry is None:
-                raise NotFound("call", call_id)
-            decisions = await store.decisions_of(session, call_id)
+        entry, decisions = await _entry_and_decisions(svc, call_id)
         view = entry_view(entry, svc.clock.now(), acd)
         return RoutingView(call_id=call_id, queue=entry.queue, state=entry.state.value,
                            position=view.position,
