@@ -23,22 +23,22 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import structlog
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from shared.errors import DomainError
 from shared.messaging import Transaction
 from shared.service import Service
 
+from . import repository
 from .domain import EntryState, QueueEntry
 from .mirror import ROUTING_LOCK, Acd
+from .repository import LeaseRow
 from .routes import READERS
 from .settings import AcdSettings
 
@@ -67,26 +67,6 @@ class NotActive(DomainError):
     def detail(self) -> dict[str, Any]:
         return {"error": "standby", "message": str(self), "instance": self.instance,
                 "active_instance": self.active, "active_url": self.url}
-
-
-READ_LEASE = ("SELECT holder, url, epoch, expires_at, expires_at < clock_timestamp() AS expired"
-              " FROM acd.leader_lease WHERE id = 1")
-
-
-def _lease_row(found: Any) -> LeaseRow | None:
-    if found is None:
-        return None
-    return LeaseRow(found["holder"], found["url"], int(found["epoch"]), found["expires_at"],
-                    bool(found["expired"]))
-
-
-@dataclass
-class LeaseRow:
-    holder: str
-    url: str | None
-    epoch: int
-    expires_at: datetime
-    expired: bool
 
 
 def default_instance_id() -> str:
@@ -138,8 +118,7 @@ class Leadership:
         # block the takeover; PostgreSQL ends such a session after the lease time.
         timeout_ms = int(self.settings.lease_seconds * 1000)
         await tx.execute(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}")
-        found = await tx.fetchrow(READ_LEASE)
-        row = _lease_row(found)
+        row = await repository.lease_in(tx)
         if self.epoch is None or row is None or row.epoch != self.epoch \
                 or row.holder != self.instance:
             if row is not None:
@@ -148,59 +127,34 @@ class Leadership:
 
     # -- lease operations ----------------------------------------------------------------------
 
-    async def _read(self, session: Any) -> LeaseRow | None:
-        return _lease_row((await session.execute(text(READ_LEASE))).mappings().first())
-
     async def try_acquire(self) -> bool:
         """Take the lease if it is free, expired or already this instance's."""
         async with self.service.sessions() as session:
-            row = await self._read(session)
+            row = await repository.read_lease(session)
             await session.rollback()
         if row is not None:
             self.last_seen = row
             if not row.expired and row.holder != self.instance:
                 return False
         async with self.service.sessions() as session, session.begin():
-            # The routing lock orders the epoch bump against every routing transaction
-            # (see fence); the timeout keeps a stuck ex-holder from blocking this loop.
-            await session.execute(text("SET LOCAL lock_timeout = '2s'"))
-            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                  {"key": ROUTING_LOCK})
-            found = (await session.execute(text(
-                "SELECT holder, epoch, expires_at < clock_timestamp() AS expired"
-                " FROM acd.leader_lease WHERE id = 1 FOR UPDATE"))).first()
-            if found is not None and not found.expired and found.holder != self.instance:
-                return False
-            epoch = (await session.execute(text(
-                "INSERT INTO acd.leader_lease AS l"
-                " (id, holder, url, epoch, acquired_at, renewed_at, expires_at)"
-                " VALUES (1, :me, :url, 1, clock_timestamp(), clock_timestamp(),"
-                "         clock_timestamp() + make_interval(secs => :lease))"
-                " ON CONFLICT (id) DO UPDATE SET holder = :me, url = :url,"
-                "   epoch = l.epoch + 1, acquired_at = clock_timestamp(),"
-                "   renewed_at = clock_timestamp(),"
-                "   expires_at = clock_timestamp() + make_interval(secs => :lease)"
-                " RETURNING epoch"),
-                {"me": self.instance, "url": self.url,
-                 "lease": self.settings.lease_seconds})).scalar_one()
-        previous = found.holder if found is not None else None
+            # Under the routing lock (see fence), committed at once to release it.
+            epoch, previous = await repository.acquire_lease(
+                session, self.instance, self.url, self.settings.lease_seconds, ROUTING_LOCK)
+        if epoch is None:
+            return False
         log.warning("acd_router lease acquired", instance=self.instance, epoch=epoch,
                     previous=previous)
-        self.epoch = int(epoch)
+        self.epoch = epoch
         self.reconciled = False
         return True
 
     async def renew(self) -> bool:
         """Extend the lease; False if another instance has taken it (this one is fenced)."""
         async with self.service.sessions() as session, session.begin():
-            renewed = (await session.execute(text(
-                "UPDATE acd.leader_lease SET renewed_at = clock_timestamp(),"
-                " expires_at = clock_timestamp() + make_interval(secs => :lease)"
-                " WHERE id = 1 AND holder = :me AND epoch = :epoch RETURNING id"),
-                {"lease": self.settings.lease_seconds, "me": self.instance,
-                 "epoch": self.epoch})).first()
-            self.last_seen = await self._read(session)
-        return renewed is not None
+            renewed = await repository.renew_lease(session, self.instance, self.epoch,
+                                                   self.settings.lease_seconds)
+            self.last_seen = await repository.read_lease(session)
+        return renewed
 
     async def release(self) -> None:
         """On a clean shutdown: expire the lease now so the standby need not wait it out."""
@@ -209,10 +163,7 @@ class Leadership:
         epoch, self.epoch = self.epoch, None
         with contextlib.suppress(Exception):
             async with self.service.sessions() as session, session.begin():
-                await session.execute(text(
-                    "UPDATE acd.leader_lease SET expires_at = clock_timestamp()"
-                    " WHERE id = 1 AND holder = :me AND epoch = :epoch"),
-                    {"me": self.instance, "epoch": epoch})
+                await repository.expire_lease(session, self.instance, epoch)
 
     # -- the takeover ------------------------------------------------------------------------
 

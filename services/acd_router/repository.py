@@ -8,19 +8,29 @@ before its events. Anything that would make the mirror doubtful (a unit rolled b
 tables changed by another process: the generation check) rebuilds it from the tables
 (``Acd._rebuild``), which also fills it. Ended entries stay a little while (late events about
 them); older ones are read from the table when asked for.
+
+Also the rows other modules would otherwise query themselves: the leader lease (``lease.py``
+decides with them, under the routing lock) and the history a statistics range reads
+(``stats.py``, SQLAlchemy Core on a read's session). SQL is built here and in ``db.py`` only.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Queries
 from shared.messaging import Transaction
 
 from . import store
+from .db import agent_state_changes, queue_entries, routing_decisions
 from .domain import Agent, AgentState, EntryState, QueueEntry
+from .domain.stats import CallRow, Range, ReservationRow, StateRow, posix
 
 ENDED_KEPT = 5_000
 
@@ -191,3 +201,126 @@ class Floor:
             gone = self.entries.pop(old, None)
             if gone is not None and gone.callback_call_id:
                 self._by_dial.pop(gone.callback_call_id, None)
+
+
+# -- the leader lease (lease.py) -------------------------------------------------------------
+
+# ``expired`` is judged by PostgreSQL's clock, so the processes' clocks never have to agree.
+READ_LEASE = ("SELECT holder, url, epoch, expires_at, expires_at < clock_timestamp() AS expired"
+              " FROM acd.leader_lease WHERE id = 1")
+
+
+@dataclass
+class LeaseRow:
+    holder: str
+    url: str | None
+    epoch: int
+    expires_at: datetime
+    expired: bool
+
+
+def lease_row(found: Any) -> LeaseRow | None:
+    """READ_LEASE's row, from a SQLAlchemy mapping or an asyncpg record alike."""
+    if found is None:
+        return None
+    return LeaseRow(found["holder"], found["url"], int(found["epoch"]), found["expires_at"],
+                    bool(found["expired"]))
+
+
+async def read_lease(session: AsyncSession) -> LeaseRow | None:
+    return lease_row((await session.execute(text(READ_LEASE))).mappings().first())
+
+
+async def lease_in(tx: Queries) -> LeaseRow | None:
+    """The lease as a routing transaction sees it (``Leadership.fence``): on the unit's own
+    connection, under the routing lock it already holds."""
+    return lease_row(await tx.fetchrow(READ_LEASE))
+
+
+async def acquire_lease(session: AsyncSession, instance: str, url: str, lease_seconds: float,
+                        routing_lock: int) -> tuple[int | None, str | None]:
+    """Take the lease unless another instance holds it unexpired: (the new epoch, or None if
+    not taken; the holder found). Runs in the caller's transaction, which must commit at once
+    to release the routing lock."""
+    # The routing lock orders the epoch bump against every routing transaction (fence); the
+    # timeout keeps a stuck ex-holder from blocking the caller's loop.
+    await session.execute(text("SET LOCAL lock_timeout = '2s'"))
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": routing_lock})
+    found = (await session.execute(text(
+        "SELECT holder, epoch, expires_at < clock_timestamp() AS expired"
+        " FROM acd.leader_lease WHERE id = 1 FOR UPDATE"))).first()
+    previous = found.holder if found is not None else None
+    if found is not None and not found.expired and found.holder != instance:
+        return None, previous
+    epoch = (await session.execute(text(
+        "INSERT INTO acd.leader_lease AS l"
+        " (id, holder, url, epoch, acquired_at, renewed_at, expires_at)"
+        " VALUES (1, :me, :url, 1, clock_timestamp(), clock_timestamp(),"
+        "         clock_timestamp() + make_interval(secs => :lease))"
+        " ON CONFLICT (id) DO UPDATE SET holder = :me, url = :url,"
+        "   epoch = l.epoch + 1, acquired_at = clock_timestamp(),"
+        "   renewed_at = clock_timestamp(),"
+        "   expires_at = clock_timestamp() + make_interval(secs => :lease)"
+        " RETURNING epoch"),
+        {"me": instance, "url": url, "lease": lease_seconds})).scalar_one()
+    return int(epoch), previous
+
+
+async def renew_lease(session: AsyncSession, instance: str, epoch: int | None,
+                      lease_seconds: float) -> bool:
+    """Extend the lease; False if it is no longer this instance's at this epoch."""
+    renewed = (await session.execute(text(
+        "UPDATE acd.leader_lease SET renewed_at = clock_timestamp(),"
+        " expires_at = clock_timestamp() + make_interval(secs => :lease)"
+        " WHERE id = 1 AND holder = :me AND epoch = :epoch RETURNING id"),
+        {"lease": lease_seconds, "me": instance, "epoch": epoch})).first()
+    return renewed is not None
+
+
+async def expire_lease(session: AsyncSession, instance: str, epoch: int) -> None:
+    """Expire the lease now (a clean shutdown), if it is still this instance's at ``epoch``,
+    so the standby need not wait it out."""
+    await session.execute(text(
+        "UPDATE acd.leader_lease SET expires_at = clock_timestamp()"
+        " WHERE id = 1 AND holder = :me AND epoch = :epoch"),
+        {"me": instance, "epoch": epoch})
+
+
+# -- a statistics range's history (stats.py) -------------------------------------------------
+
+async def stats_rows(session: AsyncSession, span: Range
+                     ) -> tuple[list[CallRow], list[ReservationRow], list[StateRow]]:
+    """What ``domain.stats`` needs for ``span``: the calls that may have left the queue in it
+    (or still wait), the reservations decided or ended in it, and the agents' state changes
+    in it with each agent's state at its start."""
+    start = datetime.fromtimestamp(span.start, UTC)
+    end = datetime.fromtimestamp(span.end, UTC)
+    q = queue_entries.c
+    calls = [CallRow(call_id=r.call_id, queue=r.queue, state=r.state,
+                     enqueued_at=r.enqueued_at.timestamp(), agent_id=r.agent_id,
+                     answered_at=posix(r.answered_at), ended_at=posix(r.ended_at),
+                     wrapup_ended_at=posix(r.wrapup_ended_at))
+             for r in await session.execute(
+                 select(queue_entries).where(
+                     q.enqueued_at < end,
+                     or_(q.answered_at >= start, q.ended_at >= start,
+                         and_(q.answered_at.is_(None), q.ended_at.is_(None)))))]
+    d = routing_decisions.c
+    reservations = [ReservationRow(agent_id=r.agent_id, queue=r.queue,
+                                   decided_at=r.decided_at.timestamp(), outcome=r.outcome,
+                                   outcome_reason=r.outcome_reason,
+                                   outcome_at=posix(r.outcome_at))
+                    for r in await session.execute(
+                        select(routing_decisions).where(
+                            d.kind == "reserved",
+                            or_(and_(d.decided_at >= start, d.decided_at < end),
+                                and_(d.outcome_at >= start, d.outcome_at < end))))]
+    c = agent_state_changes.c
+    # Each agent's state at the start (its last change before it), then the changes inside.
+    last_before = (select(agent_state_changes).where(c.at < start)
+                   .distinct(c.agent_id).order_by(c.agent_id, c.at.desc(), c.id.desc()))
+    inside = select(agent_state_changes).where(c.at >= start, c.at < end)
+    changes = [StateRow(agent_id=r.agent_id, at=r.at.timestamp(), previous=r.previous,
+                        state=r.state)
+               for query in (last_before, inside) for r in await session.execute(query)]
+    return calls, reservations, changes

@@ -1,8 +1,8 @@
 """Statistics REST and the server-sent-events stream (``/v1/stats``).
 
-Loads the rows of a time range from the ``acd`` tables and hands them to
-:mod:`domain.stats`, which computes every measure with ``shared.measures``. Read-only, so a
-standby replica serves it too.
+Resolves the time range (:func:`domain.stats.resolve_range`), loads its rows from the ``acd``
+tables through the repository and hands them to :mod:`domain.stats`, which computes every
+measure with ``shared.measures``. Read-only, so a standby replica serves it too.
 """
 
 from __future__ import annotations
@@ -10,111 +10,37 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.errors import Invalid, NotFound
+from shared.errors import NotFound
 from shared.measures import SERVICE_LEVEL_SECONDS
 from shared.service import Service, service_of
 
-from . import store
-from .db import agent_state_changes, queue_entries, routing_decisions
+from . import repository, store
 from .domain.queue import NAME_PATTERN
 from .domain.stats import (
-    CallRow,
+    Interval,
     Range,
-    ReservationRow,
-    StateRow,
+    Window,
     agent_stats,
     queue_stats,
+    resolve_range,
     skill_stats,
 )
 from .mirror import Acd
 from .routes import READERS, acd_of
 
-LENGTHS = {"5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400}
-Window = Literal["5m", "15m", "30m", "1h", "4h", "1d"]
-Interval = Literal["15m", "1h", "1d"]
 Threshold = Annotated[float, Query(gt=0, le=3600)]
-
-
-def _ts(moment: datetime | None) -> float | None:
-    return None if moment is None else moment.timestamp()
-
-
-def resolve_range(now: datetime, acd: Acd, window: Window | None, interval: Interval | None,
-                  start: datetime | None) -> tuple[Range, dict[str, Any]]:
-    """A sliding window ending now, or one interval (15 min, hour, day in the ACD's time
-    zone) containing ``start`` (default: the current one)."""
-    if window is not None and (interval is not None or start is not None):
-        raise Invalid("window", "give either window or interval (with start), not both")
-    if interval is None:
-        length = LENGTHS[window or "15m"]
-        begin = now - timedelta(seconds=length)
-        return Range(begin.timestamp(), now.timestamp()), {
-            "kind": "window", "length": window or "15m", "start": begin, "end": now}
-    if start is not None and start.tzinfo is None:
-        raise Invalid("start", "start needs a time zone offset")
-    local = (start or now).astimezone(acd.zone)
-    if interval == "1d":
-        # Wall-clock days in the ACD's zone (a DST day is 23 or 25 hours long).
-        begin = datetime.combine(local.date(), time(0), tzinfo=acd.zone)
-        end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=acd.zone)
-    else:
-        minutes = 15 if interval == "15m" else 60
-        begin = local.replace(minute=local.minute - local.minute % minutes, second=0,
-                              microsecond=0)
-        end = begin + timedelta(minutes=minutes)
-    begin_utc, end_utc = begin.astimezone(UTC), end.astimezone(UTC)
-    return Range(begin_utc.timestamp(), end_utc.timestamp()), {
-        "kind": "interval", "length": interval, "start": begin_utc, "end": end_utc,
-        "complete": end_utc <= now}
-
-
-async def load_rows(session: AsyncSession, span: Range
-                    ) -> tuple[list[CallRow], list[ReservationRow], list[StateRow]]:
-    start = datetime.fromtimestamp(span.start, UTC)
-    end = datetime.fromtimestamp(span.end, UTC)
-    q = queue_entries.c
-    calls = [CallRow(call_id=r.call_id, queue=r.queue, state=r.state,
-                     enqueued_at=r.enqueued_at.timestamp(), agent_id=r.agent_id,
-                     answered_at=_ts(r.answered_at), ended_at=_ts(r.ended_at),
-                     wrapup_ended_at=_ts(r.wrapup_ended_at))
-             for r in await session.execute(
-                 select(queue_entries).where(
-                     q.enqueued_at < end,
-                     or_(q.answered_at >= start, q.ended_at >= start,
-                         and_(q.answered_at.is_(None), q.ended_at.is_(None)))))]
-    d = routing_decisions.c
-    reservations = [ReservationRow(agent_id=r.agent_id, queue=r.queue,
-                                   decided_at=r.decided_at.timestamp(), outcome=r.outcome,
-                                   outcome_reason=r.outcome_reason,
-                                   outcome_at=_ts(r.outcome_at))
-                    for r in await session.execute(
-                        select(routing_decisions).where(
-                            d.kind == "reserved",
-                            or_(and_(d.decided_at >= start, d.decided_at < end),
-                                and_(d.outcome_at >= start, d.outcome_at < end))))]
-    c = agent_state_changes.c
-    # Each agent's state at the start (its last change before it), then the changes inside.
-    last_before = (select(agent_state_changes).where(c.at < start)
-                   .distinct(c.agent_id).order_by(c.agent_id, c.at.desc(), c.id.desc()))
-    inside = select(agent_state_changes).where(c.at >= start, c.at < end)
-    changes = [StateRow(agent_id=r.agent_id, at=r.at.timestamp(), previous=r.previous,
-                        state=r.state)
-               for query in (last_before, inside) for r in await session.execute(query)]
-    return calls, reservations, changes
 
 
 async def snapshot(svc: Service, acd: Acd, span: Range, where: dict[str, Any],
                    threshold: float, parts: tuple[str, ...]) -> dict[str, Any]:
     async with svc.sessions() as session:
-        calls, reservations, changes = await load_rows(session, span)
+        calls, reservations, changes = await repository.stats_rows(session, span)
     async with svc.reader() as db:
         names = await store.queue_names(db)
         agents = await store.load_agents(db)
@@ -144,7 +70,7 @@ def add_stats_routes(router: APIRouter) -> None:
     async def compute(svc: Service, acd: Acd, window: Window | None, interval: Interval | None,
                       start: datetime | None, threshold: float, parts: tuple[str, ...]
                       ) -> dict[str, Any]:
-        span, where = resolve_range(svc.clock.now(), acd, window, interval, start)
+        span, where = resolve_range(svc.clock.now(), acd.zone, window, interval, start)
         return await snapshot(svc, acd, span, where, threshold, parts)
 
     @router.get("/stats/queues", dependencies=[READERS])

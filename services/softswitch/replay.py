@@ -19,10 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 
-from services.softswitch.db import line_errors, replay_calls, replays, resets
+from services.softswitch import repository
 from services.softswitch.media import MediaFork
 from services.softswitch.parties import (
     AgentSim,
@@ -509,10 +507,9 @@ class Replayer:
         """Replays that were active when the process stopped cannot resume (their calls are
         gone with the switch's connection): mark them failed."""
         async with self.service.sessions() as session, session.begin():
-            await session.execute(
-                update(replays).where(replays.c.state.in_(ACTIVE_STATES))
-                .values(state="failed", finished_at=self.service.now(),
-                        failure="interrupted: the softswitch stopped while the replay ran"))
+            await repository.abandon_active_replays(
+                session, ACTIVE_STATES, now=self.service.now(),
+                failure="interrupted: the softswitch stopped while the replay ran")
 
     async def close(self) -> None:
         for replay in list(self.active.values()):
@@ -581,10 +578,8 @@ class Replayer:
             await asyncio.sleep(0.1)
         left = await self.peers.leftovers()
         async with self.service.sessions() as session, session.begin():
-            await session.execute(resets.insert().values(
-                at=self.service.now(), actor=actor, calls_released=len(released),
-                entries_withdrawn=len(withdrawn),
-                call_ids={"released": released, "withdrawn": withdrawn}))
+            await repository.record_reset(session, at=self.service.now(), actor=actor,
+                                          released=released, withdrawn=withdrawn)
         log.warning("replay leftovers reset", actor=actor, calls_released=len(released),
                     entries_withdrawn=len(withdrawn))
         return {"calls_released": len(released), "entries_withdrawn": len(withdrawn),
@@ -697,35 +692,22 @@ class Replayer:
 
     async def insert(self, replay: Replay) -> None:
         async with self.service.sessions() as session, session.begin():
-            await session.execute(replays.insert().values(
-                id=replay.id, name=replay.name,
+            await repository.insert_replay(
+                session, replay_id=replay.id, name=replay.name,
                 trace_name=replay.trace.header.name if replay.trace.header else None,
                 speed=replay.speed, state=replay.state, calls_total=len(replay.runs),
-                created_at=replay.created_at, progress=replay.progress()))
-            if replay.errors:
-                await session.execute(line_errors.insert(), [
-                    {"replay_id": replay.id, "line": e.line, "kind": e.kind, "error": e.error}
-                    for e in replay.errors])
-            rows = replay.call_rows()
-            if rows:
-                await session.execute(replay_calls.insert(), rows)
+                created_at=replay.created_at, progress=replay.progress(),
+                errors=replay.errors, calls=replay.call_rows())
 
     async def save(self, replay: Replay, *, final: bool = False) -> None:
         dirty = set(replay.runs) if final else set(replay._dirty)
         replay._dirty.clear()
         try:
             async with self.service.sessions() as session, session.begin():
-                await session.execute(update(replays).where(replays.c.id == replay.id).values(
-                    state=replay.state, progress=replay.progress(), report=replay.report,
-                    failure=replay.failure, finished_at=replay.finished_at))
-                rows = replay.call_rows(dirty)
-                if rows:
-                    stmt = insert(replay_calls)
-                    keys = ("placed_at", "queued_at", "connected_at", "ended_at", "outcome",
-                            "agent_id", "talk", "order_id", "callback")
-                    await session.execute(stmt.on_conflict_do_update(
-                        index_elements=["replay_id", "trace_call_id"],
-                        set_={k: stmt.excluded[k] for k in keys}), rows)
+                await repository.save_progress(
+                    session, replay.id, state=replay.state, progress=replay.progress(),
+                    report=replay.report, failure=replay.failure,
+                    finished_at=replay.finished_at, calls=replay.call_rows(dirty))
         except BaseException:
             replay._dirty |= dirty
             raise
@@ -734,8 +716,7 @@ class Replayer:
 
     async def list_replays(self) -> list[dict[str, Any]]:
         async with self.service.sessions() as session:
-            rows = (await session.execute(select(replays).order_by(replays.c.created_at.desc())
-                                          .limit(200))).mappings().all()
+            rows = await repository.list_replays(session)
         out = []
         for row in rows:
             live = self.active.get(row["id"])
@@ -750,13 +731,10 @@ class Replayer:
         if live is not None:
             return live.view()
         async with self.service.sessions() as session:
-            row = (await session.execute(select(replays).where(replays.c.id == replay_id))
-                   ).mappings().first()
-            if row is None:
-                raise NotFound("replay", replay_id)
-            errors = (await session.execute(
-                select(line_errors).where(line_errors.c.replay_id == replay_id)
-                .order_by(line_errors.c.line))).mappings().all()
+            found = await repository.replay_with_errors(session, replay_id)
+        if found is None:
+            raise NotFound("replay", replay_id)
+        row, errors = found
         return self._row_view(row, [{"line": e["line"], "kind": e["kind"], "error": e["error"]}
                                     for e in errors])
 
@@ -766,12 +744,10 @@ class Replayer:
             rows = live.call_rows()
         else:
             async with self.service.sessions() as session:
-                if (await session.execute(select(replays.c.id).where(replays.c.id == replay_id))
-                        ).first() is None:
-                    raise NotFound("replay", replay_id)
-                rows = [dict(r) for r in (await session.execute(
-                    select(replay_calls).where(replay_calls.c.replay_id == replay_id)
-                    .order_by(replay_calls.c.at))).mappings().all()]
+                stored = await repository.calls_of(session, replay_id)
+            if stored is None:
+                raise NotFound("replay", replay_id)
+            rows = stored
         for row in rows:
             row.pop("replay_id", None)
         return rows

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
+import yaml
 from fastapi import FastAPI
 
-from services.workorder import admin, clocks
-from services.workorder.clocks import Runtime
 from services.workorder.db import SCHEMA, metadata
-from services.workorder.handlers import callbacks, consumers
+from services.workorder.domain import sla
+from services.workorder.domain.calendar import WorkCalendar, YearSchedule, parse_year
+from services.workorder.handlers import KNOWN_TYPES, Runtime, admin, callbacks, clocks, consumers
+from services.workorder.repository.clocks import earliest_due
 from services.workorder.routes import build_router
 from services.workorder.settings import WorkorderSettings
 from shared.bus import Bus
@@ -48,7 +51,7 @@ async def fire_timers(service: Service, rt: Runtime, workers: int, batch: int
 
     async def earliest() -> datetime | None:
         async with service.reader() as reader:
-            return await clocks.earliest_due(reader)
+            return await earliest_due(reader)
 
     async def drain() -> None:
         while await fire_one(service, rt, batch):
@@ -66,15 +69,28 @@ async def fire_timers(service: Service, rt: Runtime, workers: int, batch: int
     return due
 
 
+def load_calendar_files(directory: Path, tz_name: str) -> WorkCalendar:
+    schedules: list[YearSchedule] = []
+    for path in sorted(directory.glob("*.yaml")):
+        schedules.append(parse_year(yaml.safe_load(path.read_text()) or {}, int(path.stem)))
+    return WorkCalendar.of(schedules, tz_name)
+
+
+def read_policy_file(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text()) or {}
+    sla.parse_policy(doc, 0, KNOWN_TYPES)  # fail at startup, not at the first case
+    return dict(doc)
+
+
 def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or WorkorderSettings()
-    shipped = clocks.load_calendar_files(settings.calendars_dir, settings.calendar_tz)
+    shipped = load_calendar_files(settings.calendars_dir, settings.calendar_tz)
     rt = Runtime(callback_policy=settings.callback_policy(), rules=settings.calling_rules(),
                  calendar=shipped, base_calendar=shipped,
                  callback_team=settings.callback_team,
                  repeat_complaint_days=settings.repeat_complaint_days)
-    policy_file = clocks.read_policy_file(settings.sla_policy_file)
+    policy_file = read_policy_file(settings.sla_policy_file)
     service = Service("workorder", SCHEMA, settings, metadata=metadata,
                       migrations_dir=Path(__file__).parent / "migrations", bus=bus, clock=clock)
 

@@ -7,13 +7,20 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.workorder import admin
-from services.workorder import reports as edge_reports
-from services.workorder.clocks import Runtime
+from services.workorder.domain import reports as rd
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.orders import OrderState, OrderType
 from services.workorder.domain.reports import Period
-from services.workorder.handlers import callbacks, customers, intake, orders, outages
+from services.workorder.handlers import (
+    Runtime,
+    admin,
+    callbacks,
+    customers,
+    intake,
+    orders,
+    outages,
+)
+from services.workorder.handlers import reports as edge_reports
 from services.workorder.schemas import (
     AcceptIn,
     BatchResult,
@@ -344,7 +351,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         async with svc.sessions() as session:
             report = await edge_reports.departments(session, rt, period, day, now)
         if wants_csv(request, format):
-            return csv_response(edge_reports.departments_csv(report),
+            return csv_response(rd.departments_csv(report),
                                 f"workorder-departments-{period.value}-{report['label']}.csv")
         return report
 
@@ -365,7 +372,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
             report = await edge_reports.overdue_bulletin(session, rt, policy, Period(period),
                                                          day, now)
         if wants_csv(request, format):
-            return csv_response(edge_reports.bulletin_csv(report),
+            return csv_response(rd.bulletin_csv(report),
                                 f"workorder-overdue-{period}-{report['label']}.csv")
         return report
 

@@ -115,7 +115,7 @@ async def test_policy_change_keeps_elapsed_and_is_versioned(harness: Harness) ->
 
 async def test_a_policy_change_moves_open_cases_in_batches(harness: Harness) -> None:
     """Each batch is its own transaction; cases held by another worker wait for the next."""
-    from services.workorder import admin
+    from services.workorder.handlers import admin
 
     h = harness
     await h.put_customer()

@@ -17,12 +17,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+from shared.errors import Invalid
 from shared.measures import CallFacts, Counters, measures
 
 BUSY_STATES = frozenset({"reserved", "on_call", "wrap_up"})
 RING_NO_ANSWER_OUTCOMES = frozenset({"ring_failed", "expired"})
+
+# The sliding windows and the intervals a range can be asked as (seconds of each window).
+LENGTHS = {"5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400}
+Window = Literal["5m", "15m", "30m", "1h", "4h", "1d"]
+Interval = Literal["15m", "1h", "1d"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,42 @@ class Range:
 
     def __contains__(self, moment: object) -> bool:
         return isinstance(moment, int | float) and self.start <= moment < self.end
+
+
+def posix(moment: datetime | None) -> float | None:
+    """A row's moment as the POSIX seconds the measures take (a missing one stays None)."""
+    return None if moment is None else moment.timestamp()
+
+
+def resolve_range(now: datetime, zone: ZoneInfo, window: Window | None,
+                  interval: Interval | None, start: datetime | None
+                  ) -> tuple[Range, dict[str, Any]]:
+    """A sliding window ending now, or one interval (15 min, hour, day in the ACD's time
+    ``zone``) containing ``start`` (default: the current one); with what the answer says
+    about it."""
+    if window is not None and (interval is not None or start is not None):
+        raise Invalid("window", "give either window or interval (with start), not both")
+    if interval is None:
+        length = LENGTHS[window or "15m"]
+        begin = now - timedelta(seconds=length)
+        return Range(begin.timestamp(), now.timestamp()), {
+            "kind": "window", "length": window or "15m", "start": begin, "end": now}
+    if start is not None and start.tzinfo is None:
+        raise Invalid("start", "start needs a time zone offset")
+    local = (start or now).astimezone(zone)
+    if interval == "1d":
+        # Wall-clock days in the ACD's zone (a DST day is 23 or 25 hours long).
+        begin = datetime.combine(local.date(), time(0), tzinfo=zone)
+        end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+    else:
+        minutes = 15 if interval == "15m" else 60
+        begin = local.replace(minute=local.minute - local.minute % minutes, second=0,
+                              microsecond=0)
+        end = begin + timedelta(minutes=minutes)
+    begin_utc, end_utc = begin.astimezone(UTC), end.astimezone(UTC)
+    return Range(begin_utc.timestamp(), end_utc.timestamp()), {
+        "kind": "interval", "length": interval, "start": begin_utc, "end": end_utc,
+        "complete": end_utc <= now}
 
 
 def settled(call: CallRow) -> tuple[float, CallFacts] | None:
@@ -169,9 +213,9 @@ def skill_stats(calls: Iterable[CallRow], reservations: Iterable[ReservationRow]
             skills[skill] = skills[skill].merge(
                 per_queue.get(queue, Counters(threshold=threshold)))
             rna[skill] += by_queue.get(queue, {}).get("ring_no_answer", 0)
-    time = agent_time(changes, span)
+    times = agent_time(changes, span)
     for agent_id, held in agent_skills.items():
-        busy, staffed = time.get(agent_id, (0.0, 0.0))
+        busy, staffed = times.get(agent_id, (0.0, 0.0))
         for skill in held:
             skills[skill].add_agent_time(busy=busy, staffed=staffed)
     return {name: _view(c, skill=name, ring_no_answer=rna[name])

@@ -26,14 +26,17 @@ never dispatched has none, ``None``: the front line that took the call):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from services.workorder.domain.calendar import WorkCalendar
-from services.workorder.domain.orders import SATISFACTIONS
+from services.workorder.domain.callbacks import ACTIVE_STATES, CallbackState
+from services.workorder.domain.orders import SATISFACTIONS, OrderState
 from services.workorder.domain.sla import Clock, ClockEvent, ClockState, remaining
 from services.workorder.domain.sla import as_of as clock_as_of
 
@@ -344,3 +347,77 @@ BULLETIN_COLUMNS = ("department", "order_id", "type", "case_state", "owner", "cl
                     "clock_state", "basis", "budget_seconds", "due_at", "overdue_seconds",
                     "level", "level_name", "still_running")
 
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SummaryCounts:
+    """Counts over every case and callback stored, as grouped by the database."""
+
+    by_type_state: list[tuple[str, str, int]]  # (order type, state, cases)
+    resolved: int  # cases resolved at least once
+    reopened: int  # cases reopened at least once
+    callback_states: Mapping[str, int]
+    satisfaction: Mapping[str | None, int]  # answers of completed callbacks
+
+
+def summary(counts: SummaryCounts) -> dict[str, Any]:
+    by_type: dict[str, dict[str, int]] = {}
+    by_state: dict[str, int] = {}
+    for order_type, state, count in counts.by_type_state:
+        by_type.setdefault(order_type, {})[state] = count
+        by_state[state] = by_state.get(state, 0) + count
+    states = counts.callback_states
+    completed = states.get(CallbackState.COMPLETED.value, 0)
+    unreachable = states.get(CallbackState.UNREACHABLE.value, 0)
+    pending = sum(states.get(s.value, 0) for s in ACTIVE_STATES)
+    callbacks_total = completed + unreachable + pending
+    return {
+        "orders": {"total": sum(by_state.values()), "by_type": by_type, "by_state": by_state},
+        "resolved": counts.resolved,
+        "closed": by_state.get(OrderState.CLOSED.value, 0),
+        "reopened": counts.reopened,
+        "callbacks": {"total": callbacks_total, "completed": completed,
+                      "unreachable": unreachable, "pending": pending},
+        # One callback is owed per resolution, so resolutions are the denominator.
+        "callback_completion_rate": callback_completion_rate(completed, unreachable,
+                                                             callbacks_total),
+        "satisfaction": {s: counts.satisfaction.get(s, 0) for s in SATISFACTIONS},
+    }
+
+
+# -- CSV ------------------------------------------------------------------------------------
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """RFC 4180 (CRLF) with a UTF-8 byte-order mark: Excel, which the bulletin usually lands
+    in, otherwise reads department names in Chinese as mojibake."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return "\ufeff" + buffer.getvalue()
+
+
+def departments_csv(report: Mapping[str, Any]) -> str:
+    rows = [department_csv_row(r) for r in report["departments"]]
+    rows.append({**department_csv_row(report["total"]), "department": "(total)"})
+    return to_csv(DEPARTMENT_COLUMNS, rows)
+
+
+def bulletin_csv(report: Mapping[str, Any]) -> str:
+    return to_csv(BULLETIN_COLUMNS, (item for d in report["departments"] for item in d["items"]))

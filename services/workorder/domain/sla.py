@@ -169,6 +169,14 @@ class Clock:
     next_fire_at: datetime | None = None
     due_at: datetime | None = None
 
+    @property
+    def running(self) -> bool:
+        return self.state is ClockState.RUNNING
+
+    @property
+    def paused(self) -> bool:
+        return self.state is ClockState.PAUSED
+
 
 @dataclass(frozen=True)
 class Fired:

@@ -8,17 +8,16 @@ from typing import Any
 
 import structlog
 
-from services.workorder import db
-from services.workorder.clocks import Runtime, stop_clocks
+from services.workorder import repository
 from services.workorder.domain import callbacks as cbd
 from services.workorder.domain import dialing
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import Callback, CallbackAction, CallbackState
 from services.workorder.domain.intake import settlement
+from services.workorder.handlers import Runtime
+from services.workorder.handlers.clocks import stop_clocks
 from services.workorder.handlers.common import SYSTEM_ACTOR, emit_ticket, start_work_round
-from services.workorder.handlers.orders import records
 from services.workorder.repository import (
-    callback_of,
     end_attempt,
     lock_callback,
     lock_order,
@@ -27,8 +26,6 @@ from services.workorder.repository import (
     save_order,
 )
 from shared.db import Queries, Row
-from shared.db import row as fetch_row
-from shared.db import rows as fetch_rows
 from shared.errors import IllegalTransition
 from shared.events.workorder import (
     CallbackCompleted,
@@ -39,45 +36,24 @@ from shared.events.workorder import (
 from shared.messaging import Transaction
 
 log = structlog.get_logger(__name__)
-S = db.SCHEMA
-
-
-LIST_CALLBACKS = f"""
-    SELECT cb.*, ARRAY(SELECT a FROM {S}.callback_attempts a
-                        WHERE a.callback_id = cb.callback_id ORDER BY a.attempt) AS attempt_log
-      FROM {S}.callbacks cb
-     WHERE ($1::text IS NULL OR cb.order_id = $1)
-       AND ($2::text[] IS NULL OR cb.order_id = ANY($2::text[]))
-       AND ($3::text IS NULL OR cb.state = $3)
-     ORDER BY cb.created_at, cb.order_id, cb.resolution LIMIT $4"""
 
 
 async def list_callbacks(db_: Queries, *, order_id: str | None, state: CallbackState | None,
                          limit: int = 1000, order_ids: list[str] | None = None
                          ) -> list[dict[str, Any]]:
-    return [{**found._asdict(), "attempt_log": records(found.attempt_log)}
-            for found in await fetch_rows(db_, LIST_CALLBACKS, order_id, order_ids,
-                                          None if state is None else state.value, limit)]
-
-
-DUE_CALLBACK = f"""
-    SELECT * FROM {S}.callbacks WHERE state IN ('pending', 'dialing') AND due_at <= $1
-     ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
+    return await repository.callbacks_with_attempts(db_, order_id=order_id,
+                                                    order_ids=order_ids, state=state,
+                                                    limit=limit)
 
 
 async def fire_one_callback(tx: Transaction, rt: Runtime) -> bool:
     """Take the earliest due callback task nobody else holds; dial it, defer it, or time its
     attempt out. False when none is due."""
-    found = await fetch_row(tx, DUE_CALLBACK, tx.now)
-    if found is None:
+    due = await repository.lock_due_callback(tx, tx.now)
+    if due is None:
         return False
-    await _fire_callback(tx, callback_of(found), rt)
+    await _fire_callback(tx, due, rt)
     return True
-
-
-ATTEMPTS_TODAY = f"""
-    SELECT count(*) FROM {S}.callback_attempts
-     WHERE to_number = $1 AND requested_at >= $2 AND requested_at < $3"""
 
 
 async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None:
@@ -98,19 +74,13 @@ async def _fire_callback(tx: Transaction, before: Callback, rt: Runtime) -> None
 
 async def _attempts_today(tx: Transaction, number: str, rt: Runtime) -> int:
     start, end = dialing.local_day_bounds(tx.now, rt.calendar)
-    return int(await tx.fetchval(ATTEMPTS_TODAY, number, start, end))
-
-
-INSERT_ATTEMPT = f"""
-    INSERT INTO {S}.callback_attempts (callback_id, attempt, request_id, to_number,
-                                       requested_at)
-    VALUES ($1, $2, $3, $4, $5)"""
+    return await repository.attempts_to_number(tx, number, start, end)
 
 
 async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
     order_row = await lock_order(tx, pending.order_id)
     now = tx.now
-    on_file, reported_call_id = await _callback_party(tx, pending.callback_id)
+    on_file, reported_call_id = await repository.callback_party(tx, pending.callback_id)
     order = order_of(order_row)
     if od.awaits_callback(order):
         order, step = od.start_callback(order, now=now, actor=SYSTEM_ACTOR,
@@ -133,8 +103,7 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
         return
     callback = cbd.dial(pending, now=now, policy=rt.callback_policy)
     request_id = str(uuid.uuid4())
-    await tx.execute(INSERT_ATTEMPT, callback.callback_id, callback.attempts, request_id,
-                     to_number, now)
+    await repository.insert_attempt(tx, callback, request_id, to_number, now)
     await save_callback(tx, callback)
     await rt.wake_after_commit(tx, callback.due_at)
     context = {"purpose": "survey", "order_id": callback.order_id,
@@ -145,37 +114,6 @@ async def _dial(tx: Transaction, pending: Callback, rt: Runtime) -> None:
         order_id=callback.order_id, attempt=callback.attempts, to_number=to_number,
         context=context,
     ), subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
-
-
-# Whom a task calls, and about which of their calls: its linked reporter, or else the order's
-# own caller (their number on the case, or else the first on the customer's file).
-CALLBACK_PARTY = f"""
-    SELECT p.call_id,
-           coalesce(p.contact_number,
-                    (SELECT n.number FROM {S}.customer_numbers n
-                      WHERE n.account = p.customer_account ORDER BY n.position LIMIT 1))
-             AS number
-      FROM {S}.callbacks cb
-      JOIN {S}.orders o ON o.order_id = cb.order_id
-      LEFT JOIN {S}.order_reporters r ON r.reporter_id = cb.reporter_id
-     CROSS JOIN LATERAL (
-           SELECT CASE WHEN r.reporter_id IS NULL THEN o.call_id ELSE r.call_id END,
-                  CASE WHEN r.reporter_id IS NULL THEN o.contact_number
-                       ELSE r.contact_number END,
-                  CASE WHEN r.reporter_id IS NULL THEN o.customer_account
-                       ELSE r.customer_account END) AS p(call_id, contact_number,
-                                                           customer_account)
-     WHERE cb.callback_id = $1"""
-
-
-async def _callback_party(tx: Transaction, callback_id: str) -> tuple[str | None, str | None]:
-    party = await fetch_row(tx, CALLBACK_PARTY, callback_id)
-    assert party is not None, "the callback was locked"
-    return party.number, party.call_id
-
-
-SIBLINGS = f"""
-    SELECT state, outcome FROM {S}.callbacks WHERE order_id = $1 AND resolution = $2"""
 
 
 async def settle(tx: Transaction, callback: Callback, action: CallbackAction,
@@ -192,9 +130,8 @@ async def settle(tx: Transaction, callback: Callback, action: CallbackAction,
     ), subject=f"callback/{callback.callback_id}", correlationid=order_row.call_id)
     await stop_clocks(tx, rt, callback.order_id, ("callback",), actor=SYSTEM_ACTOR,
                        reason=f"callback {callback.outcome}", callback_id=callback.callback_id)
-    siblings = await fetch_rows(tx, SIBLINGS, callback.order_id, callback.resolution)
-    outcome = settlement([(CallbackState(sibling.state), sibling.outcome)
-                          for sibling in siblings])
+    outcome = settlement(await repository.resolution_callbacks(tx, callback.order_id,
+                                                               callback.resolution))
     if outcome is None:
         return  # other reporters of this resolution are still to be called back
     await stop_clocks(tx, rt, callback.order_id, ("reply",), actor=SYSTEM_ACTOR,

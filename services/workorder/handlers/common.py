@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from services.workorder.clocks import Runtime, start_clocks
+from services.workorder.handlers import Runtime
+from services.workorder.handlers.clocks import start_clocks
 from shared.db import Row
 from shared.events import EventData
 from shared.messaging import Transaction

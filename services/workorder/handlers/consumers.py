@@ -8,13 +8,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from services.workorder import db
-from services.workorder.clocks import Runtime
+from services.workorder import repository
 from services.workorder.domain import callbacks as cbd
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import CallbackAction
 from services.workorder.domain.intake import abandoned_in_queue
 from services.workorder.domain.orders import OrderType
+from services.workorder.handlers import Runtime
 from services.workorder.handlers.callbacks import ignored, on_attempt_failed, settle
 from services.workorder.handlers.common import SYSTEM_ACTOR, emit_ticket, new_id, start_work_round
 from services.workorder.handlers.orders import dispatch_order
@@ -28,7 +28,6 @@ from services.workorder.repository import (
 from services.workorder.schemas import DispatchIn
 from shared.consumers import Consumes
 from shared.db import Row
-from shared.db import row as fetch_row
 from shared.errors import IllegalTransition
 from shared.events import EventData
 from shared.events.acd import CallAbandoned, CallRejected
@@ -40,12 +39,6 @@ from shared.events.workorder import (
 )
 from shared.messaging import Transaction
 
-S = db.SCHEMA
-
-
-ATTEMPT_CALL = f"""
-    UPDATE {S}.callback_attempts SET call_id = $3 WHERE callback_id = $1 AND attempt = $2"""
-
 
 async def on_call_originated(tx: Transaction, event: CallOriginated) -> None:
     attempt = await find_attempt(tx, request_id=event.request_id, context=event.context)
@@ -53,12 +46,8 @@ async def on_call_originated(tx: Transaction, event: CallOriginated) -> None:
         ignored("cti.call.originated", "unknown request", request_id=event.request_id)
         return
     # Recorded even for a superseded attempt: the call's release will still need matching.
-    await tx.execute(ATTEMPT_CALL, attempt.callback_id, attempt.attempt, event.call_id)
-
-
-INSERT_RECORDING = f"""
-    INSERT INTO {S}.recordings (recording_id, call_id, duration_seconds, stored_at)
-    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"""
+    await repository.record_attempt_call(tx, attempt.callback_id, attempt.attempt,
+                                         event.call_id)
 
 
 async def on_origination_failed(rt: Runtime, tx: Transaction, event: OriginationFailed) -> None:
@@ -100,40 +89,17 @@ async def on_survey_completed(rt: Runtime, tx: Transaction, event: SurveyComplet
 
 
 async def on_recording_stored(tx: Transaction, event: FileStored) -> None:
-    await tx.execute(INSERT_RECORDING, event.recording_id, event.call_id,
-                     event.duration_seconds, tx.now)
-
-
-IVR_CONTEXT = f"""
-    INSERT INTO {S}.call_contexts AS c (call_id, account, from_number, ivr_path, updated_at)
-    VALUES ($1, $2, $3, $4::text::jsonb, $5)
-    ON CONFLICT (call_id) DO UPDATE
-       SET account = coalesce(excluded.account, c.account),
-           from_number = coalesce(c.from_number, excluded.from_number),
-           ivr_path = excluded.ivr_path, updated_at = excluded.updated_at
-    RETURNING *"""
-
-
-ABANDONED_CONTEXT = f"""
-    INSERT INTO {S}.call_contexts AS c (call_id, from_number, abandoned_at, abandon_reason,
-                                        updated_at)
-    VALUES ($1, $2, $3, $4, $3)
-    ON CONFLICT (call_id) DO UPDATE
-       SET abandoned_at = coalesce(c.abandoned_at, excluded.abandoned_at),
-           abandon_reason = coalesce(c.abandon_reason, excluded.abandon_reason),
-           from_number = coalesce(c.from_number, excluded.from_number),
-           updated_at = excluded.updated_at
-    RETURNING *"""
+    await repository.insert_recording(tx, event.recording_id, event.call_id,
+                                      event.duration_seconds)
 
 
 async def on_ivr_session_completed(rt: Runtime, tx: Transaction, event: SessionCompleted) -> None:
     """Remember who the caller is (the IVR identified them) and the menu path taken."""
     route = event.route
     account = None if route is None or route.customer is None else route.customer.account
-    context = await fetch_row(tx, IVR_CONTEXT, event.call_id, account,
-                              None if route is None else route.from_number,
-                              json.dumps(event.path), tx.now)
-    assert context is not None
+    context = await repository.remember_ivr_context(
+        tx, event.call_id, account=account,
+        from_number=None if route is None else route.from_number, path=event.path)
     if context.abandoned_at is not None:
         # The abandonment was heard first; now we know who to call back.
         await _callback_request(tx, rt, context)
@@ -152,17 +118,9 @@ async def on_call_rejected(rt: Runtime, tx: Transaction, event: CallRejected) ->
 
 async def _call_abandoned(tx: Transaction, rt: Runtime, call_id: str, reason: str, *,
                           from_number: str | None = None) -> None:
-    context = await fetch_row(tx, ABANDONED_CONTEXT, call_id, from_number, tx.now, reason)
-    assert context is not None
+    context = await repository.remember_abandoned_call(tx, call_id, from_number=from_number,
+                                                       reason=reason)
     await _callback_request(tx, rt, context)
-
-
-# The account behind an abandoned call (the IVR's, else the number's), if the directory
-# knows it, with its area.
-ABANDONED_CUSTOMER = f"""
-    SELECT c.account, c.area FROM {S}.customers c
-     WHERE c.account = coalesce($1::text, (SELECT n.account FROM {S}.customer_numbers n
-                                            WHERE n.number = $2))"""
 
 
 async def _callback_request(tx: Transaction, rt: Runtime, context: Row) -> None:
@@ -171,8 +129,8 @@ async def _callback_request(tx: Transaction, rt: Runtime, context: Row) -> None:
     promised = str(context.abandon_reason or "").startswith("callback_offer")
     customer = None
     if context.account is not None or context.from_number:
-        customer = await fetch_row(tx, ABANDONED_CUSTOMER, context.account,
-                                   context.from_number)
+        customer = await repository.abandoned_call_customer(tx, context.account,
+                                                            context.from_number)
     account = None if customer is None else customer.account
     area = None if customer is None else customer.area
     if account is None and not (promised and context.from_number):

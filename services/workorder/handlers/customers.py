@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-from services.workorder import db, repository
+from services.workorder import repository
 from services.workorder.schemas import CustomerIn
 from shared.db import Session
 from shared.errors import NotFound
@@ -36,32 +35,10 @@ async def lookup_customer(session: Session, number: str) -> dict[str, Any]:
     return await get_customer(session, account)
 
 
-LOOKUP = f"""
-    SELECT c.account, c.name, c.area, c.tier, c.flags, c.balance, c.created_at, c.updated_at,
-           (SELECT array_agg(m.number ORDER BY m.position) FROM {db.SCHEMA}.customer_numbers m
-             WHERE m.account = c.account) AS numbers,
-           (SELECT coalesce(json_agg(json_build_object(
-                    'outage_id', o.outage_id, 'area', o.area, 'type', o.type,
-                    'start', o.start_at, 'restore_eta', o.restore_eta,
-                    'created_at', o.created_at, 'active', true, 'order_id', o.order_id,
-                    'restored_at', o.restored_at, 'restored_by', o.restored_by)
-                    ORDER BY o.start_at, o.outage_id), '[]')
-              FROM {db.SCHEMA}.outages o
-             WHERE o.area = c.area AND o.restored_at IS NULL AND o.start_at <= $2
-               AND (o.restore_eta IS NULL OR o.restore_eta > $2)) AS active_outages
-      FROM {db.SCHEMA}.customer_numbers n JOIN {db.SCHEMA}.customers c ON c.account = n.account
-     WHERE n.number = $1"""
-
-
 async def lookup_with_outages(service: Any, number: str, now: datetime) -> dict[str, Any]:
     """The caller behind a number and the outages now active in their area, in one
     statement: what the IVR asks while the caller waits in the menu."""
-    row = await service.fetchrow(LOOKUP, number.strip(), now)
-    if row is None:
+    found = await repository.customer_with_outages(service, number.strip(), now)
+    if found is None:
         raise NotFound("customer number", number)
-    found = dict(row)
-    for key in ("flags", "active_outages"):
-        if isinstance(found[key], str):
-            found[key] = json.loads(found[key])
-    found["numbers"] = list(found["numbers"] or [])
     return found

@@ -7,18 +7,17 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from services.workorder import db
-from services.workorder.clocks import Runtime, rebudget_clocks
 from services.workorder.domain import intake
 from services.workorder.domain import orders as od
-from services.workorder.domain.intake import CustomerOnFile
 from services.workorder.domain.orders import OrderState, OrderType
+from services.workorder.handlers import Runtime
+from services.workorder.handlers.clocks import rebudget_clocks
 from services.workorder.handlers.common import emit_ticket, new_id, start_work_round
 from services.workorder.repository import audit, insert_order, lock_order, order_of, order_out
+from services.workorder.repository import intake as intake_rows
+from services.workorder.repository.intake import RequestKeys
 from services.workorder.schemas import OrderIn
 from shared.db import Queries, Row
-from shared.db import row as fetch_row
-from shared.db import rows as fetch_rows
 from shared.events.workorder import (
     SlaEscalated,
     TicketCreated,
@@ -27,27 +26,8 @@ from shared.events.workorder import (
 )
 from shared.messaging import Transaction
 
-S = db.SCHEMA
 
-
-EXISTING_ORDER = f"""
-    SELECT o.* FROM {S}.orders o
-     WHERE o.order_id = (SELECT m.order_id FROM (
-             SELECT 0 AS rank, order_id FROM {S}.orders WHERE idempotency_key = $1
-             UNION ALL
-             SELECT 1, order_id FROM {S}.orders WHERE call_id = $2 AND type = $3) m
-           ORDER BY m.rank LIMIT 1)"""
-
-
-# The order a repeated request joined the first time, with its reporter row.
-EXISTING_REPORT = f"""
-    SELECT o.*, r AS reporter_row
-      FROM {S}.order_reporters r JOIN {S}.orders o ON o.order_id = r.order_id
-     WHERE r.idempotency_key = $1 OR (r.call_id = $2 AND r.type = $3)
-     ORDER BY r.idempotency_key = $1 DESC NULLS LAST LIMIT 1"""
-
-
-def _request_keys(body: OrderIn) -> tuple[str | None, str | None, str | None] | None:
+def _request_keys(body: OrderIn) -> RequestKeys | None:
     """What marks a row as made by this request: its idempotency key (which wins a tie: it
     is the client's own word for "this request"), or its call and type."""
     if body.idempotency_key is None and body.call_id is None:
@@ -57,32 +37,13 @@ def _request_keys(body: OrderIn) -> tuple[str | None, str | None, str | None] | 
 
 async def _existing_order(db_: Queries, body: OrderIn) -> Row | None:
     keys = _request_keys(body)
-    return None if keys is None else await fetch_row(db_, EXISTING_ORDER, *keys)
+    return None if keys is None else await intake_rows.existing_order(db_, keys)
 
 
 async def _existing_report(db_: Queries, body: OrderIn) -> dict[str, Any] | None:
     """The order a repeated request joined the first time, with its place on the list."""
     keys = _request_keys(body)
-    found = None if keys is None else await fetch_row(db_, EXISTING_REPORT, *keys)
-    if found is None:
-        return None
-    return {**order_out(found, without=("reporter_row",)),
-            "linked": dict(found.reporter_row.items())}
-
-
-CUSTOMER_CONTACT = f"""
-    SELECT c.area, (SELECT n.number FROM {S}.customer_numbers n WHERE n.account = c.account
-                     ORDER BY n.position LIMIT 1) AS first_number
-      FROM {S}.customers c WHERE c.account = $1"""
-
-
-LINK_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
-
-
-IVR_PATH = f"SELECT ivr_path::text FROM {S}.call_contexts WHERE call_id = $1"
-
-
-OUTAGE_ORDER = f"UPDATE {S}.outages SET order_id = $2 WHERE outage_id = $1"
+    return None if keys is None else await intake_rows.existing_report(db_, keys)
 
 
 async def create_order(tx: Transaction, body: OrderIn, actor: str,
@@ -97,16 +58,15 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
         return joined, False
     on_file = None
     if body.customer_account is not None:
-        found = await fetch_row(tx, CUSTOMER_CONTACT, body.customer_account)
-        on_file = None if found is None else CustomerOnFile(found.area, found.first_number)
+        on_file = await intake_rows.customer_contact(tx, body.customer_account)
     area = intake.intake_area(area=body.area, account=body.customer_account,
                               contact_number=body.contact_number, customer=on_file)
     outage_id: str | None = None
     if area is not None and intake.may_join(body.type, area, standalone=body.standalone):
         # Reports from one area are decided one at a time, so a burst of calls about the
         # same fault cannot open two orders side by side.
-        await tx.execute(LINK_LOCK, f"workorder.link:{body.type.value}:{area}")
-        active_outages = await _active_outages(tx, area)
+        await intake_rows.lock_area_intake(tx, body.type, area)
+        active_outages = await intake_rows.active_outages(tx, area)
         joined = await _existing_report(tx, body) or await _link_report(
             tx, body, area, active_outages, actor)
         if joined is not None:
@@ -115,7 +75,7 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
         outage_id = intake.outage_of_new_order(active_outages)
     ivr_path = None if body.ivr_path is None else json.dumps(body.ivr_path)
     if ivr_path is None and body.call_id is not None:
-        ivr_path = await tx.fetchval(IVR_PATH, body.call_id)
+        ivr_path = await intake_rows.call_ivr_path(tx, body.call_id)
     order, step = od.create(new_id("WO"), body.type, now=tx.now, actor=actor)
     inserted = await insert_order(
         tx, order, actor=actor, call_id=body.call_id, account=body.customer_account,
@@ -129,7 +89,7 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
             raise RuntimeError("order insert conflicted but no existing order matches")
         return order_out(existing), False
     if outage_id is not None:
-        await tx.execute(OUTAGE_ORDER, outage_id, order.order_id)
+        await intake_rows.set_outage_order(tx, outage_id, order.order_id)
     audit(tx, step)
     await emit_ticket(tx, TicketCreated(
         order_id=order.order_id, type=order.type.value, call_id=body.call_id,
@@ -142,40 +102,10 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
     return order_out(inserted), True
 
 
-ACTIVE_OUTAGES = f"""
-    SELECT outage_id FROM {S}.outages
-     WHERE area = $1 AND restored_at IS NULL AND start_at <= $2
-       AND (restore_eta IS NULL OR restore_eta > $2)
-     ORDER BY start_at, outage_id FOR UPDATE"""
-
-
-async def _active_outages(tx: Transaction, area: str) -> list[str]:
-    """The area's active outages, oldest first, locked: a new order may become one's order."""
-    return [r["outage_id"] for r in await tx.fetch(ACTIVE_OUTAGES, area, tx.now)]
-
-
-LINK_CANDIDATES = f"""
-    SELECT order_id, state, outage_id FROM {S}.orders
-     WHERE area = $1 AND type = $2 AND state = ANY($3::text[])
-     ORDER BY created_at, order_id"""
-
-
-INSERT_REPORTER = f"""
-    INSERT INTO {S}.order_reporters (reporter_id, order_id, type, call_id, customer_account,
-                                     contact_number, description, idempotency_key, reason,
-                                     linked_by, linked_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"""
-
-
-LINKABLE = [s.value for s in od.LINKABLE_STATES]
-
-
 async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages: list[str],
                        actor: str) -> dict[str, Any] | None:
     """Join the report to the open order for the same fault, if there is one."""
-    candidates = [od.LinkCandidate(r.order_id, OrderState(r.state), r.outage_id)
-                  for r in await fetch_rows(tx, LINK_CANDIDATES, area, body.type.value,
-                                            LINKABLE)]
+    candidates = await intake_rows.link_candidates(tx, area, body.type)
     target = od.link_target(body.type, candidates, active_outages)
     if target is None:
         return None
@@ -186,9 +116,11 @@ async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages
     step = od.link(order_of(order_row), f"{reason}: call {body.call_id or '-'} joins",
                    now=tx.now, actor=actor)
     reporter_id = new_id("RP")
-    await tx.execute(INSERT_REPORTER, reporter_id, candidate.order_id, body.type.value,
-                     body.call_id, body.customer_account, body.contact_number,
-                     body.description, body.idempotency_key, reason, actor, tx.now)
+    await intake_rows.insert_reporter(
+        tx, reporter_id, candidate.order_id, order_type=body.type, call_id=body.call_id,
+        account=body.customer_account, contact_number=body.contact_number,
+        description=body.description, idempotency_key=body.idempotency_key, reason=reason,
+        actor=actor)
     audit(tx, step)
     await emit_ticket(tx, TicketLinked(
         order_id=candidate.order_id, reporter_id=reporter_id, call_id=body.call_id,
@@ -198,27 +130,14 @@ async def _link_report(tx: Transaction, body: OrderIn, area: str, active_outages
     return await _existing_report(tx, body)
 
 
-EARLIER_COMPLAINTS = f"""
-    SELECT order_id FROM {S}.orders
-     WHERE customer_account = $1 AND type = 'complaint' AND order_id <> $2 AND created_at >= $3
-     ORDER BY created_at"""
-
-
-FLAG_REPEAT = f"""
-    UPDATE {S}.orders SET flags = flags || '["repeat_complaint"]'::jsonb, priority = 'urgent'
-     WHERE order_id = $1 RETURNING *"""
-
-
 async def _check_repeat_complaint(tx: Transaction, rt: Runtime, order: Row, account: str,
                                   call_id: str | None, actor: str) -> Row:
     """The order as it stands after the check (flagged and urgent for a repeat)."""
     since = tx.now - timedelta(days=rt.repeat_complaint_days)
-    earlier = [r["order_id"] for r in await tx.fetch(EARLIER_COMPLAINTS, account,
-                                                      order.order_id, since)]
+    earlier = await intake_rows.earlier_complaints(tx, account, order.order_id, since)
     if not od.is_repeat_complaint(OrderType.COMPLAINT, len(earlier)):
         return order
-    flagged = await fetch_row(tx, FLAG_REPEAT, order.order_id)
-    assert flagged is not None
+    flagged = await intake_rows.flag_repeat_complaint(tx, order.order_id)
     await emit_ticket(tx, TicketFlagged(
         order_id=order.order_id, flag="repeat_complaint", related_order_ids=earlier,
     ), order_id=order.order_id, call_id=call_id)

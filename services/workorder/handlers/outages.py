@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from services.workorder import repository
-from services.workorder.clocks import Runtime
 from services.workorder.domain import orders as od
 from services.workorder.domain.orders import OrderState
+from services.workorder.handlers import Runtime
 from services.workorder.handlers.common import new_id
 from services.workorder.handlers.orders import resolve_order
 from services.workorder.repository import lock_order
