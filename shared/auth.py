@@ -17,9 +17,15 @@ from pathlib import Path
 import jwt
 from fastapi import HTTPException, Request, WebSocket, status
 
+from shared.errors import Forbidden
+from shared.input_guard import character_problem
+from shared.limits import MAX_SUBJECT
 from shared.settings import CommonSettings
 
 SCOPES = ("agent", "supervisor", "admin", "integrator", "switch", "service")
+# Scopes that act for someone else: a supervisor over agents, a service for the caller's own
+# channels, an admin for anyone. A token with none of them acts only for its own subject.
+ACTS_FOR_OTHERS = frozenset({"supervisor", "service", "admin"})
 ISSUER = "hotline"
 DEV_KEY_FILE = "dev-signing-key"
 
@@ -28,6 +34,21 @@ DEV_KEY_FILE = "dev-signing-key"
 class Principal:
     subject: str
     scopes: frozenset[str]
+
+    @property
+    def acts_for_others(self) -> bool:
+        return bool(self.scopes & ACTS_FOR_OTHERS)
+
+    def agent_acted_for(self, named: str | None) -> str | None:
+        """The agent this principal acts for when a request names ``named``: an agent token
+        acts for its own subject (naming another agent is refused with 403); a supervisor,
+        service or admin acts for whoever is named."""
+        if self.acts_for_others:
+            return named
+        if named is not None and named != self.subject:
+            raise Forbidden(f"an agent token acts only for its own agent {self.subject!r}, "
+                            f"not {named!r}")
+        return self.subject
 
 
 class Auth:
@@ -49,13 +70,29 @@ class Auth:
     def verify(self, token: str) -> Principal:
         claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=ISSUER,
                             options={"require": ["exp", "sub", "iss"]})
-        return Principal(claims["sub"], frozenset(str(claims.get("scope", "")).split()))
+        subject = claims["sub"]
+        # The subject is stored as the actor of whatever the token does.
+        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT \
+                or character_problem(subject) is not None:
+            raise jwt.InvalidTokenError(f"sub must be 1 to {MAX_SUBJECT} printable characters")
+        return Principal(subject, frozenset(str(claims.get("scope", "")).split()))
+
+
+# Secrets that have been published (an example, an old compose default): anyone can mint
+# admin tokens with them.
+PUBLISHED_SECRETS = frozenset({"change-me-change-me-change-me-change-me"})
 
 
 def signing_secret(common: CommonSettings) -> str:
     """``HOTLINE_JWT_SECRET`` if set; otherwise the development key in the var dir, created on
-    first use, which is how ``hotline`` CLI commands find the key ``make run`` uses."""
+    first use, which is how ``hotline`` CLI commands find the key ``make run`` uses. A
+    published secret is refused unless ``HOTLINE_DEVELOPMENT`` says this is a throwaway."""
     if common.jwt_secret:
+        published = (common.jwt_secret in PUBLISHED_SECRETS
+                     or "change-me" in common.jwt_secret.lower())
+        if published and not common.development:
+            raise ValueError("HOTLINE_JWT_SECRET is a published example: set a random secret "
+                             "(or HOTLINE_DEVELOPMENT=true for a throwaway stack)")
         return common.jwt_secret
     path = Path(common.var_dir) / DEV_KEY_FILE
     if not path.exists():
@@ -117,8 +154,29 @@ class RequireScopes:
             raise HTTPException(error.status_code, error.detail, headers=headers) from None
 
 
+class RequireSelf(RequireScopes):
+    """:class:`RequireScopes`, and an agent token acts only for the agent its path names
+    (``/agents/{agent_id}/...``): another agent's id is refused with 403."""
+
+    def __init__(self, *scopes: str, param: str = "agent_id") -> None:
+        super().__init__(*scopes)
+        self.param = param
+
+    async def __call__(self, request: Request) -> Principal:
+        principal = await super().__call__(request)
+        try:
+            principal.agent_acted_for(request.path_params.get(self.param))
+        except Forbidden as refused:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
+        return principal
+
+
 def require(*scopes: str) -> RequireScopes:
     return RequireScopes(*scopes)
+
+
+def require_self(*scopes: str, param: str = "agent_id") -> RequireSelf:
+    return RequireSelf(*scopes, param=param)
 
 
 # WebSocket close codes for refused credentials (4000-4999 is for applications).

@@ -46,6 +46,16 @@ class NotFound(DomainError):
                 "id": self.identifier}
 
 
+class Forbidden(DomainError):
+    """The token is valid and has the scope, but may not act on this one (another agent's
+    call, another switch's call): 403 with the reason."""
+
+    status_code = 403
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "forbidden", "message": str(self)}
+
+
 class Conflict(DomainError):
     status_code = 409
 

@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import Auth, signing_secret
@@ -30,6 +32,7 @@ from shared.consumers import Consumes
 from shared.db import DbStats, Reader, make_engine, run_migrations
 from shared.envelope import Envelope
 from shared.errors import DomainError
+from shared.input_guard import InputGuard, InputLimits
 from shared.logging import configure_logging
 from shared.messaging import (
     Messaging,
@@ -219,12 +222,16 @@ class Service:
                 log.exception("background task crashed; restarting", task=task.__name__)
                 await asyncio.sleep(1.0)
 
-    def create_app(self, *, title: str, description: str, routers: list[APIRouter]) -> FastAPI:
+    def create_app(self, *, title: str, description: str, routers: list[APIRouter],
+                   limits: InputLimits | None = None) -> FastAPI:
         app = FastAPI(title=title, description=description, version="0.1.0",
                       lifespan=self._lifespan)
         app.state.service = self
+        app.add_middleware(InputGuard, limits=limits or InputLimits())
         app.add_middleware(MetricsMiddleware, metrics=self.metrics)
         app.add_exception_handler(DomainError, _domain_error_response)  # type: ignore[arg-type]
+        app.add_exception_handler(asyncpg.DataError, _data_error_response)
+        app.add_exception_handler(DBAPIError, _data_error_response)
         app.include_router(self._ops_router())
         for router in routers:
             app.include_router(router)
@@ -257,6 +264,31 @@ class Service:
 
 async def _domain_error_response(_: Request, error: DomainError) -> JSONResponse:
     return JSONResponse({"detail": error.detail()}, status_code=error.status_code)
+
+
+def _data_error(error: BaseException) -> asyncpg.DataError | None:
+    """The PostgreSQL data error behind ``error`` (SQLAlchemy wraps asyncpg's), if any."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None or isinstance(seen, asyncpg.DataError):
+            return seen
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+async def _data_error_response(request: Request, error: Exception) -> JSONResponse:
+    """A value PostgreSQL refuses (too long for its column, out of an integer's range, a
+    date it cannot hold) is the client's mistake: 422, not 500. The message names the kind
+    of error, never the value (it may be a phone number)."""
+    found = _data_error(error)
+    if found is None:
+        raise error
+    log.info("value refused by the database", path=request.url.path,
+             sqlstate=getattr(found, "sqlstate", None), kind=type(found).__name__)
+    return JSONResponse({"detail": [{
+        "loc": ["body"], "type": "value_error",
+        "msg": f"a value does not fit where it is stored ({type(found).__name__})"}]},
+        status_code=422)
 
 
 def service_of(request: Request) -> Any:

@@ -40,6 +40,8 @@ class CommonSettings(BaseSettings):
     time_start: datetime | None = None
     # HS256 signing secret; when unset the development key file is used (created if missing).
     jwt_secret: str | None = None
+    # True lets a service start with a published default secret (a throwaway compose stack).
+    development: bool = False
     var_dir: Path = Path(".hotline")
     log_level: str = "INFO"
     log_json: bool = True

@@ -80,11 +80,12 @@ async def force(acd: Acd, tx: Transaction, agent_id: str, state: AgentState, *,
 
 
 async def login(acd: Acd, tx: Transaction, agent_id: str, *, skills: dict[str, int],
-                device: str | None, team: str | None) -> Agent:
+                device: str | None, team: str | None, may_set_device: bool) -> Agent:
     await acd.lock(tx)
     now = tx.now
     agent = acd.floor.agent(agent_id) or Agent(agent_id)
-    change = agent.login(now, skills=skills, device=device, team=team)
+    change = agent.login(now, skills=skills, device=device, team=team,
+                         may_set_device=may_set_device)
     await acd.ensure_queues(tx, skills)
     acd.engine.agent_logged_in(AgentSpec(agent.agent_id, dict(skills), team=team), ts(now))
     await acd.save_agent(tx, agent, change)

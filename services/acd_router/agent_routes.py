@@ -16,7 +16,7 @@ from . import agent_commands, store
 from .domain import AgentState
 from .domain.queue import NAME_PATTERN
 from .mirror import Acd
-from .routes import READERS, WRITERS, AgentView, acd_of, agent_view
+from .routes import READERS, SELF_WRITERS, AgentView, acd_of, agent_view
 
 AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -71,7 +71,7 @@ class ForcedView(BaseModel):
 
 def add_agent_routes(router: APIRouter) -> None:
 
-    @router.post("/agents/{agent_id}/next-state", dependencies=[WRITERS])
+    @router.post("/agents/{agent_id}/next-state", dependencies=[Depends(SELF_WRITERS)])
     async def set_next_state(agent_id: AgentId, body: NextStateBody,
                              svc: Service = Depends(service_of),
                              acd: Acd = Depends(acd_of)) -> AgentView:
@@ -82,7 +82,7 @@ def add_agent_routes(router: APIRouter) -> None:
                                                   body.reason)
         return agent_view(agent, svc.clock.now(), acd)
 
-    @router.post("/agents/{agent_id}/wrapup/extend", dependencies=[WRITERS])
+    @router.post("/agents/{agent_id}/wrapup/extend", dependencies=[Depends(SELF_WRITERS)])
     async def extend_wrap_up(agent_id: AgentId, body: ExtendBody,
                              svc: Service = Depends(service_of),
                              acd: Acd = Depends(acd_of)) -> ExtendedView:

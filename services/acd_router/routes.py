@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.auth import Principal, require
+from shared.auth import Principal, require, require_self
 from shared.errors import NotFound
 from shared.service import Service, service_of
 
@@ -21,8 +21,13 @@ from .mirror import Acd
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]
 Level = Annotated[int, Field(ge=1, le=10)]
+MAX_SKILLS = 32
+# The softswitch's agent endpoint, a SIP URI, or a phone number.
+DEVICE_PATTERN = r"^(agent:[A-Za-z0-9][A-Za-z0-9._-]{0,63}|sips?:[^\s\x00-\x1f]{3,120}|\+?[0-9]{3,20})$"
 
 WRITERS = Depends(require("agent", "supervisor"))
+# An agent acts on its own record only (a supervisor on anyone's).
+SELF_WRITERS = require_self("agent", "supervisor")
 SUPERVISORS = require("supervisor")
 # The caller's own channels (IVR, web, the switch's in-queue menu) act for them as services.
 WRITERS_AND_SERVICES = Depends(require("agent", "supervisor", "service"))
@@ -35,8 +40,10 @@ class Strict(BaseModel):
 
 
 class LoginBody(Strict):
-    skills: dict[Name, Level]
-    device: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    skills: Annotated[dict[Name, Level], Field(max_length=MAX_SKILLS)]
+    # Where the agent is rung. Set by a supervisor or admin; an agent's own login keeps the
+    # device on record (``agent:<id>`` if none) and may only repeat it.
+    device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] | None = None
     team: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
@@ -246,15 +253,17 @@ async def _entry_and_decisions(svc: Service, call_id: str) -> tuple[Any, list[An
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["acd"])
 
-    @router.post("/agents/{agent_id}/login", dependencies=[WRITERS])
+    @router.post("/agents/{agent_id}/login")
     async def login(agent_id: AgentId, body: LoginBody, svc: Service = Depends(service_of),
-                    acd: Acd = Depends(acd_of)) -> AgentView:
+                    acd: Acd = Depends(acd_of),
+                    who: Principal = Depends(SELF_WRITERS)) -> AgentView:
         async with svc.transaction() as tx:
             agent = await agent_commands.login(acd, tx, agent_id, skills=dict(body.skills),
-                                             device=body.device, team=body.team)
+                                             device=body.device, team=body.team,
+                                             may_set_device=who.acts_for_others)
         return agent_view(agent, svc.clock.now(), acd)
 
-    @router.post("/agents/{agent_id}/state", dependencies=[WRITERS])
+    @router.post("/agents/{agent_id}/state", dependencies=[Depends(SELF_WRITERS)])
     async def set_state(agent_id: AgentId, body: StateBody, svc: Service = Depends(service_of),
                         acd: Acd = Depends(acd_of)) -> AgentView:
         async with svc.transaction() as tx:

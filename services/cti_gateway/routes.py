@@ -4,9 +4,10 @@ writer in arrival order; replies and requests out after the commit)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, status
+from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, status
 
 from services.cti_gateway.domain import CallState
 from services.cti_gateway.handlers import Cti, commands
@@ -15,12 +16,14 @@ from services.cti_gateway.schemas import AgentBody, CallView
 from services.cti_gateway.switchboard import SwitchConnection
 from shared import switch_frames as frames
 from shared.auth import Principal, authorize_websocket, require
+from shared.errors import Invalid
 from shared.messaging import Transaction
 
 log = structlog.get_logger(__name__)
 
 READERS = ("agent", "supervisor", "service", "integrator")
 CONTROLLERS = ("agent", "supervisor")
+CallId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 def cti_of(request: Request) -> Cti:
@@ -46,19 +49,26 @@ def rest_router() -> APIRouter:
                 for call in await commands.list_calls(cti, state, limit, live=live)]
 
     @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
-    async def answer(call_id: str, body: AgentBody,
-                     _: Principal = Depends(require(*CONTROLLERS)),
+    async def answer(call_id: CallId, body: AgentBody | None = None,
+                     principal: Principal = Depends(require(*CONTROLLERS)),
                      cti: Cti = Depends(cti_of)) -> CallView:
+        """The agent the call rings answers on the desktop. An agent token answers as
+        itself (``agent_id`` may be left out); a supervisor names the agent."""
+        agent_id = principal.agent_acted_for(body.agent_id if body else None)
+        if agent_id is None:
+            raise Invalid("agent_id", "name the agent who answers")
         # Accepted, not done: the call connects when the phone's 200 comes back.
-        return CallView.of(await commands.answer(cti, call_id, body.agent_id))
+        return CallView.of(await commands.answer(cti, call_id, agent_id))
 
     @router.post("/calls/{call_id}/release")
-    async def release(call_id: str, body: AgentBody,
+    async def release(call_id: CallId, body: AgentBody | None = None,
                       principal: Principal = Depends(require(*CONTROLLERS)),
                       cti: Cti = Depends(cti_of)) -> CallView:
-        supervisor = bool(principal.scopes & {"supervisor", "admin"})
-        return CallView.of(await commands.release(cti, call_id, body.agent_id,
-                                                  supervisor=supervisor))
+        """Hang up. An agent token releases only a call connected (or ringing) to itself;
+        a supervisor releases any call."""
+        agent_id = principal.agent_acted_for(body.agent_id if body else None)
+        return CallView.of(await commands.release(cti, call_id, agent_id,
+                                                  supervisor=principal.acts_for_others))
 
     return router
 

@@ -13,7 +13,9 @@ from services.cti_gateway.domain import Call, CallState
 class AgentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: str = Field(min_length=1, max_length=64)
+    # Who acts: an agent token acts as itself (naming another agent is refused); a
+    # supervisor names the agent.
+    agent_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class LegsView(BaseModel):

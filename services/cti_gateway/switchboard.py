@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import uuid
@@ -21,18 +22,28 @@ class TextSocket(Protocol):
     async def send_text(self, data: str) -> None: ...
 
 
+def switch_prefix(name: str) -> str:
+    """The part of a connection id that names its switch (the token's subject)."""
+    return f"sw-{hashlib.sha256(name.encode()).hexdigest()[:10]}-"
+
+
 class SwitchConnection:
     """One switch's WebSocket. Calls remember the connection id that carries them, so
-    commands about a call go back over the connection the call arrived on."""
+    commands about a call go back over the connection the call arrived on; the id starts
+    with the switch's name (hashed), so a reconnected switch is known as the same one."""
 
     def __init__(self, socket: TextSocket, name: str) -> None:
-        self.id = f"sw-{uuid.uuid4().hex[:12]}"
+        self.id = f"{switch_prefix(name)}{uuid.uuid4().hex[:12]}"
         self.name = name
         self._socket = socket
         self._cseq = itertools.count(1)
         # Starlette sockets must not be written from two tasks at once.
         self._lock = asyncio.Lock()
         self.closed = False
+
+    def same_switch(self, switch_id: str | None) -> bool:
+        """``switch_id`` is a connection of this connection's switch (this one or an earlier)."""
+        return switch_id is not None and switch_id.startswith(switch_prefix(self.name))
 
     def next_cseq(self) -> int:
         return next(self._cseq)

@@ -15,6 +15,7 @@ from services.softswitch.trace import parse_trace
 from shared.auth import Principal, require
 from shared.bus import Bus
 from shared.clock import Clock
+from shared.input_guard import InputLimits
 from shared.service import Service
 
 DESCRIPTION = """The software softswitch simulator and trace replayer.
@@ -90,5 +91,7 @@ def create_app(settings: SoftswitchSettings | None = None, *, bus: Bus | None = 
         """Per-call outcomes in trace seconds (queued, connected, ended, agent, talk, order)."""
         return await replayer.calls(replay_id)
 
+    # A trace is a file: a storm day of call lines is far above the 1 MiB a REST body gets.
+    limits = InputLimits(larger_bodies={"/v1/replays": settings.max_trace_bytes})
     return service.create_app(title="Hotline softswitch", description=DESCRIPTION,
-                              routers=[router])
+                              routers=[router], limits=limits)

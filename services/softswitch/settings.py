@@ -46,3 +46,5 @@ class SoftswitchSettings(ServiceSettings):
     # Wall seconds an agent phone waits for CTI's ACK before it counts itself connected.
     ack_grace_seconds: float = Field(default=5.0, gt=0)
     max_speed: float = Field(default=1000.0, gt=0)
+    # The largest trace a replay takes (the request body).
+    max_trace_bytes: int = Field(default=64 << 20, ge=1 << 20)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from services.workorder.domain import reports as rd
 from services.workorder.domain.callbacks import CallbackState
@@ -51,10 +51,14 @@ from services.workorder.schemas import (
 from services.workorder.settings import WorkorderSettings
 from shared.auth import Principal, require
 from shared.errors import Invalid
+from shared.limits import FIRST_YEAR, LAST_YEAR
 from shared.service import Service, service_of
 
-WRITE_CUSTOMERS = require("admin", "service", "agent")
+# The directory is fed by the customer system (a service) or kept by a supervisor: an agent
+# rewriting a record could move a caller's number to another account (M2 of the review).
+WRITE_CUSTOMERS = require("admin", "service", "supervisor")
 READ = require("agent", "supervisor", "service", "integrator")
+Year = Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR)]
 WRITE_OUTAGES = require("admin", "service", "supervisor")
 WRITE_ORDERS = require("agent", "service")
 REPORTS = require("supervisor", "service", "integrator")
@@ -299,11 +303,11 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         return [s.document() for _, s in sorted(rt.calendar.years.items())]
 
     @router.get("/calendars/{year}", tags=["calendars"], dependencies=[Depends(READ)])
-    async def get_calendar(year: int) -> dict[str, Any]:
+    async def get_calendar(year: Year) -> dict[str, Any]:
         return admin.calendar_year(rt, year)
 
     @router.put("/calendars/{year}", tags=["calendars"])
-    async def put_calendar(year: int, body: CalendarIn,
+    async def put_calendar(year: Year, body: CalendarIn,
                            principal: Principal = Depends(CONFIGURE),
                            svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:

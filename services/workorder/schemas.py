@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.orders import OrderState, OrderType
+from shared.limits import FIRST_YEAR, LAST_YEAR
 
 Tier = Literal["regular", "vip"]
 Number = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
@@ -30,11 +31,12 @@ class CustomerIn(Strict):
     kind: Literal["customer"] | None = None
     account: Key | None = None
     name: str | None = Field(default=None, max_length=200)
-    numbers: list[Number] | None = None
+    numbers: Annotated[list[Number], Field(max_length=20)] | None = None
     ani: Number | None = None
     area: Key | None = None
     tier: Tier = "regular"
-    flags: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = []
+    flags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
+                     Field(max_length=32)] = []
     balance: Decimal = Field(default=Decimal(0), max_digits=14, decimal_places=2)
 
 
@@ -111,7 +113,8 @@ class OrderIn(Strict):
     priority: Priority = "normal"
     address: str | None = Field(default=None, max_length=1000)
     # Normally learnt from the IVR's session for ``call_id``.
-    ivr_path: list[Annotated[str, StringConstraints(max_length=64)]] | None = None
+    ivr_path: Annotated[list[Annotated[str, StringConstraints(max_length=64)]],
+                        Field(max_length=64)] | None = None
     # A repair from an area with an active outage or an open repair order joins that order
     # (the caller goes on its callback list); true opens a new order regardless, for an agent
     # who knows this is a different fault.
@@ -156,9 +159,10 @@ class PriorityIn(Strict):
 
 
 class CalendarIn(Strict):
-    year: int | None = None
-    holidays: list[date] = []
-    workdays: list[date] = []
+    year: int | None = Field(default=None, ge=FIRST_YEAR, le=LAST_YEAR)
+    # A year has 366 days at most.
+    holidays: Annotated[list[date], Field(max_length=366)] = []
+    workdays: Annotated[list[date], Field(max_length=366)] = []
     source: str = Field(default="", max_length=2000)
     provisional: bool = False
 

@@ -34,7 +34,12 @@ class Harness:
 
     @property
     def agent_headers(self) -> dict[str, str]:
+        """A token that reads (an agent's desktop, not one of the floor's agents)."""
         return bearer(self.auth, "agent", subject="agent-desktop")
+
+    def headers_of(self, agent_id: str) -> dict[str, str]:
+        """The agent's own token: it acts for that agent only."""
+        return bearer(self.auth, "agent", subject=agent_id)
 
     async def observe(self, envelope: Envelope) -> None:
         if envelope.type.startswith("acd."):
@@ -58,7 +63,7 @@ class Harness:
                     *, ready: bool = True) -> dict[str, Any]:
         response = await self.client.post(f"/v1/agents/{agent_id}/login",
                                           json={"skills": skills or {"repair": 8}, "team": "T1"},
-                                          headers=self.agent_headers)
+                                          headers=self.headers_of(agent_id))
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         if ready:
@@ -69,7 +74,7 @@ class Harness:
                         *, expect: int = 200) -> dict[str, Any]:
         response = await self.client.post(f"/v1/agents/{agent_id}/state",
                                           json={"state": state, "reason": reason},
-                                          headers=self.agent_headers)
+                                          headers=self.headers_of(agent_id))
         assert response.status_code == expect, response.text
         body: dict[str, Any] = response.json()
         return body

@@ -30,7 +30,7 @@ async def test_routed_call_reserves_an_agent_over_rabbitmq(common: CommonSetting
     try:
         await peer.subscribe("test.observer", ["acd.#"], observe)
         async with running(create_app(settings)) as client:
-            headers = bearer(auth, "agent")
+            headers = bearer(auth, "agent", subject="A001")
             for path, body in (("/v1/agents/A001/login", {"skills": {"repair": 8}}),
                                ("/v1/agents/A001/state", {"state": "ready"})):
                 assert (await client.post(path, json=body, headers=headers)).status_code == 200

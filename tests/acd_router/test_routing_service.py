@@ -92,6 +92,17 @@ async def test_queue_config_endpoint_and_bad_input(common: CommonSettings, auth:
         # Agents may not change routing.
         agent = await client.put("/v1/config", headers=acd.agent_headers, json={})
         assert agent.status_code == 403
+        # A value that would break every later login is refused, and nothing is stored (M4
+        # of the security review: clock_epoch 1e300 was accepted and logins answered 500).
+        for body, loc in (('{"clock_epoch": 1e300}', ("body", "clock_epoch")),
+                          ('{"timezone": "Nowhere/Bogus"}', ("body", "timezone")),
+                          ('{"queues": {"q": {"skills": {"q": 1}, "credits": Infinity}}}',
+                           ("body", "queues"))):
+            refused = await client.put("/v1/config", content=body, headers={
+                **supervisor(acd), "content-type": "application/json"})
+            assert refused.status_code == 422, (body, refused.text)
+            assert loc in {tuple(e["loc"][:2]) for e in refused.json()["detail"]}
+        await acd.login("A2", {"repair": 5})
 
 
 async def test_queue_limit_rejects_and_overflows(common: CommonSettings, auth: Auth) -> None:

@@ -324,9 +324,9 @@ async def test_stale_and_unknown_events_are_ignored(common: CommonSettings, auth
 
 async def test_not_found_conflict_and_validation(common: CommonSettings, auth: Auth) -> None:
     async with acd_running(common, auth) as acd:
-        client, headers = acd.client, acd.agent_headers
+        client, headers = acd.client, acd.headers_of("A001")
         missing = await client.post("/v1/agents/NOBODY/state", json={"state": "ready"},
-                                    headers=headers)
+                                    headers=acd.headers_of("NOBODY"))
         assert missing.status_code == 404
         assert missing.json()["detail"]["entity"] == "agent"
         assert missing.json()["detail"]["id"] == "NOBODY"
@@ -376,3 +376,44 @@ async def test_scopes(common: CommonSettings, auth: Auth) -> None:
         login = await client.post("/v1/agents/A001/login", json={"skills": {"repair": 1}},
                                   headers=bearer(auth, "supervisor"))
         assert login.status_code == 200
+
+
+async def test_an_agent_acts_only_for_itself(common: CommonSettings, auth: Auth) -> None:
+    """H1 of the security review: an agent token drives no other agent, and the device its
+    calls ring on is set by a supervisor, not by the agent's own login."""
+    async with acd_running(common, auth) as acd:
+        client, colleague = acd.client, acd.headers_of("A002")
+        await acd.login("A001", ready=False)
+        for path, body in (("login", {"skills": {"repair": 10}}), ("state", {"state": "ready"}),
+                           ("next-state", {"state": "not_ready"}),
+                           ("wrapup/extend", {"seconds": 30})):
+            refused = await client.post(f"/v1/agents/A001/{path}", json=body, headers=colleague)
+            assert refused.status_code == 403, (path, refused.text)
+            assert "A002" in refused.text and "A001" in refused.text
+        assert (await acd.agent("A001"))["state"] == "not_ready"
+        await acd.set_state("A001", "logged_out")
+
+        # The agent's own login keeps the device on record and may repeat it, not change it.
+        own = acd.headers_of("A001")
+        moved = await client.post("/v1/agents/A001/login", headers=own, json={
+            "skills": {"repair": 8}, "device": "+19005550100"})
+        assert moved.status_code == 403 and moved.json()["detail"]["error"] == "forbidden"
+        same = await client.post("/v1/agents/A001/login", headers=own, json={
+            "skills": {"repair": 8}, "device": "agent:A001"})
+        assert same.status_code == 200 and same.json()["device"] == "agent:A001"
+        await acd.set_state("A001", "logged_out")
+        supervisor = bearer(auth, "supervisor", subject="sup-1")
+        placed = await client.post("/v1/agents/A001/login", headers=supervisor, json={
+            "skills": {"repair": 8}, "device": "sip:a001@desk-12.example"})
+        assert placed.status_code == 200 and placed.json()["device"] == "sip:a001@desk-12.example"
+        await acd.set_state("A001", "logged_out")
+        kept = await client.post("/v1/agents/A001/login", headers=own,
+                                 json={"skills": {"repair": 8}})
+        assert kept.status_code == 200 and kept.json()["device"] == "sip:a001@desk-12.example"
+
+        # Devices are an endpoint, a SIP URI or a number; a login names at most 32 skills.
+        for body in ({"skills": {"repair": 8}, "device": "agent:A001\u0000"},
+                     {"skills": {"repair": 8}, "device": "javascript:alert(1)"},
+                     {"skills": {f"s{n}": 1 for n in range(33)}}):
+            bad = await client.post("/v1/agents/A003/login", headers=supervisor, json=body)
+            assert bad.status_code == 422, body

@@ -137,12 +137,12 @@ async def test_wrap_up_extension_and_supervisor_force(common: CommonSettings,
         # Next state after this call, queued while on call.
         response = await acd.client.post("/v1/agents/A001/next-state",
                                          json={"state": "not_ready", "reason": "break"},
-                                         headers=acd.agent_headers)
+                                         headers=acd.headers_of("A001"))
         assert response.json()["pending"] == {"state": "not_ready", "reason": "break"}
         await acd.released("C1", state="connected", agent_id="A001")
         wrap = await acd.agent_becomes("A001", "wrap_up")
         response = await acd.client.post("/v1/agents/A001/wrapup/extend", json={"seconds": 30},
-                                         headers=acd.agent_headers)
+                                         headers=acd.headers_of("A001"))
         assert response.status_code == 200, response.text
         extended = response.json()
         assert extended["extended_seconds"] == 30.0
@@ -164,7 +164,7 @@ async def test_wrap_up_extension_and_supervisor_force(common: CommonSettings,
             "wrap_up", "ready")
         # Extending outside wrap-up: 409 with the current state.
         response = await acd.client.post("/v1/agents/A001/wrapup/extend", json={},
-                                         headers=acd.agent_headers)
+                                         headers=acd.headers_of("A001"))
         assert response.status_code == 409 and response.json()["detail"]["state"] == "ready"
         response = await acd.client.post("/v1/agents/A001/force",
                                          json={"state": "ready", "reason": "again"},

@@ -118,8 +118,8 @@ class Gateway:
     _sequences: dict[str, int] = field(default_factory=dict)
 
     @contextlib.asynccontextmanager
-    async def switch(self, *scopes: str) -> AsyncIterator[Switch]:
-        headers = bearer(self.auth, *(scopes or ("switch",)), subject="softswitch")
+    async def switch(self, *scopes: str, subject: str = "softswitch") -> AsyncIterator[Switch]:
+        headers = bearer(self.auth, *(scopes or ("switch",)), subject=subject)
         async with connect(f"ws://{self.base}/v1/switch", additional_headers=headers) as ws:
             yield Switch(ws)
 

@@ -71,7 +71,7 @@ async def test_inbound_call_from_ivr_to_agent_and_hangup(gw: Gateway) -> None:
 
         # The agent answers on the desktop; the phone picks up.
         response = await gw.http.post("/v1/calls/C1/answer", json={"agent_id": "A001"},
-                                      headers=bearer(gw.auth, "agent"))
+                                      headers=bearer(gw.auth, "agent", subject="A001"))
         assert response.status_code == 202, response.text
         control = await switch.expect_request("INFO", "agent")
         assert control["control"] == "answer"
@@ -104,7 +104,7 @@ async def test_inbound_call_from_ivr_to_agent_and_hangup(gw: Gateway) -> None:
 
         # Answering or releasing a call that is over is refused with its state.
         late = await gw.http.post("/v1/calls/C1/answer", json={"agent_id": "A001"},
-                                  headers=bearer(gw.auth, "agent"))
+                                  headers=bearer(gw.auth, "agent", subject="A001"))
         assert late.status_code == 409
         assert late.json()["detail"]["state"] == "released"
         again = await gw.http.post("/v1/calls/C1/release", json={"agent_id": "A001"},
@@ -414,6 +414,26 @@ async def test_switch_lost_releases_its_calls(gw: Gateway) -> None:
     assert await gw.state("C7") == "released"
 
 
+async def test_a_switch_connection_acts_only_on_the_calls_it_carries(gw: Gateway) -> None:
+    """Another switch's DTMF, BYE or responses for a call are refused as for an unknown call
+    and change nothing (M6 of the security review); the carrying connection goes on."""
+    async with gw.switch() as carrier, gw.switch(subject="another-switch") as other:
+        await carrier.invite("CX1")
+        await gw.observer.wait("cti.call.answered", "CX1")
+        await other.request("INFO", "CX1", "caller", dtmf="9")
+        await other.expect_error("unknown_call")
+        await other.request("BYE", "CX1", "caller")
+        await other.expect_error("unknown_call")
+        await other.respond({"call_id": "CX1", "cseq": 1, "method": "INVITE", "leg": "agent"},
+                            200)
+        await other.expect_error("unknown_call")
+        assert await gw.state("CX1") == "in_ivr"
+        assert not gw.observer.of("cti.call.dtmf_received", "CX1")
+        cseq = await carrier.request("BYE", "CX1", "caller")
+        await carrier.expect_response(cseq, 200)
+        assert (await gw.observer.wait("cti.call.released", "CX1")).data["cause"] != "switch_lost"
+
+
 async def test_switch_needs_a_switch_token(gw: Gateway) -> None:
     with pytest.raises(InvalidStatus) as refused:
         async with gw.switch("agent"):
@@ -454,17 +474,27 @@ async def test_rest_reads_and_validation(gw: Gateway) -> None:
                                       headers=bearer(gw.auth, "supervisor"))
         assert bad_state.status_code == 422
 
-        agent = bearer(gw.auth, "agent")
+        agent = bearer(gw.auth, "agent", subject="A1")
         extra = await gw.http.post("/v1/calls/C8/release", json={"agent_id": "A1", "x": 1},
                                    headers=agent)
         assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "x"]
-        empty = await gw.http.post("/v1/calls/C8/answer", json={}, headers=agent)
+        # A supervisor names who answers; an agent answers as itself.
+        empty = await gw.http.post("/v1/calls/C8/answer", json={},
+                                   headers=bearer(gw.auth, "supervisor"))
         assert empty.status_code == 422
         assert empty.json()["detail"][0]["loc"] == ["body", "agent_id"]
-        not_ringing = await gw.http.post("/v1/calls/C8/answer", json={"agent_id": "A1"},
-                                         headers=agent)
-        assert not_ringing.status_code == 409
-        assert not_ringing.json()["detail"]["state"] == "in_ivr"
+        for body in ({"agent_id": "A1"}, {}, None):
+            not_ringing = await gw.http.post("/v1/calls/C8/answer", json=body, headers=agent)
+            assert not_ringing.status_code == 409
+            assert not_ringing.json()["detail"]["state"] == "in_ivr"
+        # An agent acts for itself only, and hangs up only its own calls: a caller in the
+        # IVR is nobody's (H2 of the security review).
+        for path, body in (("answer", {"agent_id": "A2"}), ("release", {"agent_id": "A2"}),
+                           ("release", {"agent_id": "A1"}), ("release", None)):
+            refused = await gw.http.post(f"/v1/calls/C8/{path}", json=body, headers=agent)
+            assert refused.status_code == 403, (path, body, refused.text)
+            assert refused.json()["detail"]["error"] == "forbidden"
+        assert (await gw.call("C8"))["state"] == "in_ivr"
         integrator = await gw.http.post("/v1/calls/C8/release", json={"agent_id": "A1"},
                                         headers=bearer(gw.auth, "integrator"))
         assert integrator.status_code == 403

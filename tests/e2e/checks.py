@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -146,3 +147,19 @@ def check_callback(found: Findings, call_id: str, spec: Any, order: dict[str, An
         found.fail(f"{call_id}: order {order['state']} after callbacks "
                    f"{[(cb['state'], cb.get('satisfaction')) for cb in latest]}")
     found.count("callbacks_unreachable" if never else "callbacks_completed")
+
+
+def personal_data_in_logs(trace_path: Path, log_dir: Path) -> list[str]:
+    """Log lines holding a phone number or a customer name from the trace (any spelling of
+    the number: with its +, without it, URL-encoded)."""
+    text = trace_path.read_text()
+    numbers = {m.group(1) for m in re.finditer(r'"\+(\d{7,15})"', text)}
+    names = {m.group(1) for m in re.finditer(r'"kind":"customer".*?"name":"([^"]+)"', text)}
+    wanted = re.compile("|".join(re.escape(v) for v in sorted(numbers | names, key=len,
+                                                               reverse=True)))
+    found = []
+    for path in sorted(log_dir.glob("*.log")):
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if wanted.search(line):
+                found.append(f"{path.name}:{number}: {line[:300]}")
+    return found

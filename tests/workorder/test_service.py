@@ -98,7 +98,8 @@ class Harness:
 
     async def put_customer(self, account: str = "3100012345", **fields: Any) -> dict[str, Any]:
         response = await self.client.put(f"/v1/customers/{account}",
-                                         json={**CUSTOMER, **fields}, headers=self.headers())
+                                         json={**CUSTOMER, **fields},
+                                         headers=self.headers("service"))
         assert response.status_code == 200, response.text
         return dict(response.json())
 
@@ -172,7 +173,7 @@ async def test_customer_upsert_get_and_lookup_by_any_number(harness: Harness) ->
     # A partial update keeps what it does not mention; numbers given replace the old ones.
     response = await h.client.put("/v1/customers/3100012345",
                                   json={"tier": "regular", "numbers": ["+8613900000009"]},
-                                  headers=h.headers())
+                                  headers=h.headers("service"))
     assert response.status_code == 200, response.text
     updated = response.json()
     assert (updated["tier"], updated["balance"], updated["name"]) == ("regular", "12.50",
@@ -182,11 +183,14 @@ async def test_customer_upsert_get_and_lookup_by_any_number(harness: Harness) ->
                               headers=h.headers())
     assert gone.status_code == 404
 
-    mismatch = await h.client.put("/v1/customers/1", json={"account": "2"}, headers=h.headers())
+    mismatch = await h.client.put("/v1/customers/1", json={"account": "2"},
+                                  headers=h.headers("supervisor"))
     assert mismatch.status_code == 422
     assert mismatch.json()["detail"][0]["loc"] == ["body", "account"]
-    refused = await h.client.put("/v1/customers/1", json={}, headers=h.headers("integrator"))
-    assert refused.status_code == 403
+    for scope in ("integrator", "agent"):
+        # An agent may not rewrite a customer or move a number off another account (M2).
+        refused = await h.client.put("/v1/customers/1", json={}, headers=h.headers(scope))
+        assert refused.status_code == 403
 
 
 async def test_lookup_lists_the_outages_active_in_the_customers_area(harness: Harness
@@ -237,7 +241,7 @@ async def test_batch_accepts_trace_customer_lines(harness: Harness) -> None:
     first = (await h.client.get("/v1/customers/3100012345", headers=h.headers())).json()
     assert (first["tier"], first["balance"]) == ("vip", "0.00")
     bad = await h.client.post("/v1/customers/batch", json={"customers": [{"name": "x"}]},
-                              headers=h.headers())
+                              headers=h.headers("service"))
     assert bad.status_code == 422
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from shared.errors import Conflict, IllegalTransition
+from shared.errors import Conflict, Forbidden, IllegalTransition
 from shared.transitions import Transitions
 
 RING_NO_ANSWER = "ring_no_answer"
@@ -203,10 +203,17 @@ class Agent:
     # -- requests (REST) ---------------------------------------------------------------------
 
     def login(self, now: datetime, *, skills: dict[str, int], device: str | None,
-              team: str | None) -> StateChange | None:
+              team: str | None, may_set_device: bool = True) -> StateChange | None:
+        """Log in (again). The device is kept unless one is given; only a principal that
+        ``may_set_device`` (a supervisor or admin, not the agent itself) changes it: a
+        device named by the agent's own login would let it ring a colleague's calls
+        anywhere."""
+        if device is not None and device != self.device and not may_set_device:
+            raise Forbidden(f"agent {self.agent_id!r} rings on {self.device!r}; another "
+                            "device is set by a supervisor or an admin")
         change = self._apply(Action.LOGIN, now)
         self.skills = dict(skills)
-        self.device = device or default_device(self.agent_id)
+        self.device = device or self.device
         self.team = team
         return change
 

@@ -31,7 +31,8 @@ Seconds = Annotated[float, Field(ge=0)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity: a deadline or a weight computed from one breaks routing.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Strategy(StrEnum):
@@ -233,9 +234,15 @@ class RoutingConfig(_Model):
     default_strategy: Strategy = Strategy.LONGEST_IDLE
     # ``now`` + this = POSIX seconds; only business hours and "today" need wall time. The
     # service passes POSIX seconds (0); a simulator passes the trace start.
-    clock_epoch: float = 0.0
+    # Bounded to the years datetime holds: a huge one made every later login fail.
+    clock_epoch: float = Field(default=0.0, ge=-2_208_988_800, le=7_258_118_400)
     # Day boundary for "calls today" (fewest_calls).
     timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return Hours._zone(value)
 
     @model_validator(mode="after")
     def _references(self) -> RoutingConfig:

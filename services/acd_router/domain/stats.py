@@ -22,6 +22,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from shared.errors import Invalid
+from shared.limits import YEARS_MESSAGE, year_in_range
 from shared.measures import CallFacts, Counters, measures
 
 BUSY_STATES = frozenset({"reserved", "on_call", "wrap_up"})
@@ -92,6 +93,8 @@ def resolve_range(now: datetime, zone: ZoneInfo, window: Window | None,
             "kind": "window", "length": window or "15m", "start": begin, "end": now}
     if start is not None and start.tzinfo is None:
         raise Invalid("start", "start needs a time zone offset")
+    if start is not None and not year_in_range(start):
+        raise Invalid("start", YEARS_MESSAGE)
     local = (start or now).astimezone(zone)
     if interval == "1d":
         # Wall-clock days in the ACD's zone (a DST day is 23 or 25 hours long).

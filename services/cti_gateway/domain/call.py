@@ -189,6 +189,14 @@ class Call:
     def live(self) -> bool:
         return self.state is not CallState.RELEASED
 
+    def carried_by(self, switch_id: str) -> None:
+        """Another connection of the same switch carries the call from now on."""
+        self.switch_id = switch_id
+
+    def handled_by(self, agent_id: str | None) -> bool:
+        """The call rings or is connected to this agent."""
+        return agent_id is not None and self.agent_id == agent_id
+
     @property
     def agent_first(self) -> bool:
         """A virtual-hold dial: the agent is rung first, then the customer is dialled."""

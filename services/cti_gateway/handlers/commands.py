@@ -7,7 +7,7 @@ import structlog
 from services.cti_gateway import db
 from services.cti_gateway.domain import Call, CallState
 from services.cti_gateway.handlers import Cti, apply, carry_out
-from shared.errors import Conflict, IllegalTransition, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.messaging import Transaction
 
 log = structlog.get_logger(__name__)
@@ -36,15 +36,16 @@ async def answer(cti: Cti, call_id: str, agent_id: str) -> Call:
     return answered
 
 
-async def release(cti: Cti, call_id: str, agent_id: str, *, supervisor: bool) -> Call:
+async def release(cti: Cti, call_id: str, agent_id: str | None, *, supervisor: bool) -> Call:
     async def work(tx: Transaction) -> Call:
         call = await cti.calls.get(tx, call_id)
         if call is None:
             raise NotFound("call", call_id)
-        if not supervisor and call.live and call.agent_id not in (None, agent_id):
-            raise IllegalTransition("call", call.state.value,
-                                    f"be released by agent {agent_id!r} (it is "
-                                    f"{call.agent_id!r}'s)", call.allowed())
+        if not supervisor and call.live and not call.handled_by(agent_id):
+            # A caller in the IVR or in a queue belongs to no agent: only a supervisor may
+            # hang up on them.
+            raise Forbidden(f"call {call_id!r} is not agent {agent_id!r}'s to release "
+                            f"(it is {call.agent_id or 'with no agent'!r})")
         effects = call.release("agent_release", tx.now)
         await apply(cti, tx, call, effects)
         return call

@@ -48,6 +48,23 @@ async def on_frame(cti: Cti, tx: Transaction, link: SwitchConnection,
         _refuse(tx, link, "illegal_state", str(refused), frame)
 
 
+async def _carried(cti: Cti, tx: Transaction, link: SwitchConnection, call_id: str) -> Call:
+    """The call, if this connection carries it: a connection acts only on its own calls (so
+    one switch cannot hang up another's), and is told of no other. A reconnected switch takes
+    over its own calls whose connection is gone (a CTI restart, say)."""
+    call = await cti.calls.get(tx, call_id)
+    if call is None:
+        raise UnknownCall(call_id)
+    if call.switch_id == link.id:
+        return call
+    if link.same_switch(call.switch_id) and cti.switchboard.get(call.switch_id) is None:
+        call.carried_by(link.id)
+        return call
+    log.warning("frame for a call another connection carries", call_id=call_id,
+                switch_id=link.id, carried_by=call.switch_id)
+    raise UnknownCall(call_id)
+
+
 async def on_invite(cti: Cti, tx: Transaction, link: SwitchConnection,
                     invite: frames.InviteRequest) -> None:
     existing = await cti.calls.get(tx, invite.call_id)
@@ -65,9 +82,7 @@ async def on_invite(cti: Cti, tx: Transaction, link: SwitchConnection,
 async def on_request(cti: Cti, tx: Transaction, link: SwitchConnection,
                      request: frames.AckRequest | frames.ByeRequest | frames.CancelRequest
                      | frames.InfoRequest) -> None:
-    call = await cti.calls.get(tx, request.call_id)
-    if call is None:
-        raise UnknownCall(request.call_id)
+    call = await _carried(cti, tx, link, request.call_id)
     if isinstance(request, frames.AckRequest):
         # ACK completes our 200 to the INVITE; nothing changes and nothing is answered.
         # It may arrive after the call already ended (the IVR released it at once).
@@ -90,9 +105,7 @@ async def on_request(cti: Cti, tx: Transaction, link: SwitchConnection,
 
 async def on_response(cti: Cti, tx: Transaction, link: SwitchConnection,
                       response: frames.Response) -> None:
-    call = await cti.calls.get(tx, response.call_id)
-    if call is None:
-        raise UnknownCall(response.call_id)
+    call = await _carried(cti, tx, link, response.call_id)
     effects: list[Effect] = []
     if response.method == "INVITE" and response.leg == "agent":
         effects = call.on_agent_response(

@@ -39,6 +39,8 @@ from services.workorder.domain.callbacks import ACTIVE_STATES, CallbackState
 from services.workorder.domain.orders import SATISFACTIONS, OrderState
 from services.workorder.domain.sla import Clock, ClockEvent, ClockState, remaining
 from services.workorder.domain.sla import as_of as clock_as_of
+from shared.errors import Invalid
+from shared.limits import YEARS_MESSAGE, year_in_range
 
 
 class Period(StrEnum):
@@ -70,6 +72,8 @@ class Window:
 
 def window(period: Period, day: date, cal: WorkCalendar) -> Window:
     """The period containing local ``day``: that day, its Monday-to-Sunday week, its month."""
+    if not year_in_range(day):
+        raise Invalid("date", YEARS_MESSAGE)
     if period is Period.DAY:
         first, last = day, day + timedelta(days=1)
     elif period is Period.WEEK:
