@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared.auth import SCOPES, Auth, signing_secret
+from shared.data_scope import GRANTS
 from shared.settings import CommonSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -50,8 +51,10 @@ def softswitch_url(given: str | None) -> str:
     return str(url)
 
 
-def _token(scopes: list[str], subject: str, ttl: int = 12 * 3600) -> str:
-    return Auth(signing_secret(CommonSettings())).mint(subject, scopes, ttl_seconds=ttl)
+def _token(scopes: list[str], subject: str, ttl: int = 12 * 3600,
+           grants: tuple[str, ...] = ()) -> str:
+    return Auth(signing_secret(CommonSettings())).mint(subject, scopes, ttl_seconds=ttl,
+                                                       grants=grants)
 
 
 @app.command()
@@ -61,13 +64,15 @@ def token(
     subject: Annotated[str, typer.Option(help="The token's subject (e.g. an agent id).")]
     = "developer",
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
+    grant: Annotated[list[str] | None, typer.Option(
+        "--grant", help=f"For an integrator: one of {', '.join(GRANTS)}; repeatable.")] = None,
 ) -> None:
     """Print a development bearer token."""
-    unknown = sorted(set(scope) - set(SCOPES))
+    unknown = sorted(set(scope) - set(SCOPES)) + sorted(set(grant or ()) - set(GRANTS))
     if unknown:
-        errors.print(f"[red]unknown scope(s): {', '.join(unknown)}[/red]")
+        errors.print(f"[red]unknown scope(s) or grant(s): {', '.join(unknown)}[/red]")
         raise typer.Exit(2)
-    typer.echo(_token(scope, subject, ttl))
+    typer.echo(_token(scope, subject, ttl, tuple(grant or ())))
 
 
 def _report_table(report: dict[str, Any]) -> Table:

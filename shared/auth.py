@@ -34,6 +34,8 @@ DEV_KEY_FILE = "dev-signing-key"
 class Principal:
     subject: str
     scopes: frozenset[str]
+    # What an integrator token may read beyond masked records (``shared.data_scope``).
+    grants: frozenset[str] = frozenset()
 
     @property
     def acts_for_others(self) -> bool:
@@ -58,13 +60,15 @@ class Auth:
         self._secret = secret
 
     def mint(self, subject: str, scopes: list[str] | tuple[str, ...], *,
-             ttl_seconds: int = 12 * 3600) -> str:
+             ttl_seconds: int = 12 * 3600, grants: tuple[str, ...] = ()) -> str:
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise ValueError(f"unknown scopes: {sorted(unknown)}")
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": subject, "scope": " ".join(scopes),
-                  "iat": now, "exp": now + ttl_seconds}
+        claims: dict[str, object] = {"iss": ISSUER, "sub": subject, "scope": " ".join(scopes),
+                                     "iat": now, "exp": now + ttl_seconds}
+        if grants:
+            claims["grants"] = " ".join(grants)
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Principal:
@@ -75,7 +79,8 @@ class Auth:
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT \
                 or character_problem(subject) is not None:
             raise jwt.InvalidTokenError(f"sub must be 1 to {MAX_SUBJECT} printable characters")
-        return Principal(subject, frozenset(str(claims.get("scope", "")).split()))
+        return Principal(subject, frozenset(str(claims.get("scope", "")).split()),
+                         frozenset(str(claims.get("grants", "")).split()))
 
 
 # Secrets that have been published (an example, an old compose default): anyone can mint

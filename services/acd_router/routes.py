@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.auth import Principal, require, require_self
+from shared.data_scope import DataScope, data_scope
 from shared.errors import NotFound
 from shared.service import Service, service_of
 
@@ -202,12 +203,13 @@ def agent_view(agent: Agent, now: datetime, acd: Acd) -> AgentView:
     )
 
 
-def entry_view(entry: QueueEntry, now: datetime, acd: Acd | None = None) -> EntryView:
+def entry_view(entry: QueueEntry, now: datetime, acd: Acd | None = None,
+               scope: DataScope | None = None) -> EntryView:
     place = wait = None
     if acd is not None and entry.state is EntryState.WAITING:
         place = acd.engine.position(entry.call_id, now.timestamp()) or None
         wait = acd.engine.estimated_wait(entry.call_id, now.timestamp())
-    return EntryView(
+    view = EntryView(
         outcome_reason=entry.outcome_reason, position=place, estimated_wait_seconds=wait,
         call_id=entry.call_id, queue=entry.queue, priority=entry.priority,
         state=entry.state.value, enqueued_at=entry.enqueued_at,
@@ -218,6 +220,10 @@ def entry_view(entry: QueueEntry, now: datetime, acd: Acd | None = None) -> Entr
         ended_at=entry.ended_at, ring_failures=entry.ring_failures,
         callback_number=entry.callback_number, callback_call_id=entry.callback_call_id,
     )
+    if scope is None or scope.personal:
+        return view
+    # The caller's number and the customer record the IVR attached are personal data.
+    return EntryView.model_validate(scope.shown(view.model_dump()) | {"customer": None})
 
 
 def queue_view(name: str, entries: list[QueueEntry], agents: list[Agent], now: datetime
@@ -300,10 +306,11 @@ def build_router() -> APIRouter:
         now = svc.clock.now()
         return [queue_view(name, entries, agents, now) for name in names]
 
-    @router.get("/queues/{queue}", dependencies=[READERS])
+    @router.get("/queues/{queue}")
     async def get_queue(queue: Annotated[str, Path(pattern=NAME_PATTERN)],
                         svc: Service = Depends(service_of),
-                        acd: Acd = Depends(acd_of)) -> QueueDetail:
+                        acd: Acd = Depends(acd_of),
+                        principal: Principal = READERS) -> QueueDetail:
         async with svc.reader() as session:
             if not await store.queue_exists(session, queue):
                 raise NotFound("queue", queue)
@@ -312,14 +319,16 @@ def build_router() -> APIRouter:
         now = svc.clock.now()
         summary = queue_view(queue, entries, agents, now)
         return QueueDetail(**summary.model_dump(),
-                           entries=[entry_view(e, now, acd) for e in entries])
+                           entries=[entry_view(e, now, acd, data_scope(principal))
+                                    for e in entries])
 
-    @router.get("/calls/{call_id}", dependencies=[READERS])
+    @router.get("/calls/{call_id}")
     async def get_call(call_id: Annotated[str, Path(max_length=64)],
                        svc: Service = Depends(service_of),
-                       acd: Acd = Depends(acd_of)) -> CallView:
+                       acd: Acd = Depends(acd_of),
+                       principal: Principal = READERS) -> CallView:
         entry, decisions = await _entry_and_decisions(svc, call_id)
-        return CallView(entry=entry_view(entry, svc.clock.now(), acd),
+        return CallView(entry=entry_view(entry, svc.clock.now(), acd, data_scope(principal)),
                         decisions=[DecisionView.model_validate(d) for d in decisions])
 
     @router.post("/calls/{call_id}/virtual-hold", dependencies=[WRITERS_AND_SERVICES])

@@ -82,8 +82,10 @@ async def load(session: AsyncSession, call_id: str) -> Call | None:
 
 
 async def list_calls(session: AsyncSession, state: CallState | None, limit: int, *,
-                     live: bool = False) -> list[Call]:
+                     live: bool = False, agent_id: str | None = None) -> list[Call]:
     query = select(calls).order_by(calls.c.offered_at.desc(), calls.c.call_id).limit(limit)
+    if agent_id is not None:
+        query = query.where(calls.c.agent_id == agent_id)
     if state is not None:
         query = query.where(calls.c.state == state.value)
     if live:

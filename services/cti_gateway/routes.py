@@ -16,6 +16,7 @@ from services.cti_gateway.schemas import AgentBody, CallView
 from services.cti_gateway.switchboard import SwitchConnection
 from shared import switch_frames as frames
 from shared.auth import Principal, authorize_websocket, require
+from shared.data_scope import data_scope
 from shared.errors import Invalid
 from shared.messaging import Transaction
 
@@ -35,18 +36,24 @@ def cti_of(request: Request) -> Cti:
 def rest_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["calls"])
 
-    @router.get("/calls/{call_id}", dependencies=[Depends(require(*READERS))])
-    async def get_call(call_id: str, cti: Cti = Depends(cti_of)) -> CallView:
-        return CallView.of(await commands.get_call(cti, call_id))
+    @router.get("/calls/{call_id}")
+    async def get_call(call_id: CallId, cti: Cti = Depends(cti_of),
+                       principal: Principal = Depends(require(*READERS))) -> CallView:
+        """An agent token reads its own calls; an integrator's numbers are masked unless
+        its grants include ``personal``."""
+        return CallView.shown(await commands.get_call(cti, call_id), data_scope(principal))
 
-    @router.get("/calls", dependencies=[Depends(require(*READERS))])
+    @router.get("/calls")
     async def list_calls(state: CallState | None = None,
                          live: bool = Query(default=False, description="only calls not yet "
                                             "released"),
                          limit: int = Query(default=100, ge=1, le=1000),
-                         cti: Cti = Depends(cti_of)) -> list[CallView]:
-        return [CallView.of(call)
-                for call in await commands.list_calls(cti, state, limit, live=live)]
+                         cti: Cti = Depends(cti_of),
+                         principal: Principal = Depends(require(*READERS))) -> list[CallView]:
+        """Newest first; an agent token lists its own calls."""
+        scope = data_scope(principal)
+        return [CallView.shown(call, scope) for call in await commands.list_calls(
+            cti, state, limit, live=live, agent_id=scope.agent)]
 
     @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
     async def answer(call_id: CallId, body: AgentBody | None = None,

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.cti_gateway.domain import Call, CallState
+from shared.data_scope import DataScope
 
 
 class AgentBody(BaseModel):
@@ -45,6 +46,15 @@ class CallView(BaseModel):
     connected_at: datetime | None
     released_at: datetime | None
     cause: str | None
+
+    @classmethod
+    def shown(cls, call: Call, scope: DataScope) -> CallView:
+        """The call as ``scope`` may see it: an agent token its own calls only (403), an
+        integrator's numbers masked unless granted."""
+        scope.check_agent(call.agent_id, "calls")
+        view = cls.of(call)
+        return view if scope.personal else cls.model_validate(
+            scope.shown(view.model_dump()) | {"context": {}})
 
     @classmethod
     def of(cls, call: Call) -> CallView:

@@ -50,6 +50,7 @@ from services.workorder.schemas import (
 )
 from services.workorder.settings import WorkorderSettings
 from shared.auth import Principal, require
+from shared.data_scope import DataScope, data_scope
 from shared.errors import Invalid
 from shared.limits import FIRST_YEAR, LAST_YEAR
 from shared.service import Service, service_of
@@ -59,6 +60,16 @@ from shared.service import Service, service_of
 WRITE_CUSTOMERS = require("admin", "service", "supervisor")
 READ = require("agent", "supervisor", "service", "integrator")
 Year = Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR)]
+Account = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def read_scope(principal: Principal = Depends(READ)) -> DataScope:
+    """What the reader may see: an integrator's names and numbers are masked unless its
+    grants include ``personal``."""
+    return data_scope(principal)
+
+
+READ_SCOPE = Depends(read_scope)
 WRITE_OUTAGES = require("admin", "service", "supervisor")
 WRITE_ORDERS = require("agent", "service")
 REPORTS = require("supervisor", "service", "integrator")
@@ -93,13 +104,13 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     # -- customers ---------------------------------------------------------------------------
 
     # Declared before /customers/{account} so "lookup" is not taken for an account.
-    @router.get("/customers/lookup", response_model=CustomerLookup, tags=["customers"],
-                dependencies=[Depends(READ)])
+    @router.get("/customers/lookup", response_model=CustomerLookup, tags=["customers"])
     async def lookup_customer(number: str = Query(min_length=1, max_length=32),
-                              svc: Service = Depends(service_of)) -> dict[str, Any]:
+                              svc: Service = Depends(service_of),
+                              scope: DataScope = READ_SCOPE) -> dict[str, Any]:
         """The customer a number belongs to, with the outages now active in their area (the
         IVR tells a caller from such an area, and routes their repair call)."""
-        return await customers.lookup_with_outages(svc, number, svc.now())
+        return scope.shown(await customers.lookup_with_outages(svc, number, svc.now()))
 
     @router.put("/customers/{account}", response_model=CustomerOut, tags=["customers"],
                 dependencies=[Depends(WRITE_CUSTOMERS)])
@@ -121,11 +132,11 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         accounts = list(dict.fromkeys(c.account for c in body.customers))
         return {"upserted": len(accounts), "accounts": accounts}
 
-    @router.get("/customers/{account}", response_model=CustomerOut, tags=["customers"],
-                dependencies=[Depends(READ)])
-    async def get_customer(account: str, svc: Service = Depends(service_of)) -> dict[str, Any]:
+    @router.get("/customers/{account}", response_model=CustomerOut, tags=["customers"])
+    async def get_customer(account: Account, svc: Service = Depends(service_of),
+                           scope: DataScope = READ_SCOPE) -> dict[str, Any]:
         async with svc.sessions() as session:
-            return await customers.get_customer(session, account)
+            return scope.shown(await customers.get_customer(session, account))
 
     # -- outages -----------------------------------------------------------------------------
 
@@ -238,13 +249,12 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                                            principal.subject, rt)
         return await detail(svc, order_id)
 
-    @router.get("/orders/{order_id}", response_model=OrderDetail, tags=["orders"],
-                dependencies=[Depends(READ)])
-    async def get_order(order_id: str, svc: Service = Depends(service_of)) -> dict[str, Any]:
-        return await detail(svc, order_id)
+    @router.get("/orders/{order_id}", response_model=OrderDetail, tags=["orders"])
+    async def get_order(order_id: str, svc: Service = Depends(service_of),
+                        scope: DataScope = READ_SCOPE) -> dict[str, Any]:
+        return scope.shown(await detail(svc, order_id))
 
-    @router.get("/orders", response_model=list[OrderOut], tags=["orders"],
-                dependencies=[Depends(READ)])
+    @router.get("/orders", response_model=list[OrderOut], tags=["orders"])
     async def list_orders(call_id: str | None = None, state: OrderState | None = None,
                           customer_account: str | None = None,
                           type: OrderType | None = None,
@@ -252,24 +262,28 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                           department: str | None = None, owner: str | None = None,
                           abandoned_call_id: str | None = None,
                           limit: int = Query(default=100, ge=1, le=1000),
-                          svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+                          svc: Service = Depends(service_of),
+                          scope: DataScope = READ_SCOPE) -> list[dict[str, Any]]:
         async with svc.sessions() as session:
-            return await orders.list_orders(session, call_id=call_id, state=state,
-                                              customer_account=customer_account,
-                                              order_type=type, open_only=open, limit=limit,
-                                              department=department, owner=owner,
-                                              abandoned_call_id=abandoned_call_id)
+            found = await orders.list_orders(session, call_id=call_id, state=state,
+                                             customer_account=customer_account,
+                                             order_type=type, open_only=open, limit=limit,
+                                             department=department, owner=owner,
+                                             abandoned_call_id=abandoned_call_id)
+        return [scope.shown(order) for order in found]
 
-    @router.get("/views/open", response_model=list[OpenCaseOut], tags=["views"],
-                dependencies=[Depends(READ)])
+    @router.get("/views/open", response_model=list[OpenCaseOut], tags=["views"])
     async def open_cases(customer_account: str | None = None, owner: str | None = None,
                          department: str | None = None,
                          limit: int = Query(default=200, ge=1, le=2000),
-                         svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+                         svc: Service = Depends(service_of),
+                         scope: DataScope = READ_SCOPE) -> list[dict[str, Any]]:
         """Open cases by customer, owner or department, with the time left on each clock."""
         async with svc.sessions() as session:
-            return await admin.open_cases(session, rt, svc.now(), customer_account=customer_account,
-                                          owner=owner, department=department, limit=limit)
+            found = await admin.open_cases(session, rt, svc.now(),
+                                           customer_account=customer_account, owner=owner,
+                                           department=department, limit=limit)
+        return [scope.shown(case) for case in found]
 
     # -- configuration: SLA policy and calendars ---------------------------------------------
 
@@ -317,23 +331,24 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
 
     # -- callbacks and reports ---------------------------------------------------------------
 
-    @router.get("/callbacks", response_model=list[CallbackOut], tags=["callbacks"],
-                dependencies=[Depends(READ)])
+    @router.get("/callbacks", response_model=list[CallbackOut], tags=["callbacks"])
     async def list_callbacks(order_id: str | None = None,
                              order_ids: str | None = Query(
                                  default=None, max_length=20_000,
                                  description="several orders at once: comma-separated ids"),
                              state: CallbackState | None = None,
                              limit: int = Query(default=100, ge=1, le=5000),
-                             svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+                             svc: Service = Depends(service_of),
+                             scope: DataScope = READ_SCOPE) -> list[dict[str, Any]]:
         many = None
         if order_ids is not None:
             many = [part for part in order_ids.split(",") if part]
             if len(many) > 500:
                 raise Invalid("order_ids", "at most 500 orders at once")
         async with svc.reader() as reader:
-            return await callbacks.list_callbacks(reader, order_id=order_id, state=state,
-                                                 limit=limit, order_ids=many)
+            found = await callbacks.list_callbacks(reader, order_id=order_id, state=state,
+                                                  limit=limit, order_ids=many)
+        return [scope.shown(callback) for callback in found]
 
     @router.get("/reports/summary", response_model=Summary, tags=["reports"],
                 dependencies=[Depends(REPORTS)])

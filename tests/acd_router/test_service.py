@@ -417,3 +417,20 @@ async def test_an_agent_acts_only_for_itself(common: CommonSettings, auth: Auth)
                      {"skills": {f"s{n}": 1 for n in range(33)}}):
             bad = await client.post("/v1/agents/A003/login", headers=supervisor, json=body)
             assert bad.status_code == 422, body
+
+
+async def test_an_integrator_sees_queue_entries_without_personal_data(
+        common: CommonSettings, auth: Auth) -> None:
+    """H6 of the security review: the caller's number and customer record are masked for an
+    integrator unless its grants include personal data."""
+    async with acd_running(common, auth) as acd:
+        await acd.route_call("C1")
+        plain = bearer(auth, "integrator")
+        granted = {"Authorization": "Bearer " + auth.mint("bi", ["integrator"],
+                                                          grants=("personal",))}
+        masked = (await acd.client.get("/v1/calls/C1", headers=plain)).json()["entry"]
+        assert (masked["from_number"], masked["customer"]) == ("+*********0001", None)
+        [queued] = (await acd.client.get("/v1/queues/repair", headers=plain)).json()["entries"]
+        assert queued["from_number"] == "+*********0001" and queued["customer"] is None
+        full = (await acd.client.get("/v1/calls/C1", headers=granted)).json()["entry"]
+        assert full["from_number"] == "+8613800000001" and full["customer"]["tier"] == "regular"

@@ -134,7 +134,7 @@ class Gateway:
         await self.bus.publish(envelope)
         return envelope
 
-    async def call(self, call_id: str, scope: str = "agent") -> dict[str, Any]:
+    async def call(self, call_id: str, scope: str = "supervisor") -> dict[str, Any]:
         response = await self.http.get(f"/v1/calls/{call_id}", headers=bearer(self.auth, scope))
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()

@@ -453,10 +453,20 @@ async def test_rest_reads_and_validation(gw: Gateway) -> None:
         await switch.expect_response(cseq)
         await gw.observer.wait("cti.call.released", "C9")
 
-        for scope in ("agent", "supervisor", "service", "integrator"):
+        for scope in ("supervisor", "service", "integrator"):
             assert (await gw.call("C8", scope))["legs"] == {"party": "caller",
                                                             "party_state": "up",
                                                             "agent": "none"}
+        # Data scopes (H6): an agent reads its own calls only; an integrator sees numbers
+        # masked unless its grants include personal data.
+        other = await gw.http.get("/v1/calls/C8", headers=bearer(gw.auth, "agent"))
+        assert other.status_code == 403 and other.json()["detail"]["error"] == "forbidden"
+        assert (await gw.http.get("/v1/calls", headers=bearer(gw.auth, "agent"))).json() == []
+        assert (await gw.call("C8", "integrator"))["from_number"] == "+*********0001"
+        granted = {"Authorization": "Bearer " + gw.auth.mint("bi", ["integrator"],
+                                                            grants=("personal",))}
+        full = await gw.http.get("/v1/calls/C8", headers=granted)
+        assert full.json()["from_number"] == "+8613800000001"
         missing = await gw.http.get("/v1/calls/C404", headers=bearer(gw.auth, "agent"))
         assert missing.status_code == 404
         assert missing.json()["detail"]["id"] == "C404"

@@ -178,11 +178,38 @@ async def test_call_is_recorded_in_either_order(harness: Harness, order: str) ->
                 assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
                 assert wav.getnframes() == 12000
                 assert wav.readframes(12000) == audio
+            assert rec["path"] is None  # the storage layout is the operators' business
+
+            # Data scopes (H6 of the security review): an agent reads its own recordings.
+            other = bearer(harness.auth, "agent", subject="A002")
+            assert (await client.get("/v1/recordings", headers=other)).json() == []
+            for url, params in (("/v1/recordings", {"agent_id": "A001"}),
+                                (f"/v1/recordings/{rec['recording_id']}", {}),
+                                (rec["audio_url"], {})):
+                refused = await client.get(url, params=params, headers=other)
+                assert refused.status_code == 403, (url, refused.text)
+            own = bearer(harness.auth, "agent", subject="A001")
+            mine = (await client.get("/v1/recordings", headers=own)).json()
+            assert [r["call_id"] for r in mine] == [call_id]
+            assert (await client.get(rec["audio_url"], headers=own)).status_code == 200
+            # An integrator gets no audio and masked numbers unless its grants say so.
+            plain = bearer(harness.auth, "integrator")
+            masked = (await client.get("/v1/recordings", params={"call_id": call_id},
+                                       headers=plain)).json()[0]
+            assert masked["caller"] == "+*********0001" and masked["audio_url"] is None
+            assert (await client.get(rec["audio_url"], headers=plain)).status_code == 403
+            granted = {"Authorization": "Bearer " + harness.auth.mint(
+                "bi", ["integrator"], grants=("personal", "audio"))}
+            full = (await client.get("/v1/recordings", params={"call_id": call_id},
+                                     headers=granted)).json()[0]
+            assert full["caller"] == "+8613800000001" and full["audio_url"] == rec["audio_url"]
+            assert (await client.get(rec["audio_url"], headers=granted)).status_code == 200
 
         async with harness.app.state.service.sessions() as session:
             audits = (await session.execute(select(access_audit))).all()
-        assert [(a.recording_id, a.subject, a.action) for a in audits] == [
-            (rec["recording_id"], "sup-1", "download")]
+        # Every download that was served, and none that was refused.
+    assert [(a.recording_id, a.subject, a.action) for a in audits] == [
+            (rec["recording_id"], subject, "download") for subject in ("sup-1", "A001", "bi")]
 
 
 @pytest.mark.parametrize("order", ["media_first", "release_first"])
@@ -195,7 +222,7 @@ async def test_media_of_a_call_never_bridged_is_discarded(harness: Harness, orde
         async def recordings() -> list[Any]:
             async with httpx.AsyncClient(base_url=f"http://{base}") as client:
                 response = await client.get("/v1/recordings", params={"call_id": call_id},
-                                            headers=bearer(harness.auth, "supervisor"))
+                                            headers=bearer(harness.auth, "admin"))
             return list(response.json())
 
         await harness.observe()
@@ -337,7 +364,8 @@ async def test_websocket_needs_switch_token(harness: Harness) -> None:
 async def test_rest_errors_and_scopes(harness: Harness) -> None:
     async with serve(harness.app) as base:
         async with httpx.AsyncClient(base_url=f"http://{base}") as client:
-            reader = bearer(harness.auth, "integrator")
+            reader = {"Authorization": "Bearer " + harness.auth.mint(
+                "bi", ["integrator"], grants=("audio",))}
             missing = await client.get("/v1/recordings/rec-nope", headers=reader)
             assert missing.status_code == 404
             assert missing.json()["detail"]["id"] == "rec-nope"

@@ -187,6 +187,14 @@ async def test_customer_upsert_get_and_lookup_by_any_number(harness: Harness) ->
                                   headers=h.headers("supervisor"))
     assert mismatch.status_code == 422
     assert mismatch.json()["detail"][0]["loc"] == ["body", "account"]
+    # An integrator reads the directory without names and numbers unless granted (H6).
+    masked = (await h.client.get("/v1/customers/3100012345",
+                                 headers=h.headers("integrator"))).json()
+    assert masked["name"] == "Z***" and masked["numbers"] == ["+*********0009"]
+    granted = {"Authorization": "Bearer " + h.auth.mint("bi", ["integrator"],
+                                                        grants=("personal",))}
+    full = (await h.client.get("/v1/customers/3100012345", headers=granted)).json()
+    assert full["name"] == "Zhang San" and full["numbers"] == ["+8613900000009"]
     for scope in ("integrator", "agent"):
         # An agent may not rewrite a customer or move a number off another account (M2).
         refused = await h.client.put("/v1/customers/1", json={}, headers=h.headers(scope))

@@ -56,6 +56,6 @@ async def release(cti: Cti, call_id: str, agent_id: str | None, *, supervisor: b
 
 
 async def list_calls(cti: Cti, state: CallState | None, limit: int, *,
-                     live: bool = False) -> list[Call]:
+                     live: bool = False, agent_id: str | None = None) -> list[Call]:
     async with cti.service.sessions() as session:
-        return await db.list_calls(session, state, limit, live=live)
+        return await db.list_calls(session, state, limit, live=live, agent_id=agent_id)

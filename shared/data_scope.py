@@ -1,0 +1,108 @@
+"""What a token may read of the floor's records (calls, recordings, customers, cases).
+
+- ``admin``, ``service`` and ``supervisor`` tokens read everything.
+- An ``agent`` token reads the calls and recordings of its own agent (``sub``); asking for
+  another agent's is refused with 403.
+- An ``integrator`` token reads records without personal data: names and numbers are masked
+  and recordings' audio is refused, unless the token's ``grants`` claim names ``personal``
+  (names and numbers) or ``audio``.
+
+Masking keeps a number's last four digits (enough to tell two callers apart on a report).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.auth import Principal
+from shared.errors import Forbidden
+
+GRANTS = ("personal", "audio")
+SEES_ALL = frozenset({"admin", "service", "supervisor"})
+# Fields that carry a person's number or name, wherever a record has them.
+NUMBER_FIELDS = frozenset({
+    "caller", "callee", "from_number", "to_number", "number", "numbers", "ani",
+    "contact_number", "callback_number",
+})
+NAME_FIELDS = frozenset({"name", "address"})
+DIGITS = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class DataScope:
+    # Only this agent's calls and recordings (an agent token); None: anyone's.
+    agent: str | None
+    personal: bool
+    audio: bool
+
+    def may_read_agent(self, agent_id: str | None) -> bool:
+        return self.agent is None or agent_id == self.agent
+
+    def check_agent(self, agent_id: str | None, what: str) -> None:
+        """403 unless this scope reads the records of ``agent_id``."""
+        if not self.may_read_agent(agent_id):
+            raise Forbidden(f"an agent token reads its own {what} only (this one is "
+                            f"{agent_id or 'no agent'!r}'s)")
+
+    def agent_filter(self, asked: str | None) -> str | None:
+        """The agent a search is limited to: an agent token's own, whatever was asked."""
+        if self.agent is not None and asked not in (None, self.agent):
+            raise Forbidden(f"an agent token searches its own records only, not {asked!r}'s")
+        return self.agent or asked
+
+    def check_audio(self) -> None:
+        if not self.audio:
+            raise Forbidden("this token's grants do not include recordings' audio")
+
+    def shown(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """``record`` as this scope may see it (personal fields masked unless granted)."""
+        return dict(record) if self.personal else hide_personal(record)
+
+
+def data_scope(principal: Principal) -> DataScope:
+    if principal.scopes & SEES_ALL:
+        return DataScope(agent=None, personal=True, audio=True)
+    if "agent" in principal.scopes:
+        return DataScope(agent=principal.subject, personal=True, audio=True)
+    grants = principal.grants
+    return DataScope(agent=None, personal="personal" in grants, audio="audio" in grants)
+
+
+def mask(value: str) -> str:
+    """Every digit of a number but the last four replaced."""
+    keep, seen = max(0, len(DIGITS.findall(value)) - 4), 0
+    out = []
+    for character in value:
+        if character.isdigit():
+            seen += 1
+            out.append("*" if seen <= keep else character)
+        else:
+            out.append(character)
+    return "".join(out)
+
+
+def hide_personal(record: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in NUMBER_FIELDS and value is not None:
+            out[key] = _masked(value)
+        elif key in NAME_FIELDS and isinstance(value, str):
+            out[key] = f"{value[:1]}***" if value else value
+        elif isinstance(value, Mapping):
+            out[key] = hide_personal(value)
+        elif isinstance(value, list):
+            out[key] = [hide_personal(v) if isinstance(v, Mapping) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list):
+        return [mask(v) if isinstance(v, str) else v for v in value]
+    return value
