@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.clock import ScaledClock
+from shared.dialing import NumberPolicy
 
 DEFAULT_PORTS = {
     "cti_gateway": 8001,
@@ -42,6 +43,10 @@ class CommonSettings(BaseSettings):
     jwt_secret: str | None = None
     # True lets a service start with a published default secret (a throwaway compose stack).
     development: bool = False
+    # Every outbound dial (callbacks, virtual hold): never international numbers (not the
+    # home prefix) nor these national prefixes (premium rate).
+    dial_home_prefix: str = Field(default="+86", pattern=r"^\+[1-9][0-9]{0,3}$")
+    dial_deny_prefixes: list[str] = ["168", "1900", "1259"]
     var_dir: Path = Path(".hotline")
     log_level: str = "INFO"
     log_json: bool = True
@@ -71,6 +76,10 @@ class CommonSettings(BaseSettings):
 
     def service_url(self, service: str) -> str:
         return str(getattr(self, url_field(service)))
+
+    def number_policy(self) -> NumberPolicy:
+        return NumberPolicy(home_prefix=self.dial_home_prefix,
+                            deny_prefixes=tuple(self.dial_deny_prefixes))
 
 
 def url_field(service: str) -> str:

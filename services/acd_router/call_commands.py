@@ -7,7 +7,7 @@ import uuid
 
 import structlog
 
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, NotFound
 from shared.events.acd import (
     RoutingDecided,
     VirtualHoldStarted,
@@ -20,6 +20,7 @@ from .domain import (
 from .domain.policy import (
     long_wait,
     ts,
+    virtual_hold_number,
 )
 from .mirror import Acd
 
@@ -39,9 +40,7 @@ async def virtual_hold(acd: Acd, tx: Transaction, call_id: str, number: str | No
     policy = acd.virtual_hold_policy(entry.queue)
     if not policy.enabled:
         raise Conflict(f"queue {entry.queue} does not offer virtual hold")
-    number = number or entry.from_number
-    if not number:
-        raise Invalid("number", "the caller's number is unknown: give one to call back")
+    number = virtual_hold_number(number, entry.from_number, acd.numbers)
     entry.hold_virtually(number)
     estimate = acd.engine.estimated_wait(call_id, ts(now))
     if not long_wait(policy, estimate):

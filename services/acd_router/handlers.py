@@ -128,7 +128,8 @@ async def session_completed(acd: Acd, tx: Transaction, event: SessionCompleted) 
     policy = acd.virtual_hold_policy(queue)
     offered = offers_virtual_hold(
         policy, from_number=entry.from_number,
-        reserved=any(d.kind == RESERVED for d in decisions), estimate=estimate)
+        reserved=any(d.kind == RESERVED for d in decisions), estimate=estimate,
+        numbers=acd.numbers)
     await tx.emit(CallQueued(
         call_id=call_id, queue=queue, priority=entry.priority,
         position=max(1, acd.engine.position(call_id, ts(now))),

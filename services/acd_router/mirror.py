@@ -20,6 +20,7 @@ import structlog
 import yaml
 
 from shared.db import advisory_key
+from shared.dialing import NumberPolicy
 from shared.events.acd import (
     AgentFirstDial,
     AgentReserved,
@@ -109,6 +110,11 @@ class Acd:
         self.fence: Callable[[Transaction], Awaitable[None]] | None = None
         # Told the earliest deadline known after each commit (the deadline timer).
         self.on_deadline: Callable[[datetime | None], None] | None = None
+
+    @property
+    def numbers(self) -> NumberPolicy:
+        """The suite's policy for every number dialled out."""
+        return self.settings.common.number_policy()
 
     def virtual_hold_policy(self, queue: str) -> VirtualHold:
         found = self.engine.config.queue(queue)

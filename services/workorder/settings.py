@@ -33,9 +33,7 @@ class WorkorderSettings(ServiceSettings):
     # statutory holidays are skipped.
     callback_hours: str = "08:00-21:00"
     callback_skip_holidays: bool = True
-    # Never dialled: international numbers (not the home prefix) and these national prefixes.
-    callback_deny_prefixes: list[str] = ["168", "1900", "1259"]
-    callback_home_prefix: str = "+86"
+    # (Never dialled: the suite's HOTLINE_DIAL_HOME_PREFIX / HOTLINE_DIAL_DENY_PREFIXES.)
     # Attempts per number per local day; over it, the attempt waits for the next day.
     callback_daily_cap: int = Field(default=20, ge=1)
     # Department that takes callback_request cases (abandoned / dropped calls).
@@ -65,7 +63,8 @@ class WorkorderSettings(ServiceSettings):
 
     def calling_rules(self) -> CallingRules:
         start, end = CallingRules.parse_hours(self.callback_hours)
-        return CallingRules(start=start, end=end, deny_prefixes=tuple(self.callback_deny_prefixes),
-                            home_prefix=self.callback_home_prefix,
+        numbers = self.common.number_policy()
+        return CallingRules(start=start, end=end, deny_prefixes=numbers.deny_prefixes,
+                            home_prefix=numbers.home_prefix,
                             daily_cap=self.callback_daily_cap,
                             skip_holidays=self.callback_skip_holidays)

@@ -16,8 +16,11 @@ from services.acd_router.domain.policy import (
     release_means,
     reservation_timeout,
     takes_virtual_hold_key,
+    virtual_hold_number,
 )
 from services.acd_router.domain.queue import EntryState, QueueEntry
+from shared.dialing import NumberPolicy
+from shared.errors import Invalid
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 OFFERED = VirtualHold(enabled=True, min_estimated_wait_seconds=120, digit="1")
@@ -57,11 +60,33 @@ def test_call_spec_carries_the_rules_and_the_place() -> None:
     (OFFERED, "+861", True, 300.0, False),  # an agent is ringing already
     (OFFERED, None, False, 300.0, False),  # no number to call back
     (VirtualHold(enabled=False), "+861", False, 300.0, False),
+    (OFFERED, "+14155550100", False, 300.0, False),  # international: never dialled back
+    (OFFERED, "+8619001234567", False, 300.0, False),  # premium rate
 ])
 def test_virtual_hold_offer(policy: VirtualHold, number: str | None, reserved: bool,
                             estimate: float | None, expected: bool) -> None:
     assert offers_virtual_hold(policy, from_number=number, reserved=reserved,
-                               estimate=estimate) is expected
+                               estimate=estimate, numbers=NumberPolicy()) is expected
+
+
+@pytest.mark.parametrize(("requested", "caller", "dialled"), [
+    (None, "+8613800000001", "+8613800000001"),
+    ("138 0000 0002", "+8613800000001", "+8613800000002"),
+    ("\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff13", None,
+     "+8613800000003"),  # full-width digits
+    ("+86(1900)1234567", None, None),  # premium, however spelled (H4 of the review)
+    ("+86.1900.1234567", "+8613800000001", None),
+    ("+14155550100", None, None),
+    ("not a number", None, None),
+    (None, None, None),
+])
+def test_the_number_a_held_caller_is_called_back_on(requested: str | None, caller: str | None,
+                                                    dialled: str | None) -> None:
+    if dialled is None:
+        with pytest.raises(Invalid):
+            virtual_hold_number(requested, caller, NumberPolicy())
+    else:
+        assert virtual_hold_number(requested, caller, NumberPolicy()) == dialled
 
 
 @pytest.mark.parametrize(("queued", "policy", "digits", "expected"), [

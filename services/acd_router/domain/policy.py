@@ -10,6 +10,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.dialing import NumberPolicy, denied, normalized
+from shared.errors import Invalid
+
 from .config import VirtualHold
 from .engine import CallSpec
 from .queue import EntryState, QueueEntry
@@ -48,11 +51,27 @@ def long_wait(policy: VirtualHold, estimate: float | None) -> bool:
 
 
 def offers_virtual_hold(policy: VirtualHold, *, from_number: str | None, reserved: bool,
-                        estimate: float | None) -> bool:
+                        estimate: float | None, numbers: NumberPolicy) -> bool:
     """Announce the virtual-hold digit to a caller just queued: the queue offers it, there
-    is a number to call back, no agent was reserved at once, and the wait is long."""
-    return (policy.enabled and from_number is not None and not reserved
-            and long_wait(policy, estimate))
+    is a number the suite may call back, no agent was reserved at once, and the wait is
+    long."""
+    return (policy.enabled and from_number is not None and denied(from_number, numbers) is None
+            and not reserved and long_wait(policy, estimate))
+
+
+def virtual_hold_number(requested: str | None, caller: str | None,
+                        numbers: NumberPolicy) -> str:
+    """The number a held caller is called back on, as it is dialled (E.164): the one given,
+    else the caller's. The suite's number policy applies as to every outbound dial: an
+    international, premium-rate or malformed number is refused, however it is spelled."""
+    number = requested or caller
+    if not number:
+        raise Invalid("number", "the caller's number is unknown: give one to call back")
+    reason = denied(number, numbers)
+    dialled = normalized(number, numbers)
+    if reason is not None or dialled is None:
+        raise Invalid("number", f"this number may not be dialled back ({reason})")
+    return dialled
 
 
 def takes_virtual_hold_key(entry: QueueEntry | None, policy: VirtualHold, digits: str) -> bool:

@@ -1,31 +1,34 @@
-"""When and whom a callback may dial: allowed hours, statutory holidays, deny list, daily cap."""
+"""When and whom a callback may dial: allowed hours, statutory holidays, daily cap; the deny
+list and the one spelling per number are the suite's (``shared.dialing``)."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from services.workorder.domain.calendar import WorkCalendar
+from shared.dialing import INTERNATIONAL, INVALID, PREMIUM, NumberPolicy, denied, normalized
 
-INTERNATIONAL = "international"
-PREMIUM = "premium"
-INVALID = "invalid"
-# What people write between digits; dropped before a number is checked, counted or dialled.
-SEPARATORS = {ord(c): None for c in " \t\r\n-.()/"}
-E164 = re.compile(r"\+[0-9]{3,15}")
-# A national mobile number's length (without the country code).
-MOBILE_DIGITS = 11
+__all__ = [
+    "INTERNATIONAL",
+    "INVALID",
+    "PREMIUM",
+    "CallingRules",
+    "denied",
+    "is_allowed",
+    "local_day_bounds",
+    "next_allowed",
+    "next_day_window",
+    "normalized",
+]
 
 
 @dataclass(frozen=True)
-class CallingRules:
+class CallingRules(NumberPolicy):
+    """The suite's number policy (``shared.dialing``) and a callback's own rules."""
+
     start: time = time(8, 0)
     end: time = time(21, 0)
-    # Premium-rate and other never-dial prefixes (matched after stripping the home prefix).
-    deny_prefixes: tuple[str, ...] = ("168", "1900", "1259")
-    home_prefix: str = "+86"
     daily_cap: int = 20
     skip_holidays: bool = True
 
@@ -38,35 +41,6 @@ class CallingRules:
         if end <= start:
             raise ValueError("calling hours must end after they start")
         return start, end
-
-
-def normalized(number: str, rules: CallingRules) -> str | None:
-    """The number in E.164, as it is checked, counted and dialled: full-width digits and
-    punctuation folded (NFKC), separators dropped; ``00`` written for ``+``; a national number
-    gets the home country code (its trunk ``0`` dropped), and so does one written with the
-    code but no ``+`` (``86`` and a mobile number). None: not a phone number."""
-    n = unicodedata.normalize("NFKC", number).translate(SEPARATORS)
-    code = rules.home_prefix.lstrip("+")
-    if n.startswith("00"):
-        n = "+" + n[2:]
-    elif n.startswith(code) and len(n) == len(code) + MOBILE_DIGITS:
-        n = "+" + n
-    elif not n.startswith("+"):
-        n = rules.home_prefix + n.removeprefix("0")
-    return n if E164.fullmatch(n) else None
-
-
-def denied(number: str, rules: CallingRules) -> str | None:
-    """Why a number must never be dialled (however it is spelled), or None."""
-    n = normalized(number, rules)
-    if n is None:
-        return INVALID
-    if not n.startswith(rules.home_prefix):
-        return INTERNATIONAL
-    national = n[len(rules.home_prefix):]
-    if any(national.startswith(p) for p in rules.deny_prefixes):
-        return PREMIUM
-    return None
 
 
 def is_allowed(moment: datetime, rules: CallingRules, cal: WorkCalendar) -> bool:

@@ -275,8 +275,15 @@ ATTEMPTS_TODAY = f"""
      WHERE to_number = $1 AND requested_at >= $2 AND requested_at < $3"""
 
 
+LOCK_NUMBER = "SELECT pg_advisory_xact_lock(hashtext('workorder.dial:' || $1))"
+
+
 async def attempts_to_number(db: Queries, number: str, start: datetime, end: datetime) -> int:
-    """Attempts requested to the number in [start, end)."""
+    """Attempts requested to the number in [start, end), counted under a lock on the number
+    held until the transaction ends: two timer workers dialling the same number count one
+    after the other's insert, so the daily cap is never overshot. (The lock is a statement
+    of its own: the count's snapshot must start after it is granted.)"""
+    await db.execute(LOCK_NUMBER, number)
     return int(await db.fetchval(ATTEMPTS_TODAY, number, start, end))
 
 
