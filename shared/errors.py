@@ -56,6 +56,15 @@ class Forbidden(DomainError):
         return {"error": "forbidden", "message": str(self)}
 
 
+class TooBusy(DomainError):
+    """A bounded resource (open streams) is used up: 429, try again later."""
+
+    status_code = 429
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "too_busy", "message": str(self)}
+
+
 class Conflict(DomainError):
     status_code = 409
 

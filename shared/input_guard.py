@@ -109,16 +109,23 @@ def body_problem(body: bytes, max_depth: int) -> Problem | None:
     except UnicodeDecodeError:
         return Problem(("body",), "the body is not valid UTF-8", "string_unicode")
     try:
-        value = json.loads(text, parse_constant=_NonFinite)
+        value = parse_json(text)
     except RecursionError:
         return Problem(("body",), f"nested deeper than {max_depth} levels", "too_deep")
     except ValueError:
         return None  # not JSON: the route's own parser says so
-    return _walk(value, max_depth)
+    return value_problem(value, max_depth)
 
 
-def _walk(value: Any, max_depth: int) -> Problem | None:
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ("body",))]
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` that keeps a ``NaN`` or ``Infinity`` as a marker for
+    :func:`value_problem` to find (and report where it is)."""
+    return json.loads(text, parse_constant=_NonFinite)
+
+
+def value_problem(value: Any, max_depth: int, root: str = "body") -> Problem | None:
+    """The first thing in a parsed JSON value no field may hold, with its place."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, (root,))]
     while stack:
         item, loc = stack.pop()
         if len(loc) > max_depth + 1:

@@ -11,10 +11,12 @@ extra fields are ignored: either end may send more than the other needs.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.input_guard import parse_json, value_problem
+from shared.limits import MAX_DEPTH
 
 Leg = Literal["caller", "agent", "customer"]
 Method = Literal["INVITE", "ACK", "BYE", "CANCEL", "INFO"]
@@ -181,11 +183,17 @@ def _parse(text: str | bytes | None, shapes: TypeAdapter[Any]) -> Any:
     if len(text) > MAX_FRAME_CHARACTERS:
         raise BadFrame(f"frame longer than {MAX_FRAME_CHARACTERS} characters", None, None)
     try:
-        raw = json.loads(text)
+        raw = parse_json(text)
     except RecursionError:
         raise BadFrame("not JSON: nested too deeply", None, None) from None
     except ValueError as error:
         raise BadFrame(f"not JSON: {error}", None, None) from None
+    # A NUL, a lone surrogate or a NaN would fail later, in the database, with no answer
+    # to the switch: refuse it here, with an error frame naming the field.
+    problem = value_problem(raw, MAX_DEPTH, root="frame")
+    if problem is not None:
+        where = ".".join(str(part) for part in problem.loc)
+        raise BadFrame(f"{where}: {problem.msg}", *_ids(raw))
     try:
         return shapes.validate_python(raw)
     except (ValidationError, RecursionError) as error:
@@ -194,12 +202,16 @@ def _parse(text: str | bytes | None, shapes: TypeAdapter[Any]) -> Any:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "frame"
             why = first["msg"]
-        call_id = raw.get("call_id") if isinstance(raw, dict) else None
-        cseq = raw.get("cseq") if isinstance(raw, dict) else None
-        raise BadFrame(f"{where}: {why}",
-                       call_id if isinstance(call_id, str) else None,
-                       cseq if isinstance(cseq, int) and not isinstance(cseq, bool) else None,
-                       ) from None
+        raise BadFrame(f"{where}: {why}", *_ids(raw)) from None
+
+
+def _ids(raw: Any) -> tuple[str | None, int | None]:
+    """The call id and CSeq of a frame refused, when it has usable ones (for the error)."""
+    call_id = raw.get("call_id") if isinstance(raw, dict) else None
+    cseq = raw.get("cseq") if isinstance(raw, dict) else None
+    return (call_id if isinstance(call_id, str) and value_problem(call_id, 1) is None
+            else None,
+            cseq if isinstance(cseq, int) and not isinstance(cseq, bool) else None)
 
 
 REASONS = {100: "Trying", 180: "Ringing", 200: "OK", 400: "Bad Request", 404: "Not Found",

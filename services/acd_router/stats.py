@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from shared.errors import NotFound
+from shared.errors import NotFound, TooBusy
 from shared.measures import SERVICE_LEVEL_SECONDS
 from shared.service import Service, service_of
 
@@ -33,6 +33,9 @@ from .domain.stats import (
 )
 from .mirror import Acd
 from .routes import READERS, acd_of
+
+# Streams open at once per process: each recomputes whole snapshots.
+MAX_STREAMS = 16
 
 Threshold = Annotated[float, Query(gt=0, le=3600)]
 
@@ -118,8 +121,8 @@ def add_stats_routes(router: APIRouter) -> None:
 
     @router.get("/stats/stream", dependencies=[READERS])
     async def stream(request: Request, window: Window = "15m",
-                     every: Annotated[float, Query(gt=0, le=3600)] = 5.0,
-                     count: Annotated[int, Query(ge=1)] | None = None,
+                     every: Annotated[float, Query(ge=1, le=3600)] = 5.0,
+                     count: Annotated[int, Query(ge=1, le=100_000)] | None = None,
                      threshold: Threshold = SERVICE_LEVEL_SECONDS,
                      svc: Service = Depends(service_of), acd: Acd = Depends(acd_of)
                      ) -> StreamingResponse:
@@ -127,8 +130,21 @@ def add_stats_routes(router: APIRouter) -> None:
         ``window``) at once and every ``every`` suite seconds; ``count`` ends it after that
         many. Snapshots are whole, so a reconnecting client needs no Last-Event-ID."""
         closing = stream_closing(request, svc)
+        streams: list[object] = request.app.state.__dict__.setdefault("stats_streams", [])
+        if len(streams) >= MAX_STREAMS:
+            # Each stream recomputes whole snapshots: a few readers, not a crowd.
+            raise TooBusy(f"{MAX_STREAMS} statistics streams are open already")
+        token = object()
+        streams.append(token)
 
         async def events() -> AsyncIterator[str]:
+            try:
+                async for event in snapshots():
+                    yield event
+            finally:
+                streams.remove(token)
+
+        async def snapshots() -> AsyncIterator[str]:
             sent = 0
             while not closing.is_set():
                 body = await compute(svc, acd, window, None, None, threshold,

@@ -14,6 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.input_guard import parse_json, value_problem
+from shared.limits import MAX_DEPTH
+
 FORMAT = "hotline-trace/1"
 WORKORDER_TYPES = ("repair", "complaint", "report", "opinion", "suggestion", "consultation",
                    "praise")
@@ -158,7 +161,7 @@ def parse_trace(text: str) -> tuple[Trace, list[LineError]]:
         if not line:
             continue
         try:
-            obj = json.loads(line)
+            obj = parse_json(line)
         except json.JSONDecodeError as error:
             errors.append(LineError(number, f"bad JSON: {error.msg} at column {error.colno}"))
             continue
@@ -168,6 +171,12 @@ def parse_trace(text: str) -> tuple[Trace, list[LineError]]:
             continue
         if not isinstance(obj, dict):
             errors.append(LineError(number, "not a JSON object"))
+            continue
+        # What the suite could not store (a NUL in a name, a NaN time): this line only.
+        problem = value_problem(obj, MAX_DEPTH, root="line")
+        if problem is not None:
+            where = ".".join(str(part) for part in problem.loc[1:]) or "line"
+            errors.append(LineError(number, f"{where}: {problem.msg}"))
             continue
         kind = obj.get("kind")
         if not isinstance(kind, str):

@@ -58,6 +58,12 @@ def test_what_the_switch_sends_cti_reads() -> None:
      "nested too deeply"),
     ('{"type": "telegram"}', "type"),
     ("x" * (frames.MAX_FRAME_CHARACTERS + 1), "longer than"),
+    # What PostgreSQL would refuse later, with no answer to the switch (M6 of the review).
+    ('{"type": "request", "method": "INVITE", "call_id": "C1", "cseq": 1, "leg": "caller", '
+     '"from": "+86\\u0000", "to": "95598"}', "frame.from: NUL"),
+    ('{"type": "request", "method": "BYE", "call_id": "C\\ud800", "cseq": 1, '
+     '"leg": "caller"}', "frame.call_id: lone UTF-16 surrogate"),
+    ('{"type": "response", "cseq": NaN}', "frame.cseq: NaN"),
 ])
 def test_anything_else_is_a_bad_frame(parse, text: str | None, why: str) -> None:
     with pytest.raises(frames.BadFrame, match=why):
@@ -69,6 +75,10 @@ def test_a_bad_frame_keeps_what_points_at_the_request() -> None:
         frames.parse_from_switch(wire({"type": "request", "method": "INFO", "call_id": "C2",
                                        "cseq": 7, "leg": "caller", "dtmf": "x!"}))
     assert (bad.value.call_id, bad.value.cseq) == ("C2", 7)
+    with pytest.raises(frames.BadFrame) as bad:
+        frames.parse_from_switch(wire({"type": "request", "method": "BYE", "call_id": "C3",
+                                       "cseq": 8, "leg": "caller", "reason": "a\u0000"}))
+    assert (bad.value.call_id, bad.value.cseq) == ("C3", 8)
     # A switch never offers an agent leg: that direction is CTI's.
     with pytest.raises(frames.BadFrame):
         frames.parse_from_switch(wire(frames.request("INVITE", "C1", 1, "agent",

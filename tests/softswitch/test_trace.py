@@ -48,9 +48,11 @@ def test_errors_are_numbered_and_skipped_and_unknowns_ignored() -> None:
         '{"kind":"call","id":"C5","at":0.5,"from":"+863","dtmf":["1",null,""],"patience":null}',
         '{"kind":"call","id":"C6","at":1,"from":"+86","disposition":{"workorder":{"type":"bogus"}}}',
         "[" * 100_000 + "]" * 100_000,                                    # 15 nested deep
+        '{"kind":"customer","account":"31","ani":"+861","name":"a\\u0000b"}',  # 16 NUL
+        '{"kind":"call","id":"C7","at":NaN,"from":"+861"}',                # 17 not a number
     ]
     trace, errors = parse_trace("\n".join(lines))
-    assert [e.line for e in errors] == [4, 5, 6, 7, 9, 10, 11, 12, 14, 15]
+    assert [e.line for e in errors] == [4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17]
     by_line = {e.line: e for e in errors}
     assert "at" in by_line[4].error and by_line[4].kind == "call"
     assert "at" in by_line[5].error
@@ -60,6 +62,8 @@ def test_errors_are_numbered_and_skipped_and_unknowns_ignored() -> None:
     assert "logout" in by_line[12].error
     assert "disposition.workorder.type" in by_line[14].error
     assert "nested too deeply" in by_line[15].error
+    assert by_line[16].error.startswith("name: NUL")
+    assert by_line[17].error.startswith("at: NaN")
     assert trace.ignored == 1
     assert [c.id for c in trace.calls] == ["C5", "C1"]  # sorted by time
     c5 = trace.calls[0]
