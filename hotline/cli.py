@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.auth import SCOPES, Auth, signing_secret
+from shared.auth import SCOPES, SUITE_AUDIENCE, Auth, signing_secret
 from shared.data_scope import GRANTS
 from shared.settings import CommonSettings
 
@@ -52,9 +52,11 @@ def softswitch_url(given: str | None) -> str:
 
 
 def _token(scopes: list[str], subject: str, ttl: int = 12 * 3600,
-           grants: tuple[str, ...] = ()) -> str:
-    return Auth(signing_secret(CommonSettings())).mint(subject, scopes, ttl_seconds=ttl,
-                                                       grants=grants)
+           grants: tuple[str, ...] = (), audience: tuple[str, ...] = ()) -> str:
+    common = CommonSettings()
+    auth = Auth(signing_secret(common), max_lifetime_seconds=common.token_max_lifetime_seconds)
+    return auth.mint(subject, scopes, ttl_seconds=ttl, grants=grants,
+                     audience=audience or SUITE_AUDIENCE)
 
 
 @app.command()
@@ -66,13 +68,16 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
     grant: Annotated[list[str] | None, typer.Option(
         "--grant", help=f"For an integrator: one of {', '.join(GRANTS)}; repeatable.")] = None,
+    audience: Annotated[list[str] | None, typer.Option(
+        "--audience", help="A service the token is for (e.g. recording); repeatable. "
+                           "Default: every service of the suite.")] = None,
 ) -> None:
     """Print a development bearer token."""
     unknown = sorted(set(scope) - set(SCOPES)) + sorted(set(grant or ()) - set(GRANTS))
     if unknown:
         errors.print(f"[red]unknown scope(s) or grant(s): {', '.join(unknown)}[/red]")
         raise typer.Exit(2)
-    typer.echo(_token(scope, subject, ttl, tuple(grant or ())))
+    typer.echo(_token(scope, subject, ttl, tuple(grant or ()), tuple(audience or ())))
 
 
 def _report_table(report: dict[str, Any]) -> Table:

@@ -7,6 +7,7 @@ Scopes: ``agent``, ``supervisor``, ``admin``, ``integrator``, ``switch`` and ``s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -27,6 +28,9 @@ SCOPES = ("agent", "supervisor", "admin", "integrator", "switch", "service")
 # channels, an admin for anyone. A token with none of them acts only for its own subject.
 ACTS_FOR_OTHERS = frozenset({"supervisor", "service", "admin"})
 ISSUER = "hotline"
+# A token for every service of the suite (the softswitch, the CLI); a narrower one names them.
+SUITE_AUDIENCE = "hotline"
+MAX_TOKEN_LIFETIME_SECONDS = 31 * 24 * 3600
 DEV_KEY_FILE = "dev-signing-key"
 
 
@@ -53,27 +57,60 @@ class Principal:
         return self.subject
 
 
+def key_id(secret: str) -> str:
+    """A signing key's public name (``kid``): tells which key signed a token without
+    revealing it, so a key can be rotated while tokens signed by the old one still work."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
 class Auth:
-    def __init__(self, secret: str) -> None:
-        if len(secret) < 32:
-            raise ValueError("the signing secret must be at least 32 characters")
+    """Mints tokens with the current key and verifies them against it or an earlier one.
+
+    A token names its audience (``aud``): the services it is for, or ``hotline`` for the
+    whole suite; a service accepts only tokens for it or for the suite. No token lives longer
+    than ``max_lifetime_seconds`` (checked on ``exp - iat``, whoever minted it)."""
+
+    def __init__(self, secret: str, *, previous: tuple[str, ...] = (),
+                 audience: str = SUITE_AUDIENCE,
+                 max_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS) -> None:
+        for key in (secret, *previous):
+            if len(key) < 32:
+                raise ValueError("a signing secret must be at least 32 characters")
         self._secret = secret
+        self._kid = key_id(secret)
+        self._keys = {key_id(key): key for key in (*previous, secret)}
+        self.audience = audience
+        self.max_lifetime_seconds = max_lifetime_seconds
 
     def mint(self, subject: str, scopes: list[str] | tuple[str, ...], *,
-             ttl_seconds: int = 12 * 3600, grants: tuple[str, ...] = ()) -> str:
+             ttl_seconds: int = 12 * 3600, grants: tuple[str, ...] = (),
+             audience: str | tuple[str, ...] = SUITE_AUDIENCE) -> str:
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise ValueError(f"unknown scopes: {sorted(unknown)}")
+        if not 0 < ttl_seconds <= self.max_lifetime_seconds:
+            raise ValueError(f"a token lives at most {self.max_lifetime_seconds} s")
         now = int(time.time())
-        claims: dict[str, object] = {"iss": ISSUER, "sub": subject, "scope": " ".join(scopes),
-                                     "iat": now, "exp": now + ttl_seconds}
+        claims: dict[str, object] = {
+            "iss": ISSUER, "sub": subject, "scope": " ".join(scopes), "iat": now,
+            "exp": now + ttl_seconds,
+            "aud": audience if isinstance(audience, str) else list(audience)}
         if grants:
             claims["grants"] = " ".join(grants)
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(claims, self._secret, algorithm="HS256",
+                          headers={"kid": self._kid})
 
     def verify(self, token: str) -> Principal:
-        claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=ISSUER,
-                            options={"require": ["exp", "sub", "iss"]})
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._keys.get(kid) if kid is not None else self._secret
+        if key is None:
+            raise jwt.InvalidTokenError("signed with a key this service does not hold")
+        claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER,
+                            audience=[self.audience, SUITE_AUDIENCE],
+                            options={"require": ["exp", "iat", "sub", "iss", "aud"]})
+        if claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
+            raise jwt.InvalidTokenError(
+                f"the token lives longer than {self.max_lifetime_seconds} s")
         subject = claims["sub"]
         # The subject is stored as the actor of whatever the token does.
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT \

@@ -159,7 +159,9 @@ class Service:
         structlog.contextvars.bind_contextvars(service=self.name)
         if not common.database_url:
             raise RuntimeError("DATABASE_URL is not set (make run starts a private server)")
-        self.auth = Auth(signing_secret(common))
+        self.auth = Auth(signing_secret(common), previous=tuple(common.jwt_previous_secrets),
+                         audience=self.name,
+                         max_lifetime_seconds=common.token_max_lifetime_seconds)
         app.state.auth = self.auth
         self.engine = make_engine(common.database_url, pool_size=common.db_pool_size,
                                   max_overflow=common.db_max_overflow, stats=self.db_stats)

@@ -41,6 +41,10 @@ class CommonSettings(BaseSettings):
     time_start: datetime | None = None
     # HS256 signing secret; when unset the development key file is used (created if missing).
     jwt_secret: str | None = None
+    # Keys retired by a rotation: tokens they signed (named by ``kid``) still verify until
+    # they expire; new tokens are signed with jwt_secret.
+    jwt_previous_secrets: list[str] = []
+    token_max_lifetime_seconds: int = Field(default=31 * 24 * 3600, ge=60)
     # True lets a service start with a published default secret (a throwaway compose stack).
     development: bool = False
     # Every outbound dial (callbacks, virtual hold): never international numbers (not the

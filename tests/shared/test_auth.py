@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 
@@ -10,6 +12,17 @@ from shared.errors import Forbidden
 from shared.settings import CommonSettings
 
 SECRET = "s" * 40
+OLD = "o" * 40
+
+
+def hand_made(secret: str = SECRET, headers: dict[str, str] | None = None,
+              **claims: object) -> str:
+    """A token as another issuer would write it (the claims given override a good one's)."""
+    now = int(time.time())
+    body = {"iss": "hotline", "sub": "x", "scope": "admin", "iat": now, "exp": now + 60,
+            "aud": "hotline", **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret,
+                      algorithm="HS256", headers=headers)
 
 
 @pytest.mark.parametrize(("scopes", "named", "acts_for"), [
@@ -36,8 +49,7 @@ def test_an_agent_token_never_acts_for_another_agent(scopes: set[str]) -> None:
 @pytest.mark.parametrize("subject", ["x" * 129, "a\u0000b", "a\ud800b"])
 def test_a_subject_that_cannot_be_stored_as_an_actor_is_refused(subject: str) -> None:
     auth = Auth(SECRET)
-    token = jwt.encode({"iss": "hotline", "sub": subject, "scope": "admin", "exp": 2 ** 40},
-                       SECRET, algorithm="HS256")
+    token = hand_made(sub=subject)
     with pytest.raises(jwt.InvalidTokenError, match="sub"):
         auth.verify(token)
     assert auth.verify(auth.mint("x" * 128, ["admin"])).subject == "x" * 128
@@ -57,3 +69,48 @@ def test_a_published_secret_is_refused_outside_development(secret: str, developm
             signing_secret(common)
     else:
         assert signing_secret(common) == secret
+
+
+def test_a_rotated_key_still_verifies_what_it_signed_until_it_expires() -> None:
+    old = Auth(OLD)
+    rotated = Auth(SECRET, previous=(OLD,))
+    assert rotated.verify(old.mint("a1", ["agent"])).subject == "a1"
+    assert rotated.verify(rotated.mint("a2", ["agent"])).subject == "a2"
+    with pytest.raises(jwt.InvalidTokenError, match="key"):
+        Auth(SECRET).verify(old.mint("a1", ["agent"]))  # the old key was dropped
+    with pytest.raises(jwt.InvalidTokenError):
+        rotated.verify(hand_made(OLD))  # no kid: only the current key is tried
+
+
+@pytest.mark.parametrize(("audience", "service", "accepted"), [
+    ("hotline", "recording", True),
+    ("recording", "recording", True),
+    (("recording", "workorder"), "workorder", True),
+    ("recording", "cti_gateway", False),
+])
+def test_a_token_is_accepted_only_by_the_services_it_names(
+        audience: str | tuple[str, ...], service: str, accepted: bool) -> None:
+    token = Auth(SECRET).mint("bi", ["integrator"], audience=audience)
+    if accepted:
+        assert Auth(SECRET, audience=service).verify(token).subject == "bi"
+    else:
+        with pytest.raises(jwt.InvalidAudienceError):
+            Auth(SECRET, audience=service).verify(token)
+
+
+@pytest.mark.parametrize(("claims", "why"), [
+    ({"aud": None}, "aud"),
+    ({"iat": None}, "iat"),
+    ({"exp": int(time.time()) + 100 * 365 * 86400}, "longer"),  # a 100-year token
+])
+def test_tokens_without_an_audience_or_a_bounded_lifetime_are_refused(
+        claims: dict[str, object], why: str) -> None:
+    with pytest.raises(jwt.InvalidTokenError, match=why):
+        Auth(SECRET).verify(hand_made(**claims))
+
+
+def test_nobody_mints_a_token_past_the_maximum_lifetime() -> None:
+    auth = Auth(SECRET, max_lifetime_seconds=3600)
+    with pytest.raises(ValueError, match="at most"):
+        auth.mint("x", ["admin"], ttl_seconds=3601)
+    assert auth.verify(auth.mint("x", ["admin"], ttl_seconds=3600)).subject == "x"
