@@ -65,6 +65,15 @@ class TooBusy(DomainError):
         return {"error": "too_busy", "message": str(self)}
 
 
+class PeerUnreachable(DomainError):
+    """Another service this request needs did not answer: 502 naming it."""
+
+    status_code = 502
+
+    def detail(self) -> dict[str, Any]:
+        return {"error": "peer_unreachable", "message": str(self)}
+
+
 class Conflict(DomainError):
     status_code = 409
 

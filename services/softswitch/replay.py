@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import structlog
 
 from services.softswitch import repository
@@ -37,7 +38,7 @@ from services.softswitch.settings import SoftswitchSettings
 from services.softswitch.switch import Frame, SwitchLink, ws_url
 from services.softswitch.trace import CallbackDisposition, LineError, Trace
 from shared import switch_frames as frames
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, PeerUnreachable
 from shared.service import Service
 
 log = structlog.get_logger(__name__)
@@ -552,10 +553,17 @@ class Replayer:
 
     async def reset(self, actor: str) -> dict[str, Any]:
         """Close what earlier replays left in the suite: release every live call (CTI), then
-        withdraw the calls still waiting in a queue (callers on virtual hold); audited."""
+        withdraw the calls still waiting in a queue (callers on virtual hold); audited. 502
+        when CTI or the ACD does not answer."""
         if self.active:
             raise Conflict(f"a replay is running ({', '.join(self.active)}): nothing to reset "
                            "until it ends")
+        try:
+            return await self._reset(actor)
+        except (PeerError, httpx.HTTPError) as error:
+            raise PeerUnreachable(f"replay reset: {error or type(error).__name__}") from error
+
+    async def _reset(self, actor: str) -> dict[str, Any]:
         released = [call_id for call_id in await self.peers.live_calls()
                     if await self.peers.release_call(call_id)]
         withdrawn: list[str] = []
