@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,25 @@ from shared.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
-SERVICE_TOKEN_TTL = 30 * 24 * 3600
+SERVICE_TOKEN_TTL = 24 * 3600
+
+
+class ServiceToken(httpx.Auth):
+    """The service's own bearer token on its calls to the others, minted again when half
+    its life is gone (a process outlives any one token: tokens have a maximum lifetime)."""
+
+    def __init__(self, auth: Auth, name: str) -> None:
+        self.auth, self.name = auth, name
+        self.ttl = min(SERVICE_TOKEN_TTL, auth.max_lifetime_seconds)
+        self._token, self._renew_at = "", 0.0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        now = time.monotonic()
+        if now >= self._renew_at:
+            self._token = self.auth.mint(self.name, ["service"], ttl_seconds=self.ttl)
+            self._renew_at = now + self.ttl / 2
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
 
 
 class Service:
@@ -181,11 +200,10 @@ class Service:
                                        on_batch=self.metrics.batch)
             for purpose, consumes, staged, prepare in self._consumers:
                 self.messaging.consume(purpose, consumes, staged=staged, prepare=prepare)
-            token = self.auth.mint(self.name, ["service"], ttl_seconds=SERVICE_TOKEN_TTL)
             # Connections to the peers kept open: a busy service (the replay's desktops above
             # all) would otherwise open one per request beyond httpx's default twenty.
             self.http = httpx.AsyncClient(
-                headers={"Authorization": f"Bearer {token}"}, timeout=10.0,
+                auth=ServiceToken(self.auth, self.name), timeout=10.0,
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
             for hook in self._startup:
                 await hook()

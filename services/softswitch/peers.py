@@ -50,14 +50,16 @@ class Peers:
         self.common = common
         self.auth = auth
         self._agent_tokens: dict[str, str] = {}
+        # Within the suite's maximum token lifetime, whatever it is set to.
+        self.token_ttl = min(TOKEN_TTL, auth.max_lifetime_seconds)
         self._acd_preferred: str | None = None
         self._operator = {"Authorization":
-                          f"Bearer {auth.mint(operator, ['admin'], ttl_seconds=TOKEN_TTL)}"}
+                          f"Bearer {auth.mint(operator, ['admin'], ttl_seconds=self.token_ttl)}"}
 
     def agent_headers(self, agent_id: str) -> dict[str, str]:
         token = self._agent_tokens.get(agent_id)
         if token is None:
-            token = self.auth.mint(agent_id, ["agent"], ttl_seconds=TOKEN_TTL)
+            token = self.auth.mint(agent_id, ["agent"], ttl_seconds=self.token_ttl)
             self._agent_tokens[agent_id] = token
         return {"Authorization": f"Bearer {token}"}
 

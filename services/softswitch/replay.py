@@ -489,8 +489,9 @@ class Replayer:
 
     def switch_token(self) -> str:
         if self._switch_token is None:
-            self._switch_token = self.service.auth.mint("softswitch", ["switch"],
-                                                        ttl_seconds=SWITCH_TOKEN_TTL)
+            auth = self.service.auth
+            self._switch_token = auth.mint("softswitch", ["switch"], ttl_seconds=min(
+                SWITCH_TOKEN_TTL, auth.max_lifetime_seconds))
         return self._switch_token
 
     @property

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import jwt
 import pytest
 
 from shared.auth import Auth, Principal, signing_secret
 from shared.errors import Forbidden
+from shared.service import ServiceToken
 from shared.settings import CommonSettings
 
 SECRET = "s" * 40
@@ -114,3 +116,23 @@ def test_nobody_mints_a_token_past_the_maximum_lifetime() -> None:
     with pytest.raises(ValueError, match="at most"):
         auth.mint("x", ["admin"], ttl_seconds=3601)
     assert auth.verify(auth.mint("x", ["admin"], ttl_seconds=3600)).subject == "x"
+
+
+def test_a_service_token_is_minted_again_before_it_expires(monkeypatch) -> None:
+    auth = Auth(SECRET, max_lifetime_seconds=600)
+    flow_auth = ServiceToken(auth, "workorder")
+    clock = [0.0]
+    wall = time.time()
+    monkeypatch.setattr("shared.service.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("shared.auth.time.time", lambda: wall + clock[0])
+
+    def header() -> str:
+        request = httpx.Request("GET", "http://peer/v1/x")
+        return str(next(flow_auth.auth_flow(request)).headers["Authorization"])
+
+    first = header()
+    assert auth.verify(first.removeprefix("Bearer ")).scopes == {"service"}
+    clock[0] += 299
+    assert header() == first
+    clock[0] += 2  # past half of the 600 s the suite allows
+    assert header() != first
