@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from fastapi import HTTPException, Request, WebSocket, status
+from fastapi import HTTPException, Request, Security, WebSocket, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Forbidden
 from shared.input_guard import character_problem
@@ -178,6 +179,11 @@ def authorize(auth: Auth, token: str | None, scopes: frozenset[str]) -> Principa
     return principal
 
 
+BEARER = HTTPBearer(auto_error=False, description="A JWT minted by the suite's key "
+                    "(`hotline token -s <scope>`); its scopes decide what it may call "
+                    "(docs/access.yaml).")
+
+
 class RequireScopes:
     """FastAPI dependency: the request carries a valid token with one of ``scopes``."""
 
@@ -187,7 +193,10 @@ class RequireScopes:
             raise ValueError(f"bad scopes {scopes}")
         self.scopes = frozenset(scopes)
 
-    async def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request,
+                       _: HTTPAuthorizationCredentials | None = Security(BEARER)) -> Principal:
+        # ``BEARER`` only declares the scheme in the OpenAPI document (an Authorize button
+        # in /docs); the token is read here, from the header or ``?access_token=``.
         auth: Auth = request.app.state.auth
         try:
             return authorize(auth, _token_from(request.headers, request.query_params), self.scopes)
@@ -204,8 +213,10 @@ class RequireSelf(RequireScopes):
         super().__init__(*scopes)
         self.param = param
 
-    async def __call__(self, request: Request) -> Principal:
-        principal = await super().__call__(request)
+    async def __call__(self, request: Request,
+                       credentials: HTTPAuthorizationCredentials | None = Security(BEARER)
+                       ) -> Principal:
+        principal = await super().__call__(request, credentials)
         try:
             principal.agent_acted_for(request.path_params.get(self.param))
         except Forbidden as refused:

@@ -51,6 +51,19 @@ Hook = Callable[[], Awaitable[None]]
 SERVICE_TOKEN_TTL = 24 * 3600
 
 
+_ERROR_BODY = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["detail"],
+    "properties": {"detail": {"description": "what is wrong: a message, or FastAPI's list "
+                                             "of {loc, msg, type}"}}}}}}
+# What every route may answer besides its own results (declared in the OpenAPI documents).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no token, or one that is invalid or expired", **_ERROR_BODY},
+    403: {"description": "the token's scopes or data scope do not allow this", **_ERROR_BODY},
+    413: {"description": "the body is larger than the limit", **_ERROR_BODY},
+    422: {"description": "a field is invalid (its place is named)", **_ERROR_BODY},
+}
+
+
 class ServiceToken(httpx.Auth):
     """The service's own bearer token on its calls to the others, minted again when half
     its life is gone (a process outlives any one token: tokens have a maximum lifetime)."""
@@ -254,7 +267,7 @@ class Service:
         app.add_exception_handler(DBAPIError, _data_error_response)
         app.include_router(self._ops_router())
         for router in routers:
-            app.include_router(router)
+            app.include_router(router, responses=ERROR_RESPONSES)
         return app
 
     def _ops_router(self) -> APIRouter:
