@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test test-unit test-fast soak lint bench trace clean
+.PHONY: install run test test-unit test-fast soak fuzz lint bench trace clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test-fast: install
 ## Failure-injection soak: 2,000 calls, workorder killed twice, broker connections dropped.
 soak: install
 	$(BIN)/pytest -q -p no:cacheprovider -m soak
+
+## Schemathesis, long: FUZZ_EXAMPLES generated requests per operation of every service
+## (make test runs the same with 2).
+FUZZ_EXAMPLES ?= 1000
+fuzz: install
+	HOTLINE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 lint: install
 	$(BIN)/ruff check shared services hotline tools tests bench

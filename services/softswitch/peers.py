@@ -21,6 +21,8 @@ from shared.settings import CommonSettings
 log = structlog.get_logger(__name__)
 
 TOKEN_TTL = 7 * 24 * 3600
+# Customers per workorder batch (its limit: one transaction each).
+CUSTOMER_BATCH = 1_000
 
 # Retries of a disposition post: about 15 s of backoff, longer than a service restart.
 DESKTOP_ATTEMPTS = 10
@@ -214,9 +216,11 @@ class Peers:
             return 0
         rows = [c.model_dump(exclude={"kind"}, exclude_none=True) for c in customers]
         url = f"{self.common.workorder_url}/v1/customers/batch"
-        response = await self._call("POST", url, json={"customers": rows},
-                                    headers=self._operator, attempts=5)
-        self._check(response, "customer batch")
+        for first in range(0, len(rows), CUSTOMER_BATCH):
+            response = await self._call(
+                "POST", url, json={"customers": rows[first:first + CUSTOMER_BATCH]},
+                headers=self._operator, attempts=5)
+            self._check(response, "customer batch")
         return len(rows)
 
     async def post_outage(self, outage: Outage, start: datetime, restore_eta: datetime | None

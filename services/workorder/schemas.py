@@ -12,6 +12,7 @@ from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.orders import OrderState, OrderType
 from shared.limits import FIRST_YEAR, LAST_YEAR
 
+BATCH_CUSTOMERS = 1_000
 Tier = Literal["regular", "vip"]
 Number = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -45,7 +46,8 @@ class BatchCustomer(CustomerIn):
 
 
 class CustomerBatch(Strict):
-    customers: list[BatchCustomer] = Field(max_length=10_000)
+    # One transaction per batch: a larger directory comes in several.
+    customers: list[BatchCustomer] = Field(max_length=BATCH_CUSTOMERS)
 
 
 class CustomerOut(BaseModel):

@@ -405,12 +405,15 @@ async def save_customer(tx: Transaction, account: str, fields: dict[str, Any],
         return
     await tx.session.execute(db.customer_numbers.delete()
                              .where(db.customer_numbers.c.account == account))
-    for position, number in enumerate(numbers):
-        row = insert(db.customer_numbers).values(number=number, account=account,
-                                                 position=position)
-        await tx.session.execute(row.on_conflict_do_update(
-            index_elements=["number"],
-            set_={"account": row.excluded.account, "position": row.excluded.position}))
+    ordered = list(dict.fromkeys(numbers))  # a number given twice keeps its first place
+    if not ordered:
+        return
+    rows = insert(db.customer_numbers).values([
+        {"number": number, "account": account, "position": position}
+        for position, number in enumerate(ordered)])
+    await tx.session.execute(rows.on_conflict_do_update(
+        index_elements=["number"],
+        set_={"account": rows.excluded.account, "position": rows.excluded.position}))
 
 
 async def customer(session: AsyncSession, account: str) -> dict[str, Any] | None:
