@@ -65,8 +65,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class ServiceToken(httpx.Auth):
-    """The service's own bearer token on its calls to the others, minted again when half
-    its life is gone (a process outlives any one token: tokens have a maximum lifetime)."""
+    """The service's own bearer token on its calls to the others (unless a call carries
+    another), minted again when half its life is gone (a process outlives any one token:
+    tokens have a maximum lifetime)."""
 
     def __init__(self, auth: Auth, name: str) -> None:
         self.auth, self.name = auth, name
@@ -74,6 +75,9 @@ class ServiceToken(httpx.Auth):
         self._token, self._renew_at = "", 0.0
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "Authorization" in request.headers:
+            yield request  # a call made with another token (an agent's, the operator's)
+            return
         now = time.monotonic()
         if now >= self._renew_at:
             self._token = self.auth.mint(self.name, ["service"], ttl_seconds=self.ttl)

@@ -136,3 +136,9 @@ def test_a_service_token_is_minted_again_before_it_expires(monkeypatch) -> None:
     assert header() == first
     clock[0] += 2  # past half of the 600 s the suite allows
     assert header() != first
+
+
+def test_a_call_made_with_another_token_keeps_it() -> None:
+    request = httpx.Request("GET", "http://peer/v1/x", headers={"Authorization": "Bearer mine"})
+    sent = next(ServiceToken(Auth(SECRET), "softswitch").auth_flow(request))
+    assert sent.headers["Authorization"] == "Bearer mine"
