@@ -97,12 +97,17 @@ def url_problem(scope: Scope) -> Problem | None:
     return None
 
 
+def suspect(data: bytes, max_depth: int) -> bool:
+    """Whether JSON text may hold what :func:`value_problem` looks for (a few byte
+    searches: most text is let through without being walked)."""
+    return (SUSPECT_ESCAPE.search(data) is not None or b"\x00" in data
+            or any(word in data for word in NON_FINITE)
+            or data.count(b"[") + data.count(b"{") > max_depth)
+
+
 def body_problem(body: bytes, max_depth: int) -> Problem | None:
     """What in a JSON body no field may hold, with where it is; None if nothing."""
-    suspect = (SUSPECT_ESCAPE.search(body) is not None or b"\x00" in body
-               or any(word in body for word in NON_FINITE)
-               or body.count(b"[") + body.count(b"{") > max_depth)
-    if not suspect:
+    if not suspect(body, max_depth):
         return None
     try:
         text = body.decode("utf-8")

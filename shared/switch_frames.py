@@ -11,11 +11,12 @@ extra fields are ignored: either end may send more than the other needs.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.input_guard import parse_json, value_problem
+from shared.input_guard import parse_json, suspect, value_problem
 from shared.limits import MAX_DEPTH
 
 Leg = Literal["caller", "agent", "customer"]
@@ -182,15 +183,17 @@ def _parse(text: str | bytes | None, shapes: TypeAdapter[Any]) -> Any:
         raise BadFrame("frames must be JSON text", None, None)
     if len(text) > MAX_FRAME_CHARACTERS:
         raise BadFrame(f"frame longer than {MAX_FRAME_CHARACTERS} characters", None, None)
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    checked = suspect(data, MAX_DEPTH)
     try:
-        raw = parse_json(text)
+        raw = parse_json(text) if checked else json.loads(text)
     except RecursionError:
         raise BadFrame("not JSON: nested too deeply", None, None) from None
     except ValueError as error:
         raise BadFrame(f"not JSON: {error}", None, None) from None
     # A NUL, a lone surrogate or a NaN would fail later, in the database, with no answer
     # to the switch: refuse it here, with an error frame naming the field.
-    problem = value_problem(raw, MAX_DEPTH, root="frame")
+    problem = value_problem(raw, MAX_DEPTH, root="frame") if checked else None
     if problem is not None:
         where = ".".join(str(part) for part in problem.loc)
         raise BadFrame(f"{where}: {problem.msg}", *_ids(raw))
