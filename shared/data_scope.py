@@ -21,7 +21,6 @@ from shared.auth import Principal
 from shared.errors import Forbidden
 
 GRANTS = ("personal", "audio")
-SEES_ALL = frozenset({"admin", "service", "supervisor"})
 # Fields that carry a person's number or name, wherever a record has them.
 NUMBER_FIELDS = frozenset({
     "caller", "callee", "from_number", "to_number", "number", "numbers", "ani",
@@ -63,7 +62,7 @@ class DataScope:
 
 
 def data_scope(principal: Principal) -> DataScope:
-    if principal.scopes & SEES_ALL:
+    if principal.acts_for_others:  # admin, service, supervisor
         return DataScope(agent=None, personal=True, audio=True)
     if "agent" in principal.scopes:
         return DataScope(agent=principal.subject, personal=True, audio=True)

@@ -12,9 +12,12 @@ from typing import Any
 
 class DomainError(Exception):
     status_code = 400
+    # The answer's machine-readable kind; a subclass with nothing more to say sets only this
+    # and its status code.
+    error = "domain_error"
 
     def detail(self) -> dict[str, Any]:
-        return {"error": "domain_error", "message": str(self)}
+        return {"error": self.error, "message": str(self)}
 
 
 class IllegalTransition(DomainError):
@@ -51,34 +54,26 @@ class Forbidden(DomainError):
     call, another switch's call): 403 with the reason."""
 
     status_code = 403
-
-    def detail(self) -> dict[str, Any]:
-        return {"error": "forbidden", "message": str(self)}
+    error = "forbidden"
 
 
 class TooBusy(DomainError):
     """A bounded resource (open streams) is used up: 429, try again later."""
 
     status_code = 429
-
-    def detail(self) -> dict[str, Any]:
-        return {"error": "too_busy", "message": str(self)}
+    error = "too_busy"
 
 
 class PeerUnreachable(DomainError):
     """Another service this request needs did not answer: 502 naming it."""
 
     status_code = 502
-
-    def detail(self) -> dict[str, Any]:
-        return {"error": "peer_unreachable", "message": str(self)}
+    error = "peer_unreachable"
 
 
 class Conflict(DomainError):
     status_code = 409
-
-    def detail(self) -> dict[str, Any]:
-        return {"error": "conflict", "message": str(self)}
+    error = "conflict"
 
 
 class Invalid(DomainError):

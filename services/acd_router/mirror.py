@@ -93,6 +93,8 @@ class Acd:
         self.reservation_seconds = max(settings.reservation_timeout_seconds,
                                        settings.reservation_min_wall_seconds * time_scale)
         self.zone = ZoneInfo(settings.timezone)
+        # The suite's policy for every number dialled out (a virtual hold's callback).
+        self.numbers: NumberPolicy = settings.common.number_policy()
         self.auto_ready_seconds = settings.ring_no_answer_ready_seconds
         self._known_queues: set[str] = set()
         # Every agent and live entry, as the tables hold them once this unit commits.
@@ -110,11 +112,6 @@ class Acd:
         self.fence: Callable[[Transaction], Awaitable[None]] | None = None
         # Told the earliest deadline known after each commit (the deadline timer).
         self.on_deadline: Callable[[datetime | None], None] | None = None
-
-    @property
-    def numbers(self) -> NumberPolicy:
-        """The suite's policy for every number dialled out."""
-        return self.settings.common.number_policy()
 
     def virtual_hold_policy(self, queue: str) -> VirtualHold:
         found = self.engine.config.queue(queue)

@@ -15,6 +15,7 @@ from services.workorder.db import SCHEMA, metadata
 from services.workorder.domain import sla
 from services.workorder.domain.calendar import WorkCalendar, YearSchedule, parse_year
 from services.workorder.handlers import KNOWN_TYPES, Runtime, admin, callbacks, clocks, consumers
+from services.workorder.repository import config
 from services.workorder.repository.clocks import earliest_due
 from services.workorder.routes import build_router
 from services.workorder.settings import WorkorderSettings
@@ -97,7 +98,7 @@ def create_app(settings: WorkorderSettings | None = None, *, bus: Bus | None = N
     @service.on_startup
     async def load_configuration() -> None:
         async with service.transaction() as tx:
-            await admin.first_policy(tx, policy_file)
+            await config.insert_first_policy(tx, policy_file)  # version 1, unless there is one
             await rt.refresh_calendars(tx.session)
 
     service.consume("events", consumers.consumes(rt))

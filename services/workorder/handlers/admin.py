@@ -24,11 +24,6 @@ async def policies(session: Session, *, latest: bool) -> list[dict[str, Any]]:
     return found
 
 
-async def first_policy(tx: Transaction, document: dict[str, Any]) -> None:
-    """Version 1 from the policy file, unless there is one."""
-    await config.insert_first_policy(tx, document)
-
-
 async def new_policy(tx: Transaction, document: dict[str, Any], actor: str) -> int:
     """Store a new version (validated). Open cases move to it afterwards, in batches
     (:func:`replan_batch`), so a policy change never holds every open case at once."""
