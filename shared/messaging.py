@@ -5,9 +5,13 @@ whatever deliveries (and submitted commands) are queued as one batch and runs th
 database transaction. Handlers that only stage their writes (repositories that keep state
 in memory) cost the batch nothing when they fail; one that runs SQL as it goes and fails
 rolls the batch back, and its items are then run one by one, so only it fails. The batch's
-staged state, inbox ids, per-subject sequences and outbox rows are then written with one
-statement each (prepared, on the asyncpg connection under SQLAlchemy's pool) and the
-transaction commits once. Only after the commit are the deliveries acked, the commands'
+staged state is then written (a statement per repository), the inbox ids, per-subject
+sequences and outbox rows with one more (prepared, on the asyncpg connection under
+SQLAlchemy's pool or the writer's own), and the transaction commits once. A first delivery
+is not looked up in the inbox before its handler runs: the inbox insert at the commit finds
+the rare duplicate, and the batch is then undone and run again item by item, each checked
+first (as a redelivery always is). A batch whose handlers changed nothing opens no
+transaction. Only after the commit are the deliveries acked, the commands'
 callers answered, after-commit actions run (commands to the switch) and the events handed to
 the :class:`Publisher`, which publishes them in commit order with pipelined confirms and then
 marks them sent. A crash between the commit and the publish loses nothing: unsent rows are
@@ -139,11 +143,16 @@ class _Statements:
 
     def __init__(self, schema: str) -> None:
         s = f'"{schema}"'
-        # Per-subject sequences and the outbox rows of a whole batch in one round trip. The
-        # sequence upsert's row lock orders concurrent emitters of one subject; ``ord`` keeps
-        # the batch's emit order in the outbox ids.
+        # The batch's inbox ids, per-subject sequences and outbox rows in one round trip;
+        # every returned row carries how many of the inbox ids were new. The sequence
+        # upsert's row lock orders concurrent emitters of one subject; ``ord`` keeps the
+        # batch's emit order in the outbox ids.
         self.write_events = f"""
-            WITH seq AS (
+            WITH inbox AS (
+                INSERT INTO {s}.inbox (consumer, event_id, event_type)
+                SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
+                ON CONFLICT DO NOTHING RETURNING event_id
+            ), seq AS (
                 INSERT INTO {s}.event_sequences AS s (subject, last)
                 SELECT subject, n FROM unnest($1::text[], $2::int[]) AS u(subject, n)
                 ON CONFLICT (subject) DO UPDATE SET last = s.last + EXCLUDED.last
@@ -152,12 +161,14 @@ class _Statements:
                 SELECT * FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::int[],
                                      $8::text[])
                     AS e(ord, event_id, type, subject, back, body)
+            ), out AS (
+                INSERT INTO {s}.outbox (event_id, type, subject, sequence, envelope)
+                SELECT ev.event_id, ev.type, ev.subject, seq.last - ev.back,
+                       jsonb_set(ev.body::jsonb, '{{sequence}}', to_jsonb(seq.last - ev.back))
+                FROM ev JOIN seq USING (subject) ORDER BY ev.ord
+                RETURNING id, event_id, sequence
             )
-            INSERT INTO {s}.outbox (event_id, type, subject, sequence, envelope)
-            SELECT ev.event_id, ev.type, ev.subject, seq.last - ev.back,
-                   jsonb_set(ev.body::jsonb, '{{sequence}}', to_jsonb(seq.last - ev.back))
-            FROM ev JOIN seq USING (subject) ORDER BY ev.ord
-            RETURNING id, event_id, sequence"""
+            SELECT id, event_id, sequence, (SELECT count(*) FROM inbox) AS recorded FROM out"""
         self.seen = (f"SELECT consumer, event_id FROM {s}.inbox WHERE (consumer, event_id) IN"
                      " (SELECT * FROM unnest($1::text[], $2::text[]))")
         self.record_inbox = (
@@ -419,14 +430,14 @@ class _Unit:
             counted = Counted(self.conn, m.stats)
             for flush, _, _ in self._hooks.values():
                 await flush(counted)
-        if inbox:
-            m.stats.statement()
-            recorded = await self.conn.fetch(
-                m.sql.record_inbox, [q for q, _ in inbox], [e.id for _, e in inbox],
-                [e.type for _, e in inbox])
-            if len(recorded) != len(inbox):
-                raise DuplicateDelivery("an event of this batch was handled meanwhile")
+        inbox_columns = ([q for q, _ in inbox], [e.id for _, e in inbox],
+                         [e.type for _, e in inbox])
         if not staged:
+            if inbox:
+                m.stats.statement()
+                recorded = len(await self.conn.fetch(m.sql.record_inbox, *inbox_columns))
+                if recorded != len(inbox):
+                    raise DuplicateDelivery("an event of this batch was handled meanwhile")
             return []
         counts: dict[str, int] = {}
         for event in staged:
@@ -441,7 +452,10 @@ class _Unit:
             m.sql.write_events, list(counts), list(counts.values()),
             list(range(len(staged))), [e.event_id for e in staged],
             [e.event_type for e in staged], [e.subject for e in staged], back,
-            [json.dumps(e.body, ensure_ascii=False, default=str) for e in staged])
+            [json.dumps(e.body, ensure_ascii=False, default=str) for e in staged],
+            *inbox_columns)
+        if rows[0]["recorded"] != len(inbox):
+            raise DuplicateDelivery("an event of this batch was handled meanwhile")
         by_id = {row["event_id"]: row for row in rows}
         out: list[tuple[int, Envelope]] = []
         for event in staged:
@@ -786,8 +800,13 @@ class Messaging:
     async def _run_batch(self, items: list[_Item]) -> None:
         """Run ``items`` in one transaction; if the transaction itself fails, run them one by
         one so that only the item that cannot commit fails."""
+        # A first delivery is rarely a duplicate (a publisher's resend after a lost confirm):
+        # the inbox insert at the commit catches one, and the items then run alone, checked
+        # first. A redelivery is checked before its handler runs.
+        check_seen = any(item.delivery is not None and item.delivery.redelivered
+                         for item in items)
         try:
-            await self._attempt(items)
+            await self._attempt(items, check_seen=check_seen)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -808,7 +827,7 @@ class Messaging:
         for attempt in range(1, REDO_ATTEMPTS + 1):
             self._reset(item)
             try:
-                await self._attempt([item])
+                await self._attempt([item], check_seen=True)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -825,10 +844,11 @@ class Messaging:
     def _reset(item: _Item) -> None:
         item.tx, item.result, item.error, item.duplicate = None, None, None, False
 
-    async def _attempt(self, items: list[_Item]) -> None:
+    async def _attempt(self, items: list[_Item], *, check_seen: bool) -> None:
         unit = _Unit(self, dedicated=not self.writer_sessions)
         try:
-            await self._mark_duplicates(unit, items)
+            if check_seen:
+                await self._mark_duplicates(unit, items)
             for item in items:
                 if item.duplicate:
                     continue

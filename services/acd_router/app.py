@@ -37,7 +37,7 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None,
                       defer_consumers=True, writer_sessions=False)
     acd = Acd(settings, time_scale=service.clock.scale)
     leadership = Leadership(service, acd, settings)
-    acd.fence = leadership.fence
+    acd.fence = leadership
     service.ready_info = lambda: {"role": leadership.role, "instance": leadership.instance}
 
     # One queue for every event consumed: a call's CTI and IVR events then reach the handler

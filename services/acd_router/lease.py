@@ -3,7 +3,7 @@
 The holder renews ``acd.leader_lease.expires_at`` (PostgreSQL's clock, so the processes'
 clocks never have to agree) every ``lease_renew_seconds``; a standby polls twice as often
 and takes the row over once it has expired, bumping ``epoch``. The takeover runs under the
-routing advisory lock, and every routing transaction (``Acd._lock`` calls :meth:`fence`)
+routing advisory lock, and every routing transaction (``Acd.lock`` calls :meth:`check`)
 checks, under that same lock, that the stored epoch is still the one this process was
 granted. So a routing transaction either commits entirely before a takeover or sees the new
 epoch and raises :class:`NotActive`: an ex-holder that was paused past its expiry cannot
@@ -111,14 +111,15 @@ class Leadership:
             "promoted_at": self.promoted_at, "takeover_seconds": self.takeover_seconds,
         }
 
-    # -- fencing (called by Acd._lock, under the routing lock) --------------------------------
+    # -- fencing (Acd.lock checks, under the routing lock) --------------------------------
 
-    async def fence(self, tx: Transaction) -> None:
+    @property
+    def idle_timeout_ms(self) -> int:
         # A process paused inside a routing transaction would hold the routing lock and
         # block the takeover; PostgreSQL ends such a session after the lease time.
-        timeout_ms = int(self.settings.lease_seconds * 1000)
-        await tx.execute(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}")
-        row = await repository.lease_in(tx)
+        return int(self.settings.lease_seconds * 1000)
+
+    def check(self, row: LeaseRow | None) -> None:
         if self.epoch is None or row is None or row.epoch != self.epoch \
                 or row.holder != self.instance:
             if row is not None:

@@ -10,10 +10,10 @@ let the domain decide, and apply through this class.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -32,7 +32,7 @@ from shared.events.acd import (
 )
 from shared.messaging import Transaction
 
-from . import store
+from . import repository, store
 from .domain import (
     Agent,
     AgentState,
@@ -53,13 +53,25 @@ from .domain.policy import (
     reservation_timeout,
     ts,
 )
-from .repository import ENDED_KEPT, Floor
+from .repository import ENDED_KEPT, Floor, LeaseRow
 from .settings import AcdSettings
 
 log = structlog.get_logger(__name__)
 
 ROUTING_LOCK = advisory_key("acd:routing")
 DEFAULT_CONFIG_FILE = Path(__file__).parent / "config" / "default.yaml"
+
+
+class Fence(Protocol):
+    """Who may route (lease.Leadership): checked at the start of every routing transaction."""
+
+    @property
+    def idle_timeout_ms(self) -> int:
+        """A transaction idle this long ends its session (a paused holder must not keep the
+        routing lock from the instance taking over)."""
+
+    def check(self, lease: LeaseRow | None) -> None:
+        """Raise NotActive unless ``lease`` (read under the routing lock) is this process's."""
 
 
 def load_config_file(path: Path) -> RoutingConfig:
@@ -106,10 +118,10 @@ class Acd:
         self._stale = False
         self._file_checked = False
         self._decisions: list[Decision] = []
-        # Set by lease.Leadership: raises NotActive unless this process holds the lease with
-        # the epoch it was granted (checked under the routing lock, so a fenced ex-holder
-        # can never write). None: a single process that always routes.
-        self.fence: Callable[[Transaction], Awaitable[None]] | None = None
+        # lease.Leadership: its check raises NotActive unless this process holds the lease
+        # with the epoch it was granted (checked under the routing lock, so a fenced
+        # ex-holder can never write). None: a single process that always routes.
+        self.fence: Fence | None = None
         # Told the earliest deadline known after each commit (the deadline timer).
         self.on_deadline: Callable[[datetime | None], None] | None = None
 
@@ -303,12 +315,13 @@ class Acd:
         transaction (a batch's later handlers find them held), and rebuild the engine first
         if the tables moved on without it."""
         if "acd.generation" not in tx.shared:
-            await tx.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
-            if self.fence is not None:
-                await self.fence(tx)
-            before, after = await store.bump_generation(tx)
+            fence = self.fence
+            after, lease = await repository.open_routing(
+                tx, ROUTING_LOCK, fence.idle_timeout_ms if fence is not None else None)
+            if fence is not None:
+                fence.check(lease)
             tx.shared["acd.generation"] = after
-            if self.generation != before:
+            if self.generation != after - 1:
                 self._stale = True
             # Until this commits, the engine is ahead of the tables: a rollback must rebuild.
             self.generation = None

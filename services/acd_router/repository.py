@@ -231,10 +231,31 @@ async def read_lease(session: AsyncSession) -> LeaseRow | None:
     return lease_row((await session.execute(text(READ_LEASE))).mappings().first())
 
 
-async def lease_in(tx: Queries) -> LeaseRow | None:
-    """The lease as a routing transaction sees it (``Leadership.fence``): on the unit's own
-    connection, under the routing lock it already holds."""
-    return lease_row(await tx.fetchrow(READ_LEASE))
+# A routing transaction opens in two round trips: the routing lock (with the lease's idle
+# timeout where there is a lease), then, in a statement of its own so that it sees what the
+# lock's previous holder committed, the generation bump and the lease as it now stands.
+LOCK_ROUTING = "SELECT pg_advisory_xact_lock($1)"
+LOCK_ROUTING_LEASED = ("SELECT pg_advisory_xact_lock($1),"
+                       " set_config('idle_in_transaction_session_timeout', $2, true)")
+BUMP_GENERATION = (
+    "WITH bumped AS (UPDATE acd.engine_state SET generation = generation + 1 WHERE id = 1"
+    " RETURNING generation)"
+    " SELECT b.generation, l.holder, l.url, l.epoch, l.expires_at,"
+    " l.expires_at < clock_timestamp() AS expired"
+    " FROM bumped b LEFT JOIN acd.leader_lease l ON l.id = 1")
+
+
+async def open_routing(tx: Queries, lock: int, idle_timeout_ms: int | None
+                       ) -> tuple[int, LeaseRow | None]:
+    """Take the routing lock and bump the routing state's generation: (the new generation,
+    the lease under the lock). ``idle_timeout_ms``: end the session if the transaction
+    idles that long (a paused holder must not block a takeover)."""
+    if idle_timeout_ms is None:
+        await tx.execute(LOCK_ROUTING, lock)
+    else:
+        await tx.execute(LOCK_ROUTING_LEASED, lock, str(idle_timeout_ms))
+    found = await tx.fetchrow(BUMP_GENERATION)
+    return int(found["generation"]), lease_row(found) if found["holder"] is not None else None
 
 
 async def acquire_lease(session: AsyncSession, instance: str, url: str, lease_seconds: float,

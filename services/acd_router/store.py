@@ -226,8 +226,6 @@ SAVE_CONFIG = f"""
     INSERT INTO {S}.routing_configs (version, config, warnings, source, created_by, created_at)
     SELECT coalesce(max(version), 0) + 1, $1::jsonb, $2::jsonb, $3, $4, $5
       FROM {S}.routing_configs RETURNING version"""
-BUMP_GENERATION = (f"UPDATE {S}.engine_state SET generation = generation + 1 WHERE id = 1"
-                   " RETURNING generation")
 
 
 def _config_row(row: Any) -> dict[str, Any]:
@@ -256,12 +254,6 @@ async def save_config(db: Queries, config: dict[str, Any], warnings: list[str], 
                       created_by: str | None, now: datetime) -> int:
     return int(await db.fetchval(SAVE_CONFIG, json_text(config), json_text(warnings), source,
                                  created_by, now))
-
-
-async def bump_generation(db: Queries) -> tuple[int, int]:
-    """(generation before, generation after) of the routing state."""
-    new = int(await db.fetchval(BUMP_GENERATION))
-    return new - 1, new
 
 
 # -- agent history: state changes and supervisor overrides --------------------------------------

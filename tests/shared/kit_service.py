@@ -42,8 +42,13 @@ def create_app(common: CommonSettings, *, bus: Bus | None = None, clock: Clock |
 
     @consumes.on(CallOffered)
     async def on_offered(tx: Transaction, event: CallOffered) -> None:
-        assert tx.cause is not None
-        seen.append(tx.cause)
+        cause = tx.cause
+        assert cause is not None
+
+        async def handled() -> None:  # only what committed: a duplicate's run is undone
+            seen.append(cause)
+
+        tx.after_commit(handled)
         await tx.session.execute(notes.insert().values(call_id=event.call_id,
                                                        seen=tx.cause.type))
 

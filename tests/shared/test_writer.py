@@ -144,3 +144,65 @@ async def test_effects_are_carried_out_in_order_and_only_after_a_commit(common) 
             await service.messaging.run(unit("E2", fail=True))
         assert alarm.woken == [due] and order == [("E1", 1)]
         await eventually(lambda: [e.data["call_id"] for e in service.seen] == ["E1"])
+
+
+async def test_a_resent_event_is_caught_by_the_inbox_at_the_commit_and_handled_once(
+        common) -> None:
+    """A first delivery is not looked up before its handler runs. When it is a publisher's
+    resend of an event already handled (redelivered false), the inbox insert at the commit
+    finds it: the batch is undone, its items run alone (each looked up first), the other
+    items are handled once and the resend changes nothing (no second outbox row, no
+    after-commit action)."""
+    from datetime import UTC, datetime
+
+    from shared.consumers import Consumes
+    from shared.envelope import Envelope
+    from shared.events.cti import CallAnswered, CallReleased
+
+    bus = MemoryBus()
+    app = create_app(common, bus=bus)
+    service = app.state.service
+    handled: list[str] = []
+    consumes = Consumes()
+
+    # (cti.call.answered: the kit's own consumer, whose insert would refuse a duplicate by
+    # itself, does not take it.)
+    @consumes.on(CallAnswered)
+    async def tally(tx: Transaction, event: CallAnswered) -> None:
+        async def note() -> None:
+            handled.append(event.call_id)
+
+        await tx.emit(CallReleased(call_id=event.call_id, direction="inbound",
+                                   cause="caller_hangup", state="in_ivr",
+                                   from_number=event.from_number, to_number=event.to_number,
+                                   released_at=tx.now),
+                      subject=f"call/{event.call_id}")
+        tx.after_commit(note)
+
+    service.consume("tally", consumes, staged=True)
+
+    def answered(call_id: str) -> Envelope:
+        return Envelope(source="/switch", type="cti.call.answered", time=datetime.now(UTC),
+                        subject=f"call/{call_id}", sequence=1,
+                        data={"call_id": call_id, "direction": "inbound",
+                              "from_number": "+861", "to_number": "95598"})
+
+    async def released_rows() -> list[str]:
+        async with service.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            return [row["subject"] for row in await raw.fetch(
+                "SELECT subject FROM kit.outbox WHERE type = 'cti.call.released'"
+                " ORDER BY id")]
+
+    async with running(app):
+        first = answered("R1")
+        await bus.publish(first)
+        await eventually(lambda: handled == ["R1"])
+        # The resend and a new event arrive together: one batch for the writer.
+        await asyncio.gather(bus.publish(first), bus.publish(answered("R2")))
+        await eventually(lambda: sorted(handled) == ["R1", "R2"])
+        await asyncio.sleep(0.2)
+        assert sorted(handled) == ["R1", "R2"]
+        assert await released_rows() == ["call/R1", "call/R2"]
+        metrics = service.metrics._consumed
+        assert metrics.labels("kit.tally", "cti.call.answered", "duplicate")._value.get() == 1
