@@ -271,3 +271,16 @@ call_contexts = Table(
     Column("abandon_reason", String(64)),
     _ts("updated_at"),
 )
+
+customer_access = Table(
+    "customer_access", metadata,
+    # Who was shown a customer's personal data (name, numbers, balance), when and how: every
+    # unmasked read by a person or an integrator (the suite's own lookups are not).
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # record | lookup
+    Column("subject", String(128), nullable=False),
+    Column("scopes", String(256), nullable=False),
+    _ts("at"),
+    Index("ix_customer_access_account", "account", "id"),
+)

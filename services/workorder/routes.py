@@ -26,6 +26,7 @@ from services.workorder.schemas import (
     BatchResult,
     CalendarIn,
     CallbackOut,
+    CustomerAccessOut,
     CustomerBatch,
     CustomerIn,
     CustomerLookup,
@@ -70,6 +71,7 @@ def read_scope(principal: Principal = Depends(READ)) -> DataScope:
 
 
 READ_SCOPE = Depends(read_scope)
+AUDIT = require("supervisor")
 WRITE_OUTAGES = require("admin", "service", "supervisor")
 WRITE_ORDERS = require("agent", "service")
 REPORTS = require("supervisor", "service", "integrator")
@@ -107,10 +109,14 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
     @router.get("/customers/lookup", response_model=CustomerLookup, tags=["customers"])
     async def lookup_customer(number: str = Query(min_length=1, max_length=32),
                               svc: Service = Depends(service_of),
-                              scope: DataScope = READ_SCOPE) -> dict[str, Any]:
+                              principal: Principal = Depends(READ)) -> dict[str, Any]:
         """The customer a number belongs to, with the outages now active in their area (the
-        IVR tells a caller from such an area, and routes their repair call)."""
-        return scope.shown(await customers.lookup_with_outages(svc, number, svc.now()))
+        IVR tells a caller from such an area, and routes their repair call). Audited (see
+        `/customers/{account}/access`)."""
+        scope = data_scope(principal)
+        found = await customers.lookup_with_outages(svc, number, svc.now())
+        await customers.audit_read(svc, principal, scope, found["account"], "lookup")
+        return scope.shown(found)
 
     @router.put("/customers/{account}", response_model=CustomerOut, tags=["customers"],
                 dependencies=[Depends(WRITE_CUSTOMERS)])
@@ -134,9 +140,21 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
 
     @router.get("/customers/{account}", response_model=CustomerOut, tags=["customers"])
     async def get_customer(account: Account, svc: Service = Depends(service_of),
-                           scope: DataScope = READ_SCOPE) -> dict[str, Any]:
+                           principal: Principal = Depends(READ)) -> dict[str, Any]:
+        """The record; every unmasked read by a person or an integrator is audited."""
+        scope = data_scope(principal)
         async with svc.sessions() as session:
-            return scope.shown(await customers.get_customer(session, account))
+            found = await customers.get_customer(session, account)
+        await customers.audit_read(svc, principal, scope, account, "record")
+        return scope.shown(found)
+
+    @router.get("/customers/{account}/access", response_model=list[CustomerAccessOut],
+                tags=["customers"], dependencies=[Depends(AUDIT)])
+    async def customer_access(account: Account, limit: int = Query(100, ge=1, le=1000),
+                              svc: Service = Depends(service_of)) -> list[dict[str, Any]]:
+        """Who was shown this customer's personal data, newest first: every unmasked read
+        of the record or lookup of their number by a person or an integrator."""
+        return await customers.access_of(svc, account, limit)
 
     # -- outages -----------------------------------------------------------------------------
 

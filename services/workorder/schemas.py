@@ -63,6 +63,17 @@ class CustomerOut(BaseModel):
     updated_at: datetime
 
 
+class CustomerAccessOut(BaseModel):
+    """One time a customer's personal data was shown, and to whom."""
+
+    id: int
+    account: str
+    action: Literal["record", "lookup"]
+    subject: str
+    scopes: str
+    at: datetime
+
+
 class BatchResult(BaseModel):
     upserted: int
     accounts: list[str]

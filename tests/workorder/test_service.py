@@ -201,6 +201,37 @@ async def test_customer_upsert_get_and_lookup_by_any_number(harness: Harness) ->
         assert refused.status_code == 403
 
 
+async def test_every_unmasked_read_of_a_customer_by_a_person_is_audited(harness: Harness
+                                                                        ) -> None:
+    """The record or a lookup of its number, read by an agent, a supervisor or a granted
+    integrator, leaves who, how and when; a masked read and the suite's own lookup (the
+    IVR's service token, on every call) do not. Only a supervisor or admin reads the trail."""
+    h = harness
+    await h.put_customer()
+    account, number = "3100012345", CUSTOMER["numbers"][0]
+    granted = {"Authorization": "Bearer " + h.auth.mint("bi", ["integrator"],
+                                                        grants=("personal",))}
+    reads = [("/v1/customers/" + account, {}, h.headers("agent")),
+             ("/v1/customers/lookup", {"number": number}, h.headers("supervisor")),
+             ("/v1/customers/" + account, {}, granted),
+             ("/v1/customers/" + account, {}, h.headers("integrator")),  # masked
+             ("/v1/customers/lookup", {"number": number}, h.headers("service"))]
+    for path, params, headers in reads:
+        response = await h.client.get(path, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+    trail = await h.client.get(f"/v1/customers/{account}/access",
+                               headers=h.headers("supervisor"))
+    assert trail.status_code == 200, trail.text
+    assert [(a["subject"], a["action"], a["scopes"]) for a in trail.json()] == [
+        ("bi", "record", "integrator"), ("A001", "lookup", "supervisor"),
+        ("A001", "record", "agent")]
+    assert datetime.fromisoformat(trail.json()[0]["at"]) == h.clock.now()
+    for scope in ("agent", "integrator", "service"):
+        refused = await h.client.get(f"/v1/customers/{account}/access",
+                                     headers=h.headers(scope))
+        assert refused.status_code == 403
+
+
 async def test_lookup_lists_the_outages_active_in_the_customers_area(harness: Harness
                                                                        ) -> None:
     """What the IVR needs of a caller, in one answer: the customer and the outages now

@@ -7,6 +7,8 @@ from typing import Any
 
 from services.workorder import repository
 from services.workorder.schemas import CustomerIn
+from shared.auth import Principal
+from shared.data_scope import DataScope
 from shared.db import Session
 from shared.errors import NotFound
 from shared.messaging import Transaction
@@ -42,3 +44,20 @@ async def lookup_with_outages(service: Any, number: str, now: datetime) -> dict[
     if found is None:
         raise NotFound("customer number", number)
     return found
+
+
+async def audit_read(service: Any, principal: Principal, scope: DataScope, account: str,
+                     action: str) -> None:
+    """Record that ``principal`` was shown ``account``'s personal data, before it is: a read
+    whose audit cannot be written fails. Masked reads show nothing personal, and the
+    suite's own lookups (the IVR's, with a service token) would only record every call."""
+    if not scope.personal or "service" in principal.scopes:
+        return
+    async with service.transaction() as tx:
+        await repository.record_access(tx, account, action, principal.subject,
+                                       " ".join(sorted(principal.scopes)), tx.now)
+
+
+async def access_of(service: Any, account: str, limit: int) -> list[dict[str, Any]]:
+    async with service.reader() as reader:
+        return await repository.access_of(reader, account, limit)

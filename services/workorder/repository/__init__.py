@@ -435,6 +435,21 @@ async def account_of(session: AsyncSession, number: str) -> str | None:
     return account
 
 
+RECORD_ACCESS = (f"INSERT INTO {S}.customer_access (account, action, subject, scopes, at)"
+                 " VALUES ($1, $2, $3, $4, $5)")
+ACCESS_OF = (f"SELECT id, account, action, subject, scopes, at FROM {S}.customer_access"
+             " WHERE account = $1 ORDER BY id DESC LIMIT $2")
+
+
+async def record_access(tx: Queries, account: str, action: str, subject: str, scopes: str,
+                        at: datetime) -> None:
+    await tx.execute(RECORD_ACCESS, account, action, subject, scopes, at)
+
+
+async def access_of(db: Queries, account: str, limit: int) -> list[dict[str, Any]]:
+    """Who was shown the account's personal data, newest first."""
+    return [dict(found) for found in await db.fetch(ACCESS_OF, account, limit)]
+
 LOOKUP = f"""
     SELECT c.account, c.name, c.area, c.tier, c.flags, c.balance, c.created_at, c.updated_at,
            (SELECT array_agg(m.number ORDER BY m.position) FROM {S}.customer_numbers m
