@@ -115,7 +115,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         `/customers/{account}/access`)."""
         scope = data_scope(principal)
         found = await customers.lookup_with_outages(svc, number, svc.now())
-        await customers.audit_read(svc, principal, scope, found["account"], "lookup")
+        await customers.audit_read(svc, principal, found["account"], "lookup")
         return scope.shown(found)
 
     @router.put("/customers/{account}", response_model=CustomerOut, tags=["customers"],
@@ -145,7 +145,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         scope = data_scope(principal)
         async with svc.sessions() as session:
             found = await customers.get_customer(session, account)
-        await customers.audit_read(svc, principal, scope, account, "record")
+        await customers.audit_read(svc, principal, account, "record")
         return scope.shown(found)
 
     @router.get("/customers/{account}/access", response_model=list[CustomerAccessOut],

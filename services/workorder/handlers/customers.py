@@ -8,7 +8,7 @@ from typing import Any
 from services.workorder import repository
 from services.workorder.schemas import CustomerIn
 from shared.auth import Principal
-from shared.data_scope import DataScope
+from shared.data_scope import data_scope
 from shared.db import Session
 from shared.errors import NotFound
 from shared.messaging import Transaction
@@ -46,12 +46,11 @@ async def lookup_with_outages(service: Any, number: str, now: datetime) -> dict[
     return found
 
 
-async def audit_read(service: Any, principal: Principal, scope: DataScope, account: str,
-                     action: str) -> None:
+async def audit_read(service: Any, principal: Principal, account: str, action: str) -> None:
     """Record that ``principal`` was shown ``account``'s personal data, before it is: a read
     whose audit cannot be written fails. Masked reads show nothing personal, and the
     suite's own lookups (the IVR's, with a service token) would only record every call."""
-    if not scope.personal or "service" in principal.scopes:
+    if not data_scope(principal).personal or "service" in principal.scopes:
         return
     async with service.transaction() as tx:
         await repository.record_access(tx, account, action, principal.subject,

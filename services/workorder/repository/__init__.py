@@ -450,6 +450,7 @@ async def access_of(db: Queries, account: str, limit: int) -> list[dict[str, Any
     """Who was shown the account's personal data, newest first."""
     return [dict(found) for found in await db.fetch(ACCESS_OF, account, limit)]
 
+
 LOOKUP = f"""
     SELECT c.account, c.name, c.area, c.tier, c.flags, c.balance, c.created_at, c.updated_at,
            (SELECT array_agg(m.number ORDER BY m.position) FROM {S}.customer_numbers m
