@@ -28,6 +28,7 @@ CUSTOMER_BATCH = 1_000
 DESKTOP_ATTEMPTS = 10
 # Rounds over the router replicas: about 10 s, longer than a standby's takeover (< 5 s).
 ACD_FAILOVER_ROUNDS = 12
+LEFTOVER_CHECK_ROUNDS = 2
 
 
 class PeerError(RuntimeError):
@@ -101,14 +102,14 @@ class Peers:
 
     # -- acd_router ----------------------------------------------------------------------
 
-    async def _acd(self, method: str, path: str, *, json: Any, headers: dict[str, str]
-                   ) -> httpx.Response:
+    async def _acd(self, method: str, path: str, *, json: Any, headers: dict[str, str],
+                   rounds: int = ACD_FAILOVER_ROUNDS) -> httpx.Response:
         """A desktop knows every router replica (``HOTLINE_ACD_URL`` may list several,
         comma-separated). It asks the one that answered last first, follows a standby's
         ``active_url`` hint, and keeps trying for a few seconds while a standby takes over."""
         replicas = [url.strip() for url in self.common.acd_url.split(",") if url.strip()]
         last: Exception | None = None
-        for round_ in range(ACD_FAILOVER_ROUNDS):
+        for round_ in range(rounds):
             order = sorted(replicas, key=lambda url: url != self._acd_preferred)
             while order:
                 base = order.pop(0)
@@ -183,7 +184,10 @@ class Peers:
         """Calls the suite still holds: live calls in CTI, and calls waiting or reserved in
         the ACD's queues (a caller on virtual hold waits there after their call ended)."""
         entries: list[str] = []
-        response = await self._acd("GET", "/v1/queues", json=None, headers=self._operator)
+        # A check before a replay starts: it must not hold the request through a whole
+        # failover's patience (about 17 s) when the router is down.
+        response = await self._acd("GET", "/v1/queues", json=None, headers=self._operator,
+                                   rounds=LEFTOVER_CHECK_ROUNDS)
         for queue in self._check(response, "queues") or []:
             if queue.get("waiting") or queue.get("reserved"):
                 detail = await self._acd("GET", f"/v1/queues/{queue['queue']}", json=None,

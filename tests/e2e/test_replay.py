@@ -43,7 +43,7 @@ from tests.e2e.harness import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
-SPEED = 16.0
+SPEED = 24.0
 CALLS, HOURS = 150, 0.5
 REPLAY_TIMEOUT = HOURS * 3600 / SPEED + 240
 ARTIFACTS = Path(tempfile.gettempdir()) / "hotline-e2e-reports"

@@ -168,7 +168,7 @@ async def test_a_replayed_caller_takes_virtual_hold_and_is_served_in_turn(
     (work / "acd.yaml").write_text(CONFIG)
     trace = work / "virtual-hold.jsonl"
     trace.write_text("".join(json.dumps(line) + "\n" for line in TRACE))
-    speed = 5.0
+    speed = 10.0
     env = base_environment(database_url, work, speed, amqp_url=amqp_url,
                            start=TRACE[0]["start"])  # type: ignore[arg-type]
     env["ACD_CONFIG_FILE"] = str(work / "acd.yaml")
