@@ -1,6 +1,6 @@
 """A half-hour trace from the sample generator (150 calls, 20 agents: the busy hour's load,
 with its outage, surge, VIPs and every disposition) through the whole suite, all-in-one and
-distributed, at 16x.
+distributed, at 24x.
 
 Checks come from the services' own APIs and database: every call answered, abandoned or
 self-served (none stuck); every answered call has a recording as long as its talk time
@@ -8,9 +8,9 @@ self-served (none stuck); every answered call has a recording as long as its tal
 of a resolved order its callbacks with the trace's satisfaction (or escalated when the customer
 never answers); per-call event sequences strictly increase.
 
-16x: the suite's timers have wall-clock floors (a ring lasts at least 4 wall seconds, a
+24x: the suite's timers have wall-clock floors (a ring lasts at least 4 wall seconds, a
 reservation 5), so a lagging machine makes callers wait rather than losing its floor; half an
-hour at 16x takes under two minutes of replay."""
+hour at 24x takes about 75 s of replay."""
 
 from __future__ import annotations
 
