@@ -52,11 +52,12 @@ def softswitch_url(given: str | None) -> str:
 
 
 def _token(scopes: list[str], subject: str, ttl: int = 12 * 3600,
-           grants: tuple[str, ...] = (), audience: tuple[str, ...] = ()) -> str:
+           grants: tuple[str, ...] = (), audience: tuple[str, ...] = (),
+           team: str | None = None, department: str | None = None) -> str:
     common = CommonSettings()
     auth = Auth(signing_secret(common), max_lifetime_seconds=common.token_max_lifetime_seconds)
     return auth.mint(subject, scopes, ttl_seconds=ttl, grants=grants,
-                     audience=audience or SUITE_AUDIENCE)
+                     audience=audience or SUITE_AUDIENCE, team=team, department=department)
 
 
 @app.command()
@@ -71,13 +72,22 @@ def token(
     audience: Annotated[list[str] | None, typer.Option(
         "--audience", help="A service the token is for (e.g. recording); repeatable. "
                            "Default: every service of the suite.")] = None,
+    team: Annotated[str | None, typer.Option(
+        help="For a supervisor: the team it oversees (default: the whole floor).")] = None,
+    department: Annotated[str | None, typer.Option(
+        help="For a supervisor: the department it oversees.")] = None,
 ) -> None:
     """Print a development bearer token."""
     unknown = sorted(set(scope) - set(SCOPES)) + sorted(set(grant or ()) - set(GRANTS))
     if unknown:
         errors.print(f"[red]unknown scope(s) or grant(s): {', '.join(unknown)}[/red]")
         raise typer.Exit(2)
-    typer.echo(_token(scope, subject, ttl, tuple(grant or ()), tuple(audience or ())))
+    try:
+        typer.echo(_token(scope, subject, ttl, tuple(grant or ()), tuple(audience or ()),
+                          team, department))
+    except ValueError as refused:
+        errors.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _report_table(report: dict[str, Any]) -> Table:

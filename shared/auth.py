@@ -21,13 +21,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Forbidden
 from shared.input_guard import character_problem
-from shared.limits import MAX_SUBJECT
+from shared.limits import MAX_SUBJECT, MAX_TEAM
 from shared.settings import CommonSettings
 
 SCOPES = ("agent", "supervisor", "admin", "integrator", "switch", "service")
 # Scopes that act for someone else: a supervisor over agents, a service for the caller's own
 # channels, an admin for anyone. A token with none of them acts only for its own subject.
 ACTS_FOR_OTHERS = frozenset({"supervisor", "service", "admin"})
+# Scopes that oversee every agent whatever a token says of teams.
+FLOOR_WIDE = frozenset({"service", "admin"})
 ISSUER = "hotline"
 # A token for every service of the suite (the softswitch, the CLI); a narrower one names them.
 SUITE_AUDIENCE = "hotline"
@@ -41,10 +43,45 @@ class Principal:
     scopes: frozenset[str]
     # What an integrator token may read beyond masked records (``shared.data_scope``).
     grants: frozenset[str] = frozenset()
+    # A supervisor's part of the floor: the agents of this team, or of this department. A
+    # supervisor token naming neither oversees the whole floor (a duty manager's).
+    team: str | None = None
+    department: str | None = None
 
     @property
     def acts_for_others(self) -> bool:
         return bool(self.scopes & ACTS_FOR_OTHERS)
+
+    @property
+    def oversight(self) -> str:
+        """The part of the floor this principal directs, in words (for refusals)."""
+        if "supervisor" not in self.scopes and not self.scopes & FLOOR_WIDE:
+            return "only itself"
+        if self.scopes & FLOOR_WIDE or (self.team is None and self.department is None):
+            return "the whole floor"
+        return " and ".join(f"{kind} {name!r}" for kind, name in
+                            (("team", self.team), ("department", self.department)) if name)
+
+    def oversees(self, team: str | None, department: str | None) -> bool:
+        """Whether this principal directs and reads the agents of ``team`` in ``department``:
+        admin and service tokens everyone; a supervisor token its team's or department's
+        agents, or everyone when it names neither; any other token no one (but itself)."""
+        if self.scopes & FLOOR_WIDE:
+            return True
+        if "supervisor" not in self.scopes:
+            return False
+        if self.team is None and self.department is None:
+            return True
+        return ((self.team is not None and team == self.team)
+                or (self.department is not None and department == self.department))
+
+    def check_directs(self, agent_id: str, team: str | None, department: str | None) -> None:
+        """403 unless this principal is the agent itself or oversees the agent's team."""
+        if agent_id == self.subject and "agent" in self.scopes:
+            return
+        if not self.oversees(team, department):
+            raise Forbidden(f"{self.subject!r} oversees {self.oversight}; agent {agent_id!r} "
+                            f"is in team {team!r}, department {department!r}")
 
     def agent_acted_for(self, named: str | None) -> str | None:
         """The agent this principal acts for when a request names ``named``: an agent token
@@ -85,7 +122,8 @@ class Auth:
 
     def mint(self, subject: str, scopes: list[str] | tuple[str, ...], *,
              ttl_seconds: int = 12 * 3600, grants: tuple[str, ...] = (),
-             audience: str | tuple[str, ...] = SUITE_AUDIENCE) -> str:
+             audience: str | tuple[str, ...] = SUITE_AUDIENCE, team: str | None = None,
+             department: str | None = None) -> str:
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise ValueError(f"unknown scopes: {sorted(unknown)}")
@@ -98,6 +136,11 @@ class Auth:
             "aud": audience if isinstance(audience, str) else list(audience)}
         if grants:
             claims["grants"] = " ".join(grants)
+        for claim, value in (("team", team), ("department", department)):
+            if value is not None:
+                if not _is_team_name(value):
+                    raise ValueError(f"{claim} must be 1 to {MAX_TEAM} printable characters")
+                claims[claim] = value
         return jwt.encode(claims, self._secret, algorithm="HS256",
                           headers={"kid": self._kid})
 
@@ -117,8 +160,19 @@ class Auth:
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT \
                 or character_problem(subject) is not None:
             raise jwt.InvalidTokenError(f"sub must be 1 to {MAX_SUBJECT} printable characters")
+        for claim in ("team", "department"):
+            if claim in claims and not _is_team_name(claims[claim]):
+                raise jwt.InvalidTokenError(
+                    f"{claim} must be 1 to {MAX_TEAM} printable characters")
         return Principal(subject, frozenset(str(claims.get("scope", "")).split()),
-                         frozenset(str(claims.get("grants", "")).split()))
+                         frozenset(str(claims.get("grants", "")).split()),
+                         team=claims.get("team"), department=claims.get("department"))
+
+
+def _is_team_name(value: object) -> bool:
+    """A team or department as the agents' records hold it: 1 to 64 printable characters."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_TEAM
+            and character_problem(value) is None)
 
 
 # Secrets that have been published (an example, an old compose default): anyone can mint

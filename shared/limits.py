@@ -10,6 +10,8 @@ MAX_BODY_BYTES = 1 << 20
 MAX_DEPTH = 32
 # A token's subject is stored as the actor of what it does (String(128) columns).
 MAX_SUBJECT = 128
+# A team's or department's name (the agents' columns).
+MAX_TEAM = 64
 # Dates a report or a statistics range may name: PostgreSQL and Python both hold them, and
 # a period around them still does.
 FIRST_YEAR, LAST_YEAR = 1900, 2200

@@ -1,6 +1,6 @@
 """Every route of every service answers each scope as ``docs/access.yaml`` says: a token of
 every scope (and an agent token of a second agent, for the routes an agent uses only for
-itself) against the running apps on their real database. The table is the spec: a route the
+itself; a team's supervisor is walked in tests/acd_router/test_team_scopes.py) against the running apps on their real database. The table is the spec: a route the
 apps have and the table lacks, or the other way round, fails here."""
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def parse(entry: str) -> tuple[dict[str, str | None], bool]:
     for name in entry.split():
         scope, _, extra = name.partition("(")
         grant = extra.rstrip(")") or None
-        accepted[scope] = None if grant == "self" else grant
+        # (self) and (team) narrow whom the token acts for, not whether it may call.
+        accepted[scope] = None if grant in ("self", "team") else grant
     return accepted, "agent(self)" in entry.split()
 
 

@@ -16,7 +16,7 @@ from . import agent_commands, store
 from .domain import AgentState
 from .domain.queue import NAME_PATTERN
 from .mirror import Acd
-from .routes import READERS, SELF_WRITERS, AgentView, acd_of, agent_view
+from .routes import READERS, SELF_WRITERS, AgentView, acd_of, agent_view, check_reads
 
 AgentId = Annotated[str, Path(pattern=NAME_PATTERN)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -71,24 +71,27 @@ class ForcedView(BaseModel):
 
 def add_agent_routes(router: APIRouter) -> None:
 
-    @router.post("/agents/{agent_id}/next-state", dependencies=[Depends(SELF_WRITERS)])
+    @router.post("/agents/{agent_id}/next-state")
     async def set_next_state(agent_id: AgentId, body: NextStateBody,
                              svc: Service = Depends(service_of),
-                             acd: Acd = Depends(acd_of)) -> AgentView:
+                             acd: Acd = Depends(acd_of),
+                             who: Principal = Depends(SELF_WRITERS)) -> AgentView:
         """The state to take once the current call and its wrap-up are over (e.g. not ready
         ``break``); 409 unless reserved, on call or in wrap-up."""
         async with svc.transaction() as tx:
             agent = await agent_commands.set_next(acd, tx, agent_id, AgentState(body.state),
-                                                  body.reason)
+                                                  body.reason, by=who)
         return agent_view(agent, svc.clock.now(), acd)
 
-    @router.post("/agents/{agent_id}/wrapup/extend", dependencies=[Depends(SELF_WRITERS)])
+    @router.post("/agents/{agent_id}/wrapup/extend")
     async def extend_wrap_up(agent_id: AgentId, body: ExtendBody,
                              svc: Service = Depends(service_of),
-                             acd: Acd = Depends(acd_of)) -> ExtendedView:
+                             acd: Acd = Depends(acd_of),
+                             who: Principal = Depends(SELF_WRITERS)) -> ExtendedView:
         """More wrap-up time; 409 outside wrap-up or when the queue's cap is reached."""
         async with svc.transaction() as tx:
-            agent, added = await agent_commands.extend_wrap_up(acd, tx, agent_id, body.seconds)
+            agent, added = await agent_commands.extend_wrap_up(acd, tx, agent_id, body.seconds,
+                                                                 by=who)
         view = agent_view(agent, svc.clock.now(), acd)
         return ExtendedView(**view.model_dump(), extended_seconds=round(added, 3))
 
@@ -96,20 +99,22 @@ def add_agent_routes(router: APIRouter) -> None:
     async def force_state(agent_id: AgentId, body: ForceBody,
                           svc: Service = Depends(service_of), acd: Acd = Depends(acd_of),
                           who: Principal = Depends(SUPERVISORS)) -> ForcedView:
-        """A supervisor sets any logged-in agent's state, audited. Reserved: the call goes
+        """A supervisor sets the state of any logged-in agent it oversees, audited. Reserved: the call goes
         back to its place. On call: applied when the call ends (``audit.deferred``)."""
         async with svc.transaction() as tx:
             agent, audit = await agent_commands.force(
                 acd, tx, agent_id, AgentState(body.state), reason_code=body.reason_code,
-                why=body.reason, actor=who.subject)
+                why=body.reason, by=who)
         return ForcedView(agent=agent_view(agent, svc.clock.now(), acd),
                           audit=AuditView.model_validate(audit))
 
-    @router.get("/agents/{agent_id}/audit", dependencies=[READERS])
-    async def get_audit(agent_id: AgentId, svc: Service = Depends(service_of)
-                        ) -> list[AuditView]:
+    @router.get("/agents/{agent_id}/audit")
+    async def get_audit(agent_id: AgentId, svc: Service = Depends(service_of),
+                        who: Principal = READERS) -> list[AuditView]:
         async with svc.reader() as session:
-            if await store.load_agent(session, agent_id) is None:
+            agent = await store.load_agent(session, agent_id)
+            if agent is None:
                 raise NotFound("agent", agent_id)
+            check_reads(who, agent)
             rows = await store.audit_of(session, agent_id)
         return [AuditView.model_validate(r) for r in rows]

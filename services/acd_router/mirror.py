@@ -281,7 +281,8 @@ class Acd:
         today = self.today(now)
         for agent in agents:
             self.engine.agent_logged_in(
-                AgentSpec(agent.agent_id, agent.skills, team=agent.team), ts(now),
+                AgentSpec(agent.agent_id, agent.skills, team=agent.team,
+                          department=agent.department), ts(now),
                 calls_today=agent.calls_handled if agent.handled_day == today else 0)
         if self.engine.history_days > 0:
             # Whom each caller last spoke to, so their preferred agent survives a restart.
@@ -405,7 +406,8 @@ class Acd:
             if not engine.is_ready(agent.agent_id, since):
                 if not engine.has_agent(agent.agent_id):
                     engine.agent_logged_in(AgentSpec(agent.agent_id, agent.skills,
-                                                     team=agent.team), ts(now))
+                                                     team=agent.team,
+                                                     department=agent.department), ts(now))
                 self._decisions.extend(engine.agent_ready(agent.agent_id, ts(now), since=since))
         else:
             engine.agent_busy(agent.agent_id, ts(now))

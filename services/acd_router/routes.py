@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from shared.auth import Principal, require, require_self
 from shared.data_scope import DataScope, data_scope
 from shared.errors import NotFound
+from shared.limits import MAX_TEAM
 from shared.service import Service, service_of
 
 from . import agent_commands, call_commands, store
@@ -45,7 +46,10 @@ class LoginBody(Strict):
     # Where the agent is rung. Set by a supervisor or admin; an agent's own login keeps the
     # device on record (``agent:<id>`` if none) and may only repeat it.
     device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] | None = None
-    team: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    # Set by a supervisor or admin, or by the agent's first login; kept when omitted.
+    team: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEAM)] | None = None
+    department: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEAM)] | None \
+        = None
 
 
 class StateBody(Strict):
@@ -85,6 +89,7 @@ class AgentView(BaseModel):
     skills: dict[str, int]
     device: str
     team: str | None
+    department: str | None
     state_since: datetime | None
     ready_since: datetime | None
     calls_handled_today: int
@@ -194,7 +199,7 @@ def agent_view(agent: Agent, now: datetime, acd: Acd) -> AgentView:
     return AgentView(
         agent_id=agent.agent_id, state=agent.state.value, reason=agent.reason,
         skills=agent.skills, device=agent.device, team=agent.team,
-        state_since=agent.state_since, ready_since=agent.ready_since,
+        department=agent.department, state_since=agent.state_since, ready_since=agent.ready_since,
         calls_handled_today=agent.calls_handled if agent.handled_day == today else 0,
         pending=PendingView(state=agent.pending.state.value, reason=agent.pending.reason)
         if agent.pending else None,
@@ -242,6 +247,18 @@ def queue_view(name: str, entries: list[QueueEntry], agents: list[Agent], now: d
     )
 
 
+def reads_agent(who: Principal, agent: Agent) -> bool:
+    """A team's or a department's supervisor reads its own agents; other readers (desktops,
+    integrators' boards, a floor-wide supervisor) read the whole floor's states."""
+    return "supervisor" not in who.scopes or who.oversees(agent.team, agent.department)
+
+
+def check_reads(who: Principal, agent: Agent) -> None:
+    """403 where :func:`reads_agent` says no."""
+    if "supervisor" in who.scopes:
+        who.check_directs(agent.agent_id, agent.team, agent.department)
+
+
 def acd_of(request: Request) -> Acd:
     acd: Acd = request.app.state.acd
     return acd
@@ -266,35 +283,41 @@ def build_router() -> APIRouter:
         async with svc.transaction() as tx:
             agent = await agent_commands.login(acd, tx, agent_id, skills=dict(body.skills),
                                              device=body.device, team=body.team,
-                                             may_set_device=who.acts_for_others)
+                                             department=body.department, by=who)
         return agent_view(agent, svc.clock.now(), acd)
 
-    @router.post("/agents/{agent_id}/state", dependencies=[Depends(SELF_WRITERS)])
+    @router.post("/agents/{agent_id}/state")
     async def set_state(agent_id: AgentId, body: StateBody, svc: Service = Depends(service_of),
-                        acd: Acd = Depends(acd_of)) -> AgentView:
+                        acd: Acd = Depends(acd_of),
+                        who: Principal = Depends(SELF_WRITERS)) -> AgentView:
         async with svc.transaction() as tx:
             agent = await agent_commands.request_state(acd, tx, agent_id, REQUESTS[body.state],
-                                                     body.reason)
+                                                     body.reason, by=who)
         return agent_view(agent, svc.clock.now(), acd)
 
-    @router.get("/agents", dependencies=[READERS])
+    @router.get("/agents")
     async def list_agents(state: AgentState | None = None,
                           skill: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
-                          team: str | None = None, svc: Service = Depends(service_of),
-                          acd: Acd = Depends(acd_of)) -> list[AgentView]:
+                          team: str | None = None, department: str | None = None,
+                          svc: Service = Depends(service_of), acd: Acd = Depends(acd_of),
+                          who: Principal = READERS) -> list[AgentView]:
+        """The agents, filtered; a team's or department's supervisor gets its own only."""
         async with svc.reader() as session:
             agents = await store.load_agents(session, states=[state] if state else None)
         now = svc.clock.now()
         return [agent_view(a, now, acd) for a in agents
-                if (skill is None or skill in a.skills) and (team is None or a.team == team)]
+                if (skill is None or skill in a.skills) and (team is None or a.team == team)
+                and (department is None or a.department == department)
+                and reads_agent(who, a)]
 
-    @router.get("/agents/{agent_id}", dependencies=[READERS])
+    @router.get("/agents/{agent_id}")
     async def get_agent(agent_id: AgentId, svc: Service = Depends(service_of),
-                        acd: Acd = Depends(acd_of)) -> AgentView:
+                        acd: Acd = Depends(acd_of), who: Principal = READERS) -> AgentView:
         async with svc.reader() as session:
             agent = await store.load_agent(session, agent_id)
         if agent is None:
             raise NotFound("agent", agent_id)
+        check_reads(who, agent)
         return agent_view(agent, svc.clock.now(), acd)
 
     @router.get("/queues", dependencies=[READERS])

@@ -36,7 +36,7 @@ def _decoded(value: Any) -> Any:
 AGENT_COLUMNS = ("agent_id, state, reason, skills, device, team, state_since, ready_since,"
                  " calls_handled, handled_day, pending_state, pending_reason, call_id,"
                  " reservation_id, wrapup_deadline, wrapup_mandatory, wrapup_limit,"
-                 " auto_ready_at")
+                 " auto_ready_at, department")
 LOAD_AGENT = f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE agent_id = $1"
 LOAD_AGENTS = f"SELECT {AGENT_COLUMNS} FROM {S}.agents ORDER BY agent_id"
 LOAD_AGENTS_IN = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = ANY($1::text[])"
@@ -44,7 +44,7 @@ LOAD_AGENTS_IN = (f"SELECT {AGENT_COLUMNS} FROM {S}.agents WHERE state = ANY($1:
 SAVE_AGENT = f"""
     INSERT INTO {S}.agents ({AGENT_COLUMNS})
     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18)
+            $18, $19)
     ON CONFLICT (agent_id) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason,
         skills = EXCLUDED.skills, device = EXCLUDED.device, team = EXCLUDED.team,
         state_since = EXCLUDED.state_since, ready_since = EXCLUDED.ready_since,
@@ -53,7 +53,7 @@ SAVE_AGENT = f"""
         call_id = EXCLUDED.call_id, reservation_id = EXCLUDED.reservation_id,
         wrapup_deadline = EXCLUDED.wrapup_deadline,
         wrapup_mandatory = EXCLUDED.wrapup_mandatory, wrapup_limit = EXCLUDED.wrapup_limit,
-        auto_ready_at = EXCLUDED.auto_ready_at"""
+        auto_ready_at = EXCLUDED.auto_ready_at, department = EXCLUDED.department"""
 
 
 def _agent(row: Any) -> Agent:
@@ -67,6 +67,7 @@ def _agent(row: Any) -> Agent:
         call_id=row["call_id"], reservation_id=row["reservation_id"],
         wrapup_deadline=row["wrapup_deadline"], wrapup_mandatory=row["wrapup_mandatory"],
         wrapup_limit=row["wrapup_limit"], auto_ready_at=row["auto_ready_at"],
+        department=row["department"],
     )
 
 
@@ -91,7 +92,7 @@ def agent_args(agent: Agent) -> tuple[Any, ...]:
             agent.handled_day, agent.pending.state.value if agent.pending else None,
             agent.pending.reason if agent.pending else None, agent.call_id,
             agent.reservation_id, agent.wrapup_deadline, agent.wrapup_mandatory,
-            agent.wrapup_limit, agent.auto_ready_at)
+            agent.wrapup_limit, agent.auto_ready_at, agent.department)
 
 
 # -- queues and entries -------------------------------------------------------------------------

@@ -48,6 +48,47 @@ def test_an_agent_token_never_acts_for_another_agent(scopes: set[str]) -> None:
         Principal("A001", frozenset(scopes)).agent_acted_for("A002")
 
 
+@pytest.mark.parametrize(("scopes", "team", "department", "agent_in", "oversees"), [
+    ({"supervisor"}, "T1", None, ("T1", "D1"), True),
+    ({"supervisor"}, "T1", None, ("T2", "D1"), False),
+    ({"supervisor"}, None, "D1", ("T2", "D1"), True),
+    ({"supervisor"}, None, "D1", ("T1", "D2"), False),
+    ({"supervisor"}, "T1", "D2", ("T1", "D1"), True),   # either claim is enough
+    ({"supervisor"}, None, None, ("T9", "D9"), True),   # a duty manager: the whole floor
+    ({"supervisor"}, "T1", None, (None, None), False),  # an agent of no team is not T1's
+    ({"admin"}, "T1", None, ("T2", "D2"), True),        # admin and service: everyone
+    ({"service"}, None, None, ("T2", "D2"), True),
+    ({"agent"}, None, None, ("T1", "D1"), False),
+    ({"integrator"}, None, None, ("T1", "D1"), False),
+])
+def test_who_oversees_an_agents_team(scopes: set[str], team: str | None,
+                                     department: str | None,
+                                     agent_in: tuple[str | None, str | None],
+                                     oversees: bool) -> None:
+    principal = Principal("S1", frozenset(scopes), team=team, department=department)
+    assert principal.oversees(*agent_in) is oversees
+    if oversees:
+        principal.check_directs("A001", *agent_in)
+    else:
+        with pytest.raises(Forbidden, match="A001"):
+            principal.check_directs("A001", *agent_in)
+    # An agent always directs itself (ready, not ready, its wrap-up).
+    Principal("A001", frozenset({"agent"})).check_directs("A001", *agent_in)
+
+
+def test_a_supervisors_team_and_department_ride_in_its_token() -> None:
+    auth = Auth(SECRET)
+    principal = auth.verify(auth.mint("S1", ["supervisor"], team="T1", department="D1"))
+    assert (principal.team, principal.department) == ("T1", "D1")
+    assert principal.oversight == "team 'T1' and department 'D1'"
+    assert auth.verify(auth.mint("S2", ["supervisor"])).oversight == "the whole floor"
+    for bad in ("", "x" * 65, "a\u0000b", 7):
+        with pytest.raises(jwt.InvalidTokenError, match="team"):
+            auth.verify(hand_made(team=bad))
+    with pytest.raises(ValueError, match="department"):
+        auth.mint("S3", ["supervisor"], department="x" * 65)
+
+
 @pytest.mark.parametrize("subject", ["x" * 129, "a\u0000b", "a\ud800b"])
 def test_a_subject_that_cannot_be_stored_as_an_actor_is_refused(subject: str) -> None:
     auth = Auth(SECRET)

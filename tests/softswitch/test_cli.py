@@ -25,6 +25,13 @@ def test_token_prints_a_token_with_the_scopes(monkeypatch) -> None:
     assert principal.subject == "A001" and principal.scopes == {"agent", "supervisor"}
     bad = CliRunner().invoke(cli, ["token", "--scope", "root"])
     assert bad.exit_code == 2
+    team = CliRunner().invoke(cli, ["token", "-s", "supervisor", "--team", "T1",
+                                    "--department", "D1"])
+    assert team.exit_code == 0, team.output
+    principal = Auth(TEST_SECRET).verify(team.output.strip())
+    assert (principal.team, principal.department) == ("T1", "D1")
+    assert CliRunner().invoke(cli, ["token", "-s", "supervisor", "--team", "x" * 65]
+                              ).exit_code == 2
 
 
 async def test_replay_command_prints_the_report(common, auth, tmp_path, monkeypatch) -> None:

@@ -180,6 +180,7 @@ class Agent:
     skills: dict[str, int] = field(default_factory=dict)
     device: str = ""
     team: str | None = None
+    department: str | None = None
     state_since: datetime | None = None
     # When the agent last became ready: the longest-idle agent is served first.
     ready_since: datetime | None = None
@@ -203,18 +204,25 @@ class Agent:
     # -- requests (REST) ---------------------------------------------------------------------
 
     def login(self, now: datetime, *, skills: dict[str, int], device: str | None,
-              team: str | None, may_set_device: bool = True) -> StateChange | None:
-        """Log in (again). The device is kept unless one is given; only a principal that
-        ``may_set_device`` (a supervisor or admin, not the agent itself) changes it: a
-        device named by the agent's own login would let it ring a colleague's calls
-        anywhere."""
-        if device is not None and device != self.device and not may_set_device:
-            raise Forbidden(f"agent {self.agent_id!r} rings on {self.device!r}; another "
-                            "device is set by a supervisor or an admin")
+              team: str | None, department: str | None = None, may_assign: bool = True
+              ) -> StateChange | None:
+        """Log in (again). The device, team and department are kept unless given; only a
+        principal that ``may_assign`` (a supervisor or admin, not the agent itself) changes
+        them once set: a device named by the agent's own login would let it ring a
+        colleague's calls anywhere, and a team it chose would choose its supervisor. An
+        agent's first login may name its team and department."""
+        if not may_assign:
+            for what, asked, held in (("rings on", device, self.device),
+                                      ("is in team", team, self.team),
+                                      ("is in department", department, self.department)):
+                if asked is not None and held is not None and asked != held:
+                    raise Forbidden(f"agent {self.agent_id!r} {what} {held!r}; another is "
+                                    "set by a supervisor or an admin")
         change = self._apply(Action.LOGIN, now)
         self.skills = dict(skills)
         self.device = device or self.device
-        self.team = team
+        self.team = team or self.team
+        self.department = department or self.department
         return change
 
     def request(self, action: Action, now: datetime, *, reason: str | None = None
