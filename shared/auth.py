@@ -53,27 +53,27 @@ class Principal:
         return bool(self.scopes & ACTS_FOR_OTHERS)
 
     @property
+    def oversees_part(self) -> bool:
+        """A supervisor whose token names a team or a department: not the whole floor."""
+        return ("supervisor" in self.scopes and not self.scopes & FLOOR_WIDE
+                and (self.team is not None or self.department is not None))
+
+    @property
     def oversight(self) -> str:
         """The part of the floor this principal directs, in words (for refusals)."""
-        if "supervisor" not in self.scopes and not self.scopes & FLOOR_WIDE:
-            return "only itself"
-        if self.scopes & FLOOR_WIDE or (self.team is None and self.department is None):
-            return "the whole floor"
-        return " and ".join(f"{kind} {name!r}" for kind, name in
-                            (("team", self.team), ("department", self.department)) if name)
+        if self.oversees_part:
+            return " and ".join(f"{kind} {name!r}" for kind, name in
+                                (("team", self.team), ("department", self.department)) if name)
+        return "the whole floor" if self.acts_for_others else "only itself"
 
     def oversees(self, team: str | None, department: str | None) -> bool:
         """Whether this principal directs and reads the agents of ``team`` in ``department``:
         admin and service tokens everyone; a supervisor token its team's or department's
         agents, or everyone when it names neither; any other token no one (but itself)."""
-        if self.scopes & FLOOR_WIDE:
-            return True
-        if "supervisor" not in self.scopes:
-            return False
-        if self.team is None and self.department is None:
-            return True
-        return ((self.team is not None and team == self.team)
-                or (self.department is not None and department == self.department))
+        if self.oversees_part:
+            return ((self.team is not None and team == self.team)
+                    or (self.department is not None and department == self.department))
+        return self.acts_for_others
 
     def check_directs(self, agent_id: str, team: str | None, department: str | None) -> None:
         """403 unless this principal is the agent itself or oversees the agent's team."""

@@ -1,6 +1,8 @@
 """What a token may read of the floor's records (calls, recordings, customers, cases).
 
-- ``admin``, ``service`` and ``supervisor`` tokens read everything.
+- ``admin`` and ``service`` tokens read everything, and so does a ``supervisor`` token that
+  names no team or department; one that does reads the records of the agents it oversees
+  (a call or recording of its team's or department's agents).
 - An ``agent`` token reads the calls and recordings of its own agent (``sub``); asking for
   another agent's is refused with 403.
 - An ``integrator`` token reads records without personal data: names and numbers are masked
@@ -36,15 +38,35 @@ class DataScope:
     agent: str | None
     personal: bool
     audio: bool
+    # A team's or department's supervisor: only the records of the agents it oversees.
+    overseer: Principal | None = None
 
-    def may_read_agent(self, agent_id: str | None) -> bool:
-        return self.agent is None or agent_id == self.agent
+    @property
+    def team(self) -> str | None:
+        return self.overseer.team if self.overseer else None
 
-    def check_agent(self, agent_id: str | None, what: str) -> None:
+    @property
+    def department(self) -> str | None:
+        return self.overseer.department if self.overseer else None
+
+    def may_read_agent(self, agent_id: str | None, team: str | None = None,
+                       department: str | None = None) -> bool:
+        """Whether this scope reads a record of ``agent_id`` (of ``team`` in ``department``)."""
+        if self.agent is not None:
+            return agent_id == self.agent
+        return self.overseer is None or self.overseer.oversees(team, department)
+
+    def check_agent(self, agent_id: str | None, what: str, team: str | None = None,
+                    department: str | None = None) -> None:
         """403 unless this scope reads the records of ``agent_id``."""
-        if not self.may_read_agent(agent_id):
-            raise Forbidden(f"an agent token reads its own {what} only (this one is "
-                            f"{agent_id or 'no agent'!r}'s)")
+        if self.may_read_agent(agent_id, team, department):
+            return
+        if self.overseer is not None:
+            raise Forbidden(f"{self.overseer.subject!r} reads the {what} of "
+                            f"{self.overseer.oversight} only (this one is of team {team!r}, "
+                            f"department {department!r})")
+        raise Forbidden(f"an agent token reads its own {what} only (this one is "
+                        f"{agent_id or 'no agent'!r}'s)")
 
     def agent_filter(self, asked: str | None) -> str | None:
         """The agent a search is limited to: an agent token's own, whatever was asked."""
@@ -63,7 +85,8 @@ class DataScope:
 
 def data_scope(principal: Principal) -> DataScope:
     if principal.acts_for_others:  # admin, service, supervisor
-        return DataScope(agent=None, personal=True, audio=True)
+        return DataScope(agent=None, personal=True, audio=True,
+                         overseer=principal if principal.oversees_part else None)
     if "agent" in principal.scopes:
         return DataScope(agent=principal.subject, personal=True, audio=True)
     grants = principal.grants

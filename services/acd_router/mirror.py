@@ -187,7 +187,8 @@ class Acd:
             await tx.emit(AgentReserved(
                 call_id=entry.call_id, agent_id=agent.agent_id, device=agent.device,
                 queue=entry.queue, reservation_id=reservation_id,
-                expires_at=entry.reservation_expires_at, dial=dial,
+                expires_at=entry.reservation_expires_at, dial=dial, team=agent.team,
+                department=agent.department,
             ), subject=f"call/{entry.call_id}", correlationid=entry.call_id)
             await self._emit_decided(tx, decision, explanation, reservation_id)
             await self.save_agent(tx, agent, change)

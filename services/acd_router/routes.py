@@ -250,12 +250,12 @@ def queue_view(name: str, entries: list[QueueEntry], agents: list[Agent], now: d
 def reads_agent(who: Principal, agent: Agent) -> bool:
     """A team's or a department's supervisor reads its own agents; other readers (desktops,
     integrators' boards, a floor-wide supervisor) read the whole floor's states."""
-    return "supervisor" not in who.scopes or who.oversees(agent.team, agent.department)
+    return not who.oversees_part or who.oversees(agent.team, agent.department)
 
 
 def check_reads(who: Principal, agent: Agent) -> None:
     """403 where :func:`reads_agent` says no."""
-    if "supervisor" in who.scopes:
+    if who.oversees_part:
         who.check_directs(agent.agent_id, agent.team, agent.department)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    or_,
     select,
     text,
 )
@@ -39,6 +40,8 @@ calls = Table(
     Column("agent_leg", String(16), nullable=False),
     Column("agent_id", String(64), nullable=True),
     Column("agent_device", String(128), nullable=True),
+    Column("team", String(64), nullable=True),
+    Column("department", String(64), nullable=True),
     Column("reservation_id", String(128), nullable=True),
     Column("queue", String(64), nullable=True),
     Column("context", JSONB, nullable=False),
@@ -82,10 +85,17 @@ async def load(session: AsyncSession, call_id: str) -> Call | None:
 
 
 async def list_calls(session: AsyncSession, state: CallState | None, limit: int, *,
-                     live: bool = False, agent_id: str | None = None) -> list[Call]:
+                     live: bool = False, agent_id: str | None = None,
+                     team: str | None = None, department: str | None = None) -> list[Call]:
+    """Newest first; ``team`` / ``department``: only the calls of that team's or that
+    department's agents (either matches)."""
     query = select(calls).order_by(calls.c.offered_at.desc(), calls.c.call_id).limit(limit)
     if agent_id is not None:
         query = query.where(calls.c.agent_id == agent_id)
+    oversight = [column == value for column, value in
+                 ((calls.c.team, team), (calls.c.department, department)) if value is not None]
+    if oversight:
+        query = query.where(or_(*oversight))
     if state is not None:
         query = query.where(calls.c.state == state.value)
     if live:

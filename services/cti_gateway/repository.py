@@ -29,7 +29,8 @@ from shared.messaging import RedoUnit, Transaction
 COLUMNS: dict[str, str] = {
     "call_id": "text", "direction": "text", "state": "text", "from_number": "text",
     "to_number": "text", "switch_id": "text", "party_leg": "text", "agent_leg": "text",
-    "agent_id": "text", "agent_device": "text", "reservation_id": "text", "queue": "text",
+    "agent_id": "text", "agent_device": "text", "team": "text", "department": "text",
+    "reservation_id": "text", "queue": "text",
     "context": "text", "last_prompt_id": "text", "request_id": "text",
     "party_invite_cseq": "int", "agent_invite_cseq": "int", "ring_deadline": "timestamptz",
     "offered_at": "timestamptz", "answered_at": "timestamptz", "connected_at": "timestamptz",

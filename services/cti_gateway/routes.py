@@ -53,7 +53,7 @@ def rest_router() -> APIRouter:
         """Newest first; an agent token lists its own calls."""
         scope = data_scope(principal)
         return [CallView.shown(call, scope) for call in await commands.list_calls(
-            cti, state, limit, live=live, agent_id=scope.agent)]
+            cti, state, limit, scope, live=live)]
 
     @router.post("/calls/{call_id}/answer", status_code=status.HTTP_202_ACCEPTED)
     async def answer(call_id: CallId, body: AgentBody | None = None,
@@ -65,17 +65,17 @@ def rest_router() -> APIRouter:
         if agent_id is None:
             raise Invalid("agent_id", "name the agent who answers")
         # Accepted, not done: the call connects when the phone's 200 comes back.
-        return CallView.of(await commands.answer(cti, call_id, agent_id))
+        return CallView.of(await commands.answer(cti, call_id, agent_id, by=principal))
 
     @router.post("/calls/{call_id}/release")
     async def release(call_id: CallId, body: AgentBody | None = None,
                       principal: Principal = Depends(require(*CONTROLLERS)),
                       cti: Cti = Depends(cti_of)) -> CallView:
         """Hang up. An agent token releases only a call connected (or ringing) to itself;
-        a supervisor releases any call."""
+        a supervisor any call of the agents it oversees (a team's supervisor: its team's;
+        a caller not yet with an agent: a supervisor of the whole floor)."""
         agent_id = principal.agent_acted_for(body.agent_id if body else None)
-        return CallView.of(await commands.release(cti, call_id, agent_id,
-                                                  supervisor=principal.acts_for_others))
+        return CallView.of(await commands.release(cti, call_id, agent_id, by=principal))
 
     return router
 

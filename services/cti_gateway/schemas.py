@@ -33,6 +33,8 @@ class CallView(BaseModel):
     to_number: str
     agent_id: str | None
     agent_device: str | None
+    team: str | None = None
+    department: str | None = None
     reservation_id: str | None
     queue: str | None
     context: dict[str, Any]
@@ -51,7 +53,7 @@ class CallView(BaseModel):
     def shown(cls, call: Call, scope: DataScope) -> CallView:
         """The call as ``scope`` may see it: an agent token its own calls only (403), an
         integrator's numbers masked unless granted."""
-        scope.check_agent(call.agent_id, "calls")
+        scope.check_agent(call.agent_id, "calls", call.team, call.department)
         view = cls.of(call)
         return view if scope.personal else cls.model_validate(
             scope.shown(view.model_dump()) | {"context": {}})
@@ -61,7 +63,8 @@ class CallView(BaseModel):
         return cls(
             call_id=call.call_id, direction=call.direction, state=call.state,
             from_number=call.from_number, to_number=call.to_number, agent_id=call.agent_id,
-            agent_device=call.agent_device, reservation_id=call.reservation_id,
+            agent_device=call.agent_device, team=call.team, department=call.department,
+            reservation_id=call.reservation_id,
             queue=call.queue, context=call.context, last_prompt_id=call.last_prompt_id,
             request_id=call.request_id,
             legs=LegsView(party=call.party, party_state=call.party_leg.value,

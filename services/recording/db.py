@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     false,
+    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,8 @@ recordings = Table(
     Column("state", String(16), nullable=False),
     Column("connected", Boolean, nullable=False, default=False),
     Column("agent_id", String(64), nullable=True, index=True),
+    Column("team", String(64), nullable=True),
+    Column("department", String(64), nullable=True),
     Column("caller", String(64), nullable=True),
     Column("callee", String(64), nullable=True),
     Column("connected_at", DateTime(timezone=True), nullable=True),
@@ -67,12 +70,20 @@ async def get(session: AsyncSession, recording_id: str) -> Any:
 
 
 async def search(session: AsyncSession, *, call_id: str | None, agent_id: str | None,
-                 limit: int) -> list[Any]:
+                 limit: int, team: str | None = None, department: str | None = None
+                 ) -> list[Any]:
+    """Newest first; ``team`` / ``department``: only the recordings of that team's or that
+    department's agents (either matches)."""
     query = select(recordings)
     if call_id is not None:
         query = query.where(recordings.c.call_id == call_id)
     if agent_id is not None:
         query = query.where(recordings.c.agent_id == agent_id)
+    oversight = [column == value for column, value in
+                 ((recordings.c.team, team), (recordings.c.department, department))
+                 if value is not None]
+    if oversight:
+        query = query.where(or_(*oversight))
     query = query.order_by(recordings.c.started_at.desc().nulls_last(),
                            recordings.c.created_at.desc()).limit(limit)
     return list((await session.execute(query)).all())

@@ -47,7 +47,7 @@ def consumes(recorder: Recorder) -> Consumes:
 async def connected(recorder: Recorder, tx: Transaction, event: CallConnected) -> None:
     rec = await repository.lock_or_create(tx, event.call_id, tx.now)
     rec.connect(agent_id=event.agent_id, caller=event.from_number, callee=event.to_number,
-                connected_at=event.connected_at)
+                connected_at=event.connected_at, team=event.team, department=event.department)
     await save(recorder, tx, rec)
 
 
@@ -60,7 +60,8 @@ async def released(recorder: Recorder, tx: Transaction, event: CallReleased) -> 
     if not rec.connected and event.connected_at is not None:
         # The release repeats the connect's facts: enough metadata if connected was lost.
         rec.connect(agent_id=event.agent_id, caller=event.from_number,
-                    callee=event.to_number, connected_at=event.connected_at)
+                    callee=event.to_number, connected_at=event.connected_at,
+                    team=event.team, department=event.department)
     if rec.untouched:
         log.info("release of a call with no recording ignored", call_id=event.call_id)
         return

@@ -32,7 +32,7 @@ SAVE = f"""
            connected_at = $7, call_ended_at = $8, ended_unbridged = $9,
            media_started_at = $10, media_ended_at = $11, started_at = $12, sample_rate = $13,
            samples = $14, duration_seconds = $15, size_bytes = $16, sha256 = $17, path = $18,
-           stored_at = $19, updated_at = $20
+           stored_at = $19, updated_at = $20, team = $21, department = $22
      WHERE recording_id = $1"""
 
 
@@ -44,7 +44,8 @@ def to_domain(row: Any) -> Recording:
     return Recording(
         recording_id=row["recording_id"], call_id=row["call_id"],
         state=RecordingState(row["state"]), connected=bool(row["connected"]),
-        agent_id=row["agent_id"], caller=row["caller"], callee=row["callee"],
+        agent_id=row["agent_id"], team=row["team"], department=row["department"],
+        caller=row["caller"], callee=row["callee"],
         connected_at=row["connected_at"], call_ended_at=row["call_ended_at"],
         ended_unbridged=bool(row["ended_unbridged"]),
         media_started_at=row["media_started_at"], media_ended_at=row["media_ended_at"],
@@ -71,4 +72,4 @@ async def save(tx: Transaction, rec: Recording, now: datetime) -> None:
         rec.callee, rec.connected_at, rec.call_ended_at, rec.ended_unbridged,
         rec.media_started_at, rec.media_ended_at, rec.started_at, rec.sample_rate,
         rec.samples, rec.duration_seconds, rec.size_bytes, rec.sha256, rec.path,
-        rec.stored_at, now)
+        rec.stored_at, now, rec.team, rec.department)

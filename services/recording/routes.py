@@ -26,6 +26,8 @@ class RecordingOut(BaseModel):
     call_id: str
     state: str
     agent_id: str | None
+    team: str | None
+    department: str | None
     caller: str | None
     callee: str | None
     started_at: datetime | None
@@ -64,7 +66,8 @@ def api_router(recorder: Recorder) -> APIRouter:
         scope = data_scope(principal)
         async with service.sessions() as session:
             rows = await db.search(session, call_id=call_id,
-                                   agent_id=scope.agent_filter(agent_id), limit=limit)
+                                   agent_id=scope.agent_filter(agent_id), limit=limit,
+                                   team=scope.team, department=scope.department)
         return [RecordingOut.of(row, scope, principal) for row in rows]
 
     @router.get("/recordings/{recording_id}")
@@ -74,7 +77,7 @@ def api_router(recorder: Recorder) -> APIRouter:
             row = await db.get(session, recording_id)
         if row is None:
             raise NotFound("recording", recording_id)
-        scope.check_agent(row.agent_id, "recordings")
+        scope.check_agent(row.agent_id, "recordings", row.team, row.department)
         return RecordingOut.of(row, scope, principal)
 
     @router.get("/recordings/{recording_id}/audio", response_class=FileResponse,
@@ -88,7 +91,7 @@ def api_router(recorder: Recorder) -> APIRouter:
             row = await db.get(tx.session, recording_id)
             if row is None:
                 raise NotFound("recording", recording_id)
-            scope.check_agent(row.agent_id, "recordings")
+            scope.check_agent(row.agent_id, "recordings", row.team, row.department)
             if row.state != "stored" or row.path is None:
                 raise NotFound("recording audio", recording_id)
             path = recorder.file_of(row.path)

@@ -39,6 +39,9 @@ class AgentReserved(EventData):
     reservation_id: str
     expires_at: datetime
     dial: AgentFirstDial | None = None
+    # The agent's team and department: the call's records are read by their supervisors.
+    team: str | None = None
+    department: str | None = None
 
 
 @event("acd.reservation.expired")

@@ -64,6 +64,9 @@ class CallConnected(EventData):
     from_number: str
     to_number: str
     connected_at: datetime
+    # The agent's team and department (from its reservation): who supervises the records.
+    team: str | None = None
+    department: str | None = None
 
 
 @event("cti.call.released")
@@ -82,6 +85,9 @@ class CallReleased(EventData):
     connected_at: datetime | None = None
     released_at: datetime
     talk_seconds: float | None = None
+    # As on cti.call.connected: the agent's team and department.
+    team: str | None = None
+    department: str | None = None
 
 
 @event("cti.call.originated")

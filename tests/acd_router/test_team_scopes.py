@@ -107,3 +107,16 @@ async def test_an_agent_names_its_team_at_its_first_login_and_keeps_it(
         await acd.client.post("/v1/agents/A001/login", headers=acd.headers_of("A001"),
                               json={"skills": {"repair": 8}})
         assert (await acd.set_state("A001", "ready"))["state"] == "ready"
+
+
+async def test_a_reservation_names_the_agents_team_for_the_calls_records(
+        common: CommonSettings, auth: Auth) -> None:
+    """CTI keeps the team and department on the call and on cti.call.connected / released,
+    and the recording keeps them: their supervisors read those records."""
+    async with acd_running(common, auth) as acd:
+        await floor(acd)
+        await acd.set_state("A001", "ready")
+        await acd.route_call("C1")
+        reserved = await acd.wait_for("acd.agent.reserved", call_id="C1")
+        assert (reserved.data["agent_id"], reserved.data["team"],
+                reserved.data["department"]) == ("A001", "T1", "D1")

@@ -555,3 +555,51 @@ async def test_a_call_changed_by_another_process_is_read_again_not_overwritten(
             assert version == 3  # offered (1), theirs (2), this DTMF (3)
         finally:
             await conn.close()
+
+
+async def test_a_team_supervisor_reads_and_controls_its_own_agents_calls_only(
+        gw: Gateway) -> None:
+    """The reservation names the agent's team and department; the call keeps them, so a
+    team's supervisor reads, answers for and releases only its agents' calls, and a caller
+    with no agent yet is released only by a supervisor of the whole floor."""
+    def supervisor(**oversight: str) -> dict[str, str]:
+        return {"Authorization": "Bearer " + gw.auth.mint("S", ["supervisor"], **oversight)}
+
+    async with gw.switch() as switch:
+        for call_id in ("C1", "C2", "C3"):
+            await switch.invite(call_id)
+        for call_id, agent_id, team in (("C1", "A001", "T1"), ("C2", "A002", "T2")):
+            await gw.publish("acd.agent.reserved", {
+                "call_id": call_id, "agent_id": agent_id, "device": f"agent:{agent_id}",
+                "queue": "repair", "reservation_id": f"R-{call_id}", "team": team,
+                "department": "D1",
+                "expires_at": (gw.clock.now() + timedelta(seconds=30)).isoformat()},
+                call_id=call_id)
+            invite = await switch.expect_request("INVITE", "agent")
+            await switch.respond(invite, 180, "Ringing")
+            await gw.observer.wait("cti.agent.alerting", call_id)
+
+        t1, t2, d1 = supervisor(team="T1"), supervisor(team="T2"), supervisor(department="D1")
+        listed = await gw.http.get("/v1/calls", headers=t1)
+        assert [c["call_id"] for c in listed.json()] == ["C1"]
+        assert {c["call_id"] for c in (await gw.http.get("/v1/calls", headers=d1)).json()} \
+            == {"C1", "C2"}
+        mine = await gw.http.get("/v1/calls/C1", headers=t1)
+        assert mine.status_code == 200 and mine.json()["team"] == "T1"
+        theirs = await gw.http.get("/v1/calls/C2", headers=t1)
+        assert theirs.status_code == 403 and "team 'T1'" in theirs.json()["detail"]["message"]
+
+        for path, body in (("answer", {"agent_id": "A002"}), ("release", None)):
+            refused = await gw.http.post(f"/v1/calls/C2/{path}", json=body, headers=t1)
+            assert refused.status_code == 403, (path, refused.text)
+        # C3 is still in the IVR: no team's yet.
+        assert (await gw.http.post("/v1/calls/C3/release", headers=t1)).status_code == 403
+        assert await gw.state("C2") == "alerting" and await gw.state("C3") == "in_ivr"
+
+        released = await gw.http.post("/v1/calls/C2/release", headers=t2)
+        assert released.status_code == 200, released.text
+        await switch.expect_request("BYE", "caller")
+        gone = await gw.observer.wait("cti.call.released", "C2")
+        assert (gone.data["team"], gone.data["department"]) == ("T2", "D1")
+        floor = await gw.http.post("/v1/calls/C3/release", headers=supervisor())
+        assert floor.status_code == 200, floor.text

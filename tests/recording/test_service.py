@@ -110,7 +110,8 @@ class Harness:
     async def connected(self, call_id: str) -> None:
         await self.call_event("cti.call.connected", call_id, call_id=call_id,
                               direction="inbound", agent_id="A001", queue="repair",
-                              from_number="+8613800000001", to_number="95598", connected_at=T0)
+                              from_number="+8613800000001", to_number="95598", connected_at=T0,
+                              team="T1", department="D1")
 
     async def released(self, call_id: str, connected: bool = True) -> None:
         await self.call_event("cti.call.released", call_id, call_id=call_id,
@@ -119,7 +120,9 @@ class Harness:
                               agent_id="A001" if connected else None,
                               from_number="+8613800000001", to_number="95598",
                               connected_at=T0 if connected else None,
-                              released_at=T0 + timedelta(seconds=2))
+                              released_at=T0 + timedelta(seconds=2),
+                              team="T1" if connected else None,
+                              department="D1" if connected else None)
 
 
 @pytest.fixture
@@ -204,12 +207,26 @@ async def test_call_is_recorded_in_either_order(harness: Harness, order: str) ->
                                      headers=granted)).json()[0]
             assert full["caller"] == "+8613800000001" and full["audio_url"] == rec["audio_url"]
             assert (await client.get(rec["audio_url"], headers=granted)).status_code == 200
+            # A team's or department's supervisor finds and hears its own agents' only.
+            assert (rec["team"], rec["department"]) == ("T1", "D1")
+            for oversight, allowed in (({"team": "T1"}, True), ({"team": "T2"}, False),
+                                       ({"department": "D1"}, True),
+                                       ({"department": "D2"}, False)):
+                team_lead = {"Authorization": "Bearer " + harness.auth.mint(
+                    "sup-t", ["supervisor"], **oversight)}
+                listed = (await client.get("/v1/recordings", params={"call_id": call_id},
+                                           headers=team_lead)).json()
+                assert len(listed) == (1 if allowed else 0), oversight
+                for url in (f"/v1/recordings/{rec['recording_id']}", rec["audio_url"]):
+                    answer = await client.get(url, headers=team_lead)
+                    assert answer.status_code == (200 if allowed else 403), (oversight, url)
 
         async with harness.app.state.service.sessions() as session:
             audits = (await session.execute(select(access_audit))).all()
         # Every download that was served, and none that was refused.
     assert [(a.recording_id, a.subject, a.action) for a in audits] == [
-            (rec["recording_id"], subject, "download") for subject in ("sup-1", "A001", "bi")]
+            (rec["recording_id"], subject, "download")
+            for subject in ("sup-1", "A001", "bi", "sup-t", "sup-t")]
 
 
 @pytest.mark.parametrize("order", ["media_first", "release_first"])

@@ -165,6 +165,9 @@ class Call:
     agent_leg: LegState = LegState.NONE
     agent_id: str | None = None
     agent_device: str | None = None
+    # The agent's team and department (from its reservation): whose supervisors see the call.
+    team: str | None = None
+    department: str | None = None
     reservation_id: str | None = None
     queue: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
@@ -263,11 +266,13 @@ class Call:
         return [Send("INFO", self.party, {"notify": notify})]
 
     def ring_agent(self, agent_id: str, device: str, reservation_id: str, queue: str | None,
-                   now: datetime, *, ring_timeout: float, invite_cseq: int) -> list[Effect]:
+                   now: datetime, *, ring_timeout: float, invite_cseq: int,
+                   team: str | None = None, department: str | None = None) -> list[Effect]:
         """ACD reserved an agent: INVITE its device and arm the no-answer timer."""
         self._go(Action.RING)
         self.agent_id = agent_id
         self.agent_device = device
+        self.team, self.department = team, department
         self.reservation_id = reservation_id
         self.queue = queue or self.queue
         self.agent_leg = LegState.INVITED
@@ -350,7 +355,8 @@ class Call:
             Emit(CallConnected(
                 call_id=self.call_id, direction=self.direction, agent_id=self.agent_id or "",
                 queue=self.queue, reservation_id=self.reservation_id,
-                from_number=self.from_number, to_number=self.to_number, connected_at=now)),
+                from_number=self.from_number, to_number=self.to_number, connected_at=now,
+                team=self.team, department=self.department)),
         ]
 
     def check_ring_timeout(self, now: datetime) -> list[Effect]:
@@ -393,6 +399,7 @@ class Call:
     def _clear_agent(self) -> None:
         """The call waits again; the next reservation starts from a clean agent leg."""
         self.agent_id = self.agent_device = self.reservation_id = None
+        self.team = self.department = None
         self.agent_leg = LegState.NONE
         self.agent_invite_cseq = None
         self.ring_deadline = None
@@ -410,7 +417,8 @@ class Call:
     def dial_agent_first(cls, call_id: str, *, held_call_id: str, agent_id: str, device: str,
                          reservation_id: str, queue: str, from_number: str, to_number: str,
                          switch_id: str, invite_cseq: int, now: datetime,
-                         ring_timeout: float) -> tuple[Call, list[Effect]]:
+                         ring_timeout: float, team: str | None = None,
+                         department: str | None = None) -> tuple[Call, list[Effect]]:
         """A caller on virtual hold reached an agent: ring the agent on a new outbound call
         (showing the customer's number); the customer is dialled once the agent picks up."""
         call = cls(call_id=call_id, direction="outbound", state=CallState.ALERTING,
@@ -418,6 +426,7 @@ class Call:
                    switch_id=switch_id, context={"virtual_hold_for": held_call_id},
                    request_id=reservation_id, agent_id=agent_id, agent_device=device,
                    reservation_id=reservation_id, queue=queue, agent_leg=LegState.INVITED,
+                   team=team, department=department,
                    agent_invite_cseq=invite_cseq,
                    ring_deadline=now + timedelta(seconds=ring_timeout))
         return call, [
@@ -502,7 +511,7 @@ class Call:
             call_id=self.call_id, direction=self.direction, cause=cause, state=previous.value,
             agent_id=self.agent_id, from_number=self.from_number, to_number=self.to_number,
             context=self.context, connected_at=self.connected_at, released_at=now,
-            talk_seconds=talk)))
+            talk_seconds=talk, team=self.team, department=self.department)))
         return effects
 
     def _answered(self) -> CallAnswered:

@@ -140,7 +140,8 @@ async def _reserved(cti: Cti, tx: Transaction, data: AgentReserved) -> None:
         return
     effects = call.ring_agent(data.agent_id, data.device, data.reservation_id, data.queue,
                               tx.now, ring_timeout=cti.ring_seconds,
-                              invite_cseq=link.next_cseq())
+                              invite_cseq=link.next_cseq(), team=data.team,
+                              department=data.department)
     await apply(cti, tx, call, effects, connection=link)
 
 
@@ -165,7 +166,8 @@ async def _dial_agent_first(cti: Cti, tx: Transaction, data: AgentReserved,
         call_id, held_call_id=data.call_id, agent_id=data.agent_id, device=data.device,
         reservation_id=data.reservation_id, queue=data.queue,
         from_number=cti.settings.outbound_caller_id, to_number=number, switch_id=link.id,
-        invite_cseq=link.next_cseq(), now=tx.now, ring_timeout=cti.ring_seconds)
+        invite_cseq=link.next_cseq(), now=tx.now, ring_timeout=cti.ring_seconds,
+        team=data.team, department=data.department)
     await apply(cti, tx, call, effects, new=True, connection=link)
 
 

@@ -65,6 +65,9 @@ class Recording:
     # Metadata half.
     connected: bool = False
     agent_id: str | None = None
+    # The agent's team and department: whose supervisors may read and hear the recording.
+    team: str | None = None
+    department: str | None = None
     caller: str | None = None
     callee: str | None = None
     connected_at: datetime | None = None
@@ -115,7 +118,8 @@ class Recording:
     # -- transitions -------------------------------------------------------------------------
 
     def connect(self, *, agent_id: str | None, caller: str | None, callee: str | None,
-                connected_at: datetime | None) -> None:
+                connected_at: datetime | None, team: str | None = None,
+                department: str | None = None) -> None:
         self._move(Action.CONNECT)
         if self.connected:
             # A second connect (redelivery under a new id, or a later transfer) keeps the
@@ -123,6 +127,7 @@ class Recording:
             return
         self.connected = True
         self.agent_id = agent_id
+        self.team, self.department = team, department
         self.caller = caller
         self.callee = callee
         self.connected_at = connected_at
