@@ -114,7 +114,7 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         IVR tells a caller from such an area, and routes their repair call). Audited (see
         `/customers/{account}/access`)."""
         scope = data_scope(principal)
-        found = await customers.lookup_with_outages(svc, number, svc.now())
+        found = await customers.lookup_with_outages(svc, number, svc.now(), rt.rules)
         await customers.audit_read(svc, principal, found["account"], "lookup")
         return scope.shown(found)
 
@@ -124,17 +124,21 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                            svc: Service = Depends(service_of)) -> dict[str, Any]:
         if body.account is not None and body.account != account:
             raise Invalid("account", "the body's account differs from the path's")
+        numbers = customers.stored_numbers(body, rt.rules)
         async with svc.transaction() as tx:
-            await customers.upsert_customer(tx, account, body)
+            await customers.upsert_customer(tx, account, body, numbers)
             return await customers.get_customer(tx.session, account)
 
     @router.post("/customers/batch", response_model=BatchResult, tags=["customers"],
                  dependencies=[Depends(WRITE_CUSTOMERS)])
     async def batch_customers(body: CustomerBatch,
                               svc: Service = Depends(service_of)) -> dict[str, Any]:
+        # Every record checked before any is written: a bad number refuses the whole batch.
+        numbers = [customers.stored_numbers(c, rt.rules, f"customers.{i}.")
+                   for i, c in enumerate(body.customers)]
         async with svc.transaction() as tx:
-            for customer in body.customers:
-                await customers.upsert_customer(tx, customer.account, customer)
+            for customer, its_numbers in zip(body.customers, numbers, strict=True):
+                await customers.upsert_customer(tx, customer.account, customer, its_numbers)
         accounts = list(dict.fromkeys(c.account for c in body.customers))
         return {"upserted": len(accounts), "accounts": accounts}
 

@@ -201,6 +201,40 @@ async def test_customer_upsert_get_and_lookup_by_any_number(harness: Harness) ->
         assert refused.status_code == 403
 
 
+async def test_a_customers_numbers_are_stored_in_e164_however_they_are_written(
+        harness: Harness) -> None:
+    """One spelling per number (security review: the deny list, the daily cap and storage
+    see the same one): a national, a spaced, a dotted or a full-width number is kept in
+    E.164, found by any spelling of it, and something that is no number is refused."""
+    h = harness
+    spellings = ["0755 8123 4567", "138.0000.0001", "\uff0b\uff18\uff16\uff11\uff13\uff19"
+                 "\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff12", "+86 138 0000 0001"]
+    response = await h.client.put("/v1/customers/3100012345",
+                                  json={"name": "Li Si", "numbers": spellings},
+                                  headers=h.headers("service"))
+    assert response.status_code == 200, response.text
+    assert response.json()["numbers"] == ["+8675581234567", "+8613800000001",
+                                          "+8613900000002"]
+    for number in ("+8613800000001", "13800000001", "(0755) 8123-4567", "008613900000002"):
+        found = await h.client.get("/v1/customers/lookup", params={"number": number},
+                                   headers=h.headers("service"))
+        assert found.status_code == 200 and found.json()["account"] == "3100012345", number
+    bad = await h.client.put("/v1/customers/3100012345",
+                             json={"numbers": ["+8613800000001", "call me"]},
+                             headers=h.headers("service"))
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "numbers.1"]
+    batch = await h.client.post("/v1/customers/batch", json={"customers": [
+        {"account": "A1", "numbers": ["13700000001"]},
+        {"account": "A2", "ani": "n/a"}]}, headers=h.headers("service"))
+    assert batch.status_code == 422
+    assert batch.json()["detail"][0]["loc"] == ["body", "customers.1.ani"]
+    # Nothing of a refused batch was written.
+    assert (await h.client.get("/v1/customers/A1", headers=h.headers())).status_code == 404
+    kept = (await h.client.get("/v1/customers/3100012345", headers=h.headers())).json()
+    assert kept["numbers"] == ["+8675581234567", "+8613800000001", "+8613900000002"]
+
+
 async def test_every_unmasked_read_of_a_customer_by_a_person_is_audited(harness: Harness
                                                                         ) -> None:
     """The record or a lookup of its number, read by an agent, a supervisor or a granted
