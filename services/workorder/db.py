@@ -278,9 +278,10 @@ customer_access = Table(
     # unmasked read by a person or an integrator (the suite's own lookups are not).
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("account", String(64), nullable=False),
-    Column("action", String(16), nullable=False),  # record | lookup
+    Column("action", String(16), nullable=False),  # record | lookup | order
     Column("subject", String(128), nullable=False),
     Column("scopes", String(256), nullable=False),
     _ts("at"),
+    Column("order_id", String(40), nullable=True),
     Index("ix_customer_access_account", "account", "id"),
 )

@@ -68,10 +68,12 @@ class CustomerAccessOut(BaseModel):
 
     id: int
     account: str
-    action: Literal["record", "lookup"]
+    action: Literal["record", "lookup", "order"]
     subject: str
     scopes: str
     at: datetime
+    # The order read (action ``order``: its contact number and address are the customer's).
+    order_id: str | None = None
 
 
 class BatchResult(BaseModel):

@@ -250,15 +250,18 @@ async def test_every_unmasked_read_of_a_customer_by_a_person_is_audited(harness:
              ("/v1/customers/" + account, {}, granted),
              ("/v1/customers/" + account, {}, h.headers("integrator")),  # masked
              ("/v1/customers/lookup", {"number": number}, h.headers("service"))]
+    # An order shows the customer's contact number and address: its read is theirs too.
+    order_id = (await h.new_order())["order_id"]
+    reads.append((f"/v1/orders/{order_id}", {}, h.headers("agent")))
     for path, params, headers in reads:
         response = await h.client.get(path, params=params, headers=headers)
         assert response.status_code == 200, response.text
     trail = await h.client.get(f"/v1/customers/{account}/access",
                                headers=h.headers("supervisor"))
     assert trail.status_code == 200, trail.text
-    assert [(a["subject"], a["action"], a["scopes"]) for a in trail.json()] == [
-        ("bi", "record", "integrator"), ("A001", "lookup", "supervisor"),
-        ("A001", "record", "agent")]
+    assert [(a["subject"], a["action"], a["scopes"], a["order_id"]) for a in trail.json()] == [
+        ("A001", "order", "agent", order_id), ("bi", "record", "integrator", None),
+        ("A001", "lookup", "supervisor", None), ("A001", "record", "agent", None)]
     assert datetime.fromisoformat(trail.json()[0]["at"]) == h.clock.now()
     for scope in ("agent", "integrator", "service"):
         refused = await h.client.get(f"/v1/customers/{account}/access",

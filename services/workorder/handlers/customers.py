@@ -60,7 +60,8 @@ async def lookup_with_outages(service: Any, number: str, now: datetime, policy: 
     return found
 
 
-async def audit_read(service: Any, principal: Principal, account: str, action: str) -> None:
+async def audit_read(service: Any, principal: Principal, account: str, action: str,
+                     order_id: str | None = None) -> None:
     """Record that ``principal`` was shown ``account``'s personal data, before it is: a read
     whose audit cannot be written fails. Masked reads show nothing personal, and the
     suite's own lookups (the IVR's, with a service token) would only record every call."""
@@ -68,7 +69,7 @@ async def audit_read(service: Any, principal: Principal, account: str, action: s
         return
     async with service.transaction() as tx:
         await repository.record_access(tx, account, action, principal.subject,
-                                       " ".join(sorted(principal.scopes)), tx.now)
+                                       " ".join(sorted(principal.scopes)), tx.now, order_id)
 
 
 async def access_of(service: Any, account: str, limit: int) -> list[dict[str, Any]]:

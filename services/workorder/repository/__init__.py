@@ -435,15 +435,16 @@ async def account_of(session: AsyncSession, number: str) -> str | None:
     return account
 
 
-RECORD_ACCESS = (f"INSERT INTO {S}.customer_access (account, action, subject, scopes, at)"
-                 " VALUES ($1, $2, $3, $4, $5)")
-ACCESS_OF = (f"SELECT id, account, action, subject, scopes, at FROM {S}.customer_access"
+RECORD_ACCESS = (f"INSERT INTO {S}.customer_access (account, action, subject, scopes, at,"
+                 " order_id) VALUES ($1, $2, $3, $4, $5, $6)")
+ACCESS_OF = (f"SELECT id, account, action, subject, scopes, at, order_id"
+             f" FROM {S}.customer_access"
              " WHERE account = $1 ORDER BY id DESC LIMIT $2")
 
 
 async def record_access(tx: Queries, account: str, action: str, subject: str, scopes: str,
-                        at: datetime) -> None:
-    await tx.execute(RECORD_ACCESS, account, action, subject, scopes, at)
+                        at: datetime, order_id: str | None = None) -> None:
+    await tx.execute(RECORD_ACCESS, account, action, subject, scopes, at, order_id)
 
 
 async def access_of(db: Queries, account: str, limit: int) -> list[dict[str, Any]]:
