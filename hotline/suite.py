@@ -24,6 +24,7 @@ import uvicorn
 from shared.bus import make_bus
 from shared.embedded_pg import EmbeddedPostgres
 from shared.logging import configure_logging
+from shared.runner import server_options
 from shared.settings import DEFAULT_PORTS, CommonSettings, url_field
 
 SERVICES = tuple(DEFAULT_PORTS)
@@ -84,8 +85,8 @@ def build_suite(common: CommonSettings, services: Iterable[str] = SERVICES) -> S
     for service in services:
         settings = settings_class(service)(common=common)
         app = create_app_of(service)(settings, bus=bus, clock=clock)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                                lifespan="on", ws_ping_interval=20, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
+                                **server_options(common))
         servers[service] = _Server(config)
     suite = Suite(common, servers, database)
     suite.bus = bus  # type: ignore[attr-defined]

@@ -66,6 +66,9 @@ class CommonSettings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0)
     # RabbitMQ: how many times a message is delivered before it is dead-lettered.
     delivery_limit: int = Field(default=5, ge=1)
+    # Requests and sockets one service serves at once; beyond it, 503 at once rather than a
+    # queue that grows until the process falls behind everything (shared.runner).
+    http_max_concurrency: int = Field(default=1000, ge=16)
     # The all-in-one's private PostgreSQL (when DATABASE_URL is unset): durable by default;
     # false turns fsync and synchronous commits off (faster, but a crash of the machine can
     # lose accepted work).
