@@ -31,6 +31,7 @@ from shared.bus import Bus, make_bus
 from shared.clock import Clock
 from shared.consumers import Consumes
 from shared.db import DbStats, Reader, make_engine, run_migrations
+from shared.docs import add_offline_docs
 from shared.envelope import Envelope
 from shared.errors import DomainError
 from shared.input_guard import InputGuard, InputLimits
@@ -262,7 +263,8 @@ class Service:
     def create_app(self, *, title: str, description: str, routers: list[APIRouter],
                    limits: InputLimits | None = None) -> FastAPI:
         app = FastAPI(title=title, description=description, version="0.1.0",
-                      lifespan=self._lifespan)
+                      lifespan=self._lifespan, docs_url=None, redoc_url=None)
+        add_offline_docs(app)
         app.state.service = self
         app.add_middleware(InputGuard, limits=limits or InputLimits())
         app.add_middleware(MetricsMiddleware, metrics=self.metrics)

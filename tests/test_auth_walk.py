@@ -17,11 +17,12 @@ from starlette.websockets import WebSocketDisconnect
 from hotline.suite import create_app_of, settings_class
 from shared.auth import SCOPES, RequireScopes
 from shared.bus.memory import MemoryBus
+from shared.docs import DOCS_PATHS
 from shared.service import UNAUTHENTICATED_PATHS
 from shared.settings import DEFAULT_PORTS
 from tests.conftest import TEST_SECRET
 
-PUBLIC = UNAUTHENTICATED_PATHS | {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC = UNAUTHENTICATED_PATHS | DOCS_PATHS | {"/openapi.json"}
 
 
 def required_scopes(route: Any) -> frozenset[str] | None:
