@@ -36,6 +36,9 @@ def test_every_service_is_in_compose_with_a_health_check_and_its_port() -> None:
         assert service["environment"]["AMQP_URL"].startswith("amqp://")
     for infrastructure in ("postgres", "rabbitmq"):
         assert "healthcheck" in services[infrastructure]
+    # The simulator (its replays act as admin) starts only when asked for (M5).
+    assert [name for name, service in services.items() if "profiles" in service] == [
+        "softswitch"] and services["softswitch"]["profiles"] == ["simulator"]
 
 
 def test_dockerfile_copies_the_code_and_runs_unprivileged() -> None:

@@ -173,7 +173,7 @@ async def test_unreachable_cti_fails_the_replay(common, auth) -> None:
     settings = _settings(common, "http://127.0.0.1:9")
     settings = settings.model_copy(update={"connect_timeout_seconds": 0.5})
     async with running(create_app(settings, bus=MemoryBus())) as client:
-        admin = bearer(auth, "supervisor")
+        admin = bearer(auth, "admin")
         response = await client.post("/v1/replays?speed=50", content=TRACE, headers=admin)
         assert response.status_code == 202
         replay_id = response.json()["replay_id"]
