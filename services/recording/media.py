@@ -58,6 +58,9 @@ class MediaSession:
         self.call_id = call_id
         self.flush_bytes = recorder.settings.flush_bytes
         self.max_frame_bytes = recorder.settings.max_frame_bytes
+        self.max_stream_seconds = recorder.settings.max_stream_seconds
+        # Bytes of audio the stream may still carry (set by its start frame).
+        self.room = 0
         self.writer: WavWriter | None = None
         self.buffer = bytearray()
         self.stopped = False
@@ -130,6 +133,7 @@ class MediaSession:
             await self.ws.close(code=WS_ILLEGAL_STATE, reason="call already recorded")
             self.stopped = True
             return
+        self.room = 2 * int(self.max_stream_seconds * start.sample_rate)
         structlog.contextvars.bind_contextvars(recording_id=recording_id)
         log.info("media stream started", sample_rate=start.sample_rate)
 
@@ -140,6 +144,14 @@ class MediaSession:
             raise MediaError("bad_frame", f"audio frame of {len(data)} bytes is not whole samples")
         if len(data) > self.max_frame_bytes:
             raise MediaError("bad_frame", f"audio frame over {self.max_frame_bytes} bytes")
+        if len(data) > self.room:
+            # Keep what fits, then end the stream as if it had stopped.
+            self.buffer += data[:self.room]
+            self.room = 0
+            self.stopped = True
+            raise MediaError("too_long", f"a stream carries at most {self.max_stream_seconds:g} "
+                             "s of audio; stored up to there")
+        self.room -= len(data)
         self.buffer += data
         if len(self.buffer) >= self.flush_bytes:
             await self._flush(self.writer)

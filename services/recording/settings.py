@@ -19,6 +19,9 @@ class RecordingSettings(ServiceSettings):
     flush_bytes: int = Field(default=16000, ge=2)
     # Largest binary frame accepted (bytes); bigger ones get a bad_frame error.
     max_frame_bytes: int = Field(default=64 * 1024, ge=2)
+    # Audio one stream may carry (seconds at its sample rate): a stream that goes on past
+    # it is stopped and stored as far as the limit, so no stream fills the disk.
+    max_stream_seconds: float = Field(default=4 * 3600, gt=0)
     max_search_limit: int = Field(default=500, ge=1)
 
     @model_validator(mode="after")

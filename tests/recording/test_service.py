@@ -404,3 +404,32 @@ async def test_rest_errors_and_scopes(harness: Harness) -> None:
             assert "audio" in audio.json()["detail"]["message"]
             one = await client.get(f"/v1/recordings/{rec['recording_id']}", headers=reader)
             assert one.status_code == 200 and one.json()["agent_id"] == "A001"
+
+
+async def test_a_stream_past_the_longest_recording_is_stopped_and_kept_up_to_it(
+        common, auth, tmp_path) -> None:
+    """Security review M6: a stream had no cap but the WAV format's 4 GiB, so one switch
+    token could fill the disk. Past ``max_stream_seconds`` the rest is refused with an
+    error frame and the stream ends, stored as far as the limit."""
+    harness = Harness(common, auth, tmp_path)
+    harness.settings = harness.settings.model_copy(update={"max_stream_seconds": 1.0})
+    harness.app = create_app(harness.settings, bus=harness.bus)
+    call_id = "C-long"
+    async with serve(harness.app) as base:
+        await harness.observe()
+        await harness.connected(call_id)
+        async with websockets.connect(harness.ws_url(base, call_id)) as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": call_id,
+                                      "encoding": "pcm_s16le", "sample_rate": RATE,
+                                      "channels": 1}))
+            audio = tone(1.5)
+            for offset in range(0, len(audio), 3200):
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(audio[offset:offset + 3200])
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert frame["code"] == "too_long", frame
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+        await harness.released(call_id)
+        stored = await eventually(lambda: harness.stored(call_id))
+        assert stored[0].data["duration_seconds"] == 1.0
