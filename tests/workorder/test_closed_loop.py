@@ -189,6 +189,39 @@ async def test_abandoned_call_owes_exactly_one_callback_request(harness: Harness
     assert done["state"] == "closed" and done["callbacks"] == []
 
 
+async def test_a_caller_cut_off_by_a_dead_switch_is_owed_a_callback(harness: Harness) -> None:
+    """R9: the softswitch died mid-call; CTI released its calls with cause switch_lost. An
+    identified caller, talking to an agent or still in the menu, is owed a callback case;
+    an unidentified one is nobody to owe it to."""
+    h = harness
+    await h.put_customer()
+    for call_id, state in (("C91", "connected"), ("C92", "in_ivr")):
+        await h.play("ivr.session.completed", {
+            "call_id": call_id, "session_id": f"S{call_id}", "outcome": "routed",
+            "path": ["main", "1"], "route": {
+                "queue": "repair", "skills": ["repair"], "from_number": "+8613800000001",
+                "customer": {"account": "3100012345"}}}, call_id)
+        await h.play("cti.call.released", {
+            "call_id": call_id, "direction": "inbound", "cause": "switch_lost",
+            "state": state, "from_number": "+8613800000001", "to_number": "95598",
+            "agent_id": "A001" if state == "connected" else None,
+            "released_at": h.clock.now().isoformat()}, call_id)
+    await h.play("cti.call.released", {
+        "call_id": "C93", "direction": "inbound", "cause": "switch_lost", "state": "queued",
+        "from_number": "+8613900000093", "to_number": "95598",
+        "released_at": h.clock.now().isoformat()}, "C93")
+
+    async def cases() -> list[dict[str, Any]]:
+        found = (await h.client.get("/v1/orders", params={"type": "callback_request"},
+                                    headers=h.headers())).json()
+        return list(found) if len(found) == 2 else []
+
+    found = await eventually(cases)
+    assert sorted(c["abandoned_call_id"] for c in found) == ["C91", "C92"]
+    assert all("switch carrying it went down" in c["description"] for c in found)
+    assert all(c["customer_account"] == "3100012345" for c in found)
+
+
 async def test_a_callback_offer_owes_even_an_unknown_caller_a_callback(
         harness: Harness) -> None:
     """A queue limit with outcome callback: the caller's number is enough; a plain release

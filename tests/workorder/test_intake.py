@@ -9,10 +9,10 @@ import pytest
 from services.workorder.domain.callbacks import CallbackState
 from services.workorder.domain.intake import (
     CustomerOnFile,
-    abandoned_in_queue,
     intake_area,
     may_join,
     outage_of_new_order,
+    owed_callback,
     settlement,
 )
 from services.workorder.domain.orders import OrderType
@@ -88,6 +88,12 @@ def test_settlement(callbacks: list[tuple[CallbackState, str | None]],
     ("caller_hangup", "in_ivr", False),  # left the menu: self-service, not a wait
     ("caller_hangup", "connected", False),
     ("agent_release", "queued", False),
+    # The switch died under the caller, wherever they were (R9).
+    ("switch_lost", "in_ivr", True),
+    ("switch_lost", "queued", True),
+    ("switch_lost", "connected", True),
+    ("switch_lost", "offered", False),  # not yet answered: the caller heard nothing of us
 ])
-def test_abandoned_in_queue(cause: str, state: str, expected: bool) -> None:
-    assert abandoned_in_queue(cause, state) is expected
+def test_who_is_owed_a_callback_when_a_call_ends(cause: str, state: str,
+                                                  expected: bool) -> None:
+    assert owed_callback(cause, state) is expected

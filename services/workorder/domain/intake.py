@@ -58,9 +58,24 @@ def outage_of_new_order(active_outages: Sequence[str]) -> str | None:
 WAITING_CALL_STATES = frozenset({"queued", "alerting"})
 
 
-def abandoned_in_queue(cause: str, call_state: str) -> bool:
-    """An inbound call the caller hung up while waiting for an agent: owed a call back."""
+# The states of an inbound call with its caller on the line, whom a dead switch cuts off.
+LIVE_CALL_STATES = frozenset({"in_ivr", *WAITING_CALL_STATES, "connected"})
+
+
+def owed_callback(cause: str, call_state: str) -> bool:
+    """An inbound call whose end owes its caller a call back: they hung up while waiting for
+    an agent, or the switch carrying it died under them wherever they were (in the menu,
+    waiting, ringing or talking: the suite, not the caller, ended it; R9)."""
+    if cause == "switch_lost":
+        return call_state in LIVE_CALL_STATES
     return cause == "caller_hangup" and call_state in WAITING_CALL_STATES
+
+
+def abandoned_call_description(call_id: str, reason: str) -> str:
+    """What the callback case says happened to the call."""
+    if reason == "switch_lost":
+        return f"call {call_id} was cut off: the switch carrying it went down"
+    return f"call {call_id} ended before an agent answered ({reason})"
 
 
 def settlement(callbacks: Sequence[tuple[CallbackState, str | None]]

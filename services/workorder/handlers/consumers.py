@@ -12,7 +12,7 @@ from services.workorder import repository
 from services.workorder.domain import callbacks as cbd
 from services.workorder.domain import orders as od
 from services.workorder.domain.callbacks import CallbackAction
-from services.workorder.domain.intake import abandoned_in_queue
+from services.workorder.domain.intake import abandoned_call_description, owed_callback
 from services.workorder.domain.orders import OrderType
 from services.workorder.handlers import Runtime
 from services.workorder.handlers.callbacks import ignored, on_attempt_failed, settle
@@ -58,8 +58,8 @@ async def on_origination_failed(rt: Runtime, tx: Transaction, event: Origination
 
 async def on_call_released(rt: Runtime, tx: Transaction, event: CallReleased) -> None:
     if event.direction != "outbound" and not event.context.get("callback_id"):
-        if abandoned_in_queue(event.cause, event.state):
-            await _call_abandoned(tx, rt, event.call_id, "caller_hangup",
+        if owed_callback(event.cause, event.state):
+            await _call_abandoned(tx, rt, event.call_id, event.cause,
                                   from_number=event.from_number)
         return  # otherwise an ordinary inbound call: not ours to track
     attempt = await find_attempt(tx, context=event.context, call_id=event.call_id)
@@ -140,8 +140,8 @@ async def _callback_request(tx: Transaction, rt: Runtime, context: Row) -> None:
     inserted = await insert_order(
         tx, order, actor=SYSTEM_ACTOR, call_id=None, account=account,
         contact_number=context.from_number, area=area,
-        description=f"call {context.call_id} ended before an agent answered "
-                    f"({context.abandon_reason})",
+        description=abandoned_call_description(context.call_id,
+                                               str(context.abandon_reason or "")),
         category="abandoned_call",
         ivr_path=None if context.ivr_path is None else json.dumps(context.ivr_path),
         abandoned_call_id=context.call_id)
