@@ -12,6 +12,8 @@ MAX_DEPTH = 32
 MAX_SUBJECT = 128
 # A team's or department's name (the agents' columns).
 MAX_TEAM = 64
+# The longest duration a configuration may name (a year).
+MAX_DURATION_SECONDS = 366 * 24 * 3600
 # Dates a report or a statistics range may name: PostgreSQL and Python both hold them, and
 # a period around them still does.
 FIRST_YEAR, LAST_YEAR = 1900, 2200

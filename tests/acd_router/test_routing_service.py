@@ -97,7 +97,11 @@ async def test_queue_config_endpoint_and_bad_input(common: CommonSettings, auth:
         for body, loc in (('{"clock_epoch": 1e300}', ("body", "clock_epoch")),
                           ('{"timezone": "Nowhere/Bogus"}', ("body", "timezone")),
                           ('{"queues": {"q": {"skills": {"q": 1}, "credits": Infinity}}}',
-                           ("body", "queues"))):
+                           ("body", "queues")),
+                          # make fuzz: durations near float's limit answered 500.
+                          ('{"queues": {"q": {"skills": {"q": 1}, "steps": [{"after_seconds":'
+                           ' 1.0585784892317154e+308}], "limits": {"max_wait_seconds":'
+                           ' 1.5902879663222229e+308}}}}', ("body", "queues"))):
             refused = await client.put("/v1/config", content=body, headers={
                 **supervisor(acd), "content-type": "application/json"})
             assert refused.status_code == 422, (body, refused.text)

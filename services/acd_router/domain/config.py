@@ -23,11 +23,16 @@ from pydantic import (
     model_validator,
 )
 
+from shared.limits import MAX_DURATION_SECONDS
+
 from .queue import NAME_PATTERN
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Level = Annotated[int, Field(ge=1, le=10)]
-Seconds = Annotated[float, Field(ge=0)]
+# Every duration is at most a year: beyond that none means anything on a floor, and a
+# value near float's limit would overflow the datetime arithmetic it goes into.
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_SECONDS)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_DURATION_SECONDS)]
 
 
 class _Model(BaseModel):
@@ -62,7 +67,7 @@ class PreferredAgent(_Model):
 
     enabled: bool = False
     timeout_seconds: Seconds = 20.0
-    within_days: Annotated[float, Field(gt=0)] = 7.0
+    within_days: Annotated[float, Field(gt=0, le=366)] = 7.0
 
 
 class VirtualHold(_Model):
@@ -82,7 +87,7 @@ class Step(_Model):
     """One widening step, reached once the call has waited ``after_seconds``. Steps are
     cumulative: each applies on top of the previous ones."""
 
-    after_seconds: Annotated[float, Field(gt=0)]
+    after_seconds: PositiveSeconds
     # Lowered (or raised) minimum levels of the queue's skills.
     min_levels: dict[Name, Level] = {}
     # Agents qualified for these queues' own base requirements may also take the call.
@@ -107,7 +112,7 @@ class LimitAction(_Model):
 
 class Limits(_Model):
     max_length: Annotated[int, Field(ge=1)] | None = None
-    max_wait_seconds: Annotated[float, Field(gt=0)] | None = None
+    max_wait_seconds: PositiveSeconds | None = None
     on_max_length: LimitAction | None = None
     on_max_wait: LimitAction | None = None
     on_no_agents: LimitAction | None = None
@@ -186,8 +191,8 @@ class Wrapup(_Model):
     # discretionary: the agent may end it early (ready / not ready); mandatory: they may not.
     mode: Literal["discretionary", "mandatory"] = "discretionary"
     # How much longer one extension request adds, and the cap on the total.
-    extend_seconds: Annotated[float, Field(gt=0)] = 60.0
-    max_seconds: Annotated[float, Field(gt=0)] = 600.0
+    extend_seconds: PositiveSeconds = 60.0
+    max_seconds: PositiveSeconds = 600.0
 
 
 def wrapup_of(config: RoutingConfig, queue: str, default_seconds: float) -> Wrapup:
@@ -207,7 +212,7 @@ class QueueConfig(_Model):
     strategy: Strategy = Strategy.LONGEST_IDLE
     credits: Credits = Credits()
     # Weight of a second waited in the score; higher lets waiting time catch up with credits.
-    wait_weight: Annotated[float, Field(gt=0)] = 1.0
+    wait_weight: Annotated[float, Field(gt=0, le=1e6)] = 1.0
     preferred_agent: PreferredAgent = PreferredAgent()
     virtual_hold: VirtualHold = VirtualHold()
     steps: list[Step] = []
@@ -215,7 +220,7 @@ class QueueConfig(_Model):
     hours: Hours | None = None
     wrapup: Wrapup = Wrapup()
     # Average handle time for the wait estimate until enough calls have been measured.
-    handle_seconds: Annotated[float, Field(gt=0)] = 180.0
+    handle_seconds: PositiveSeconds = 180.0
 
     @field_validator("steps")
     @classmethod
