@@ -8,9 +8,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 
@@ -147,16 +149,50 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5,
     """A bounded pool: six services on one PostgreSQL (100 connections by default) must not be
     able to exhaust it between them; a burst waits for a connection instead.
 
-    No pre-ping: it costs a BEGIN, a round trip and a ROLLBACK on every checkout, and a
-    connection the server dropped fails its first statement anyway, which is retried like
-    any other failed unit of work (SQLAlchemy then discards the connection)."""
+    No pre-ping: it costs a BEGIN, a round trip and a ROLLBACK on every checkout. Instead a
+    checkout discards a connection the server has closed (a restart: asyncpg saw the socket
+    close, no round trip needed) and opens a new one, so a read after a database restart
+    does not fail on a dead connection."""
     engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
                                  pool_pre_ping=False, pool_timeout=60)
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def discard_closed(dbapi_connection: Any, *_: object) -> None:
+        driver = getattr(dbapi_connection, "_connection", None)
+        if driver is not None and driver.is_closed():
+            raise DisconnectionError("the server closed this connection")
+
     if stats is not None:
         @event.listens_for(engine.sync_engine, "before_cursor_execute")
         def count(*_: object) -> None:
             stats.statement()
     return engine
+
+
+# The server is gone or going (a restart, a failover, a crash), not the statement's fault.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached right now (worth waiting for,
+    as its work is not at fault), looking through the wrappers SQLAlchemy puts around it."""
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        # SQLAlchemy's DBAPIError keeps the driver's error in ``orig``; the writer's
+        # _SqlItemFailed in ``error`` (a DomainError's ``error`` is a string: skipped).
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None),
+                    getattr(current, "error", None)]
+    return False
 
 
 def advisory_key(name: str) -> int:

@@ -49,6 +49,9 @@ def _bin_dir() -> Path:
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as probe:
+            # As PostgreSQL binds: a port whose last connections linger in TIME_WAIT is free
+            # to it, so a restarted server keeps the port its clients' URLs name.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:

@@ -56,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from shared.bus import Bus, Delivery
 from shared.clock import Clock
 from shared.consumers import Consumes
-from shared.db import Counted, DbStats, advisory_key, driver_url
+from shared.db import Counted, DbStats, advisory_key, database_unavailable, driver_url
 from shared.effects import Effect, Emit, Schedulable, Wake
 from shared.envelope import Envelope
 from shared.events import EventData, validate_data
@@ -576,7 +576,8 @@ class Messaging:
                  writer_sessions: bool = True,
                  on_published: Callable[[Envelope], None] | None = None,
                  on_consumed: Callable[[str, Envelope, str], None] | None = None,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None,
+                 outage_seconds: float = 120.0) -> None:
         self.service = service
         self.source = f"/hotline/{service}"
         self.engine = engine
@@ -590,6 +591,9 @@ class Messaging:
         # connection of its own (one writer, one connection) instead of the pool's.
         self.writer_sessions = writer_sessions
         self._writer_conn: asyncpg.Connection | None = None
+        # How long the writer holds its work through a database outage (a restart, a
+        # failover) before failing it.
+        self.outage_seconds = outage_seconds
         self._on_consumed = on_consumed
         self._on_batch = on_batch
         self.publisher = Publisher(self, on_published=on_published)
@@ -805,23 +809,53 @@ class Messaging:
         # first. A redelivery is checked before its handler runs.
         check_seen = any(item.delivery is not None and item.delivery.redelivered
                          for item in items)
-        try:
-            await self._attempt(items, check_seen=check_seen)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise_if_cancelling()
-            if len(items) == 1 and not isinstance(error, RedoUnit):
-                failed = error.error if isinstance(error, _SqlItemFailed) else error
-                self._settle_failed(items[0], failed)
+        while True:
+            try:
+                await self._attempt(items, check_seen=check_seen)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                raise_if_cancelling()
+                if database_unavailable(error) and await self._database_back():
+                    # Nothing was committed and the work is not at fault: the same batch
+                    # again, rather than a switch frame lost or a delivery burnt.
+                    for item in items:
+                        self._reset(item)
+                    continue
+                if len(items) == 1 and not isinstance(error, RedoUnit):
+                    failed = error.error if isinstance(error, _SqlItemFailed) else error
+                    self._settle_failed(items[0], failed)
+                    return
+                if len(items) > 1:
+                    log.warning("batch failed; running its items one by one",
+                                service=self.service, items=len(items), error=repr(error))
+                for item in items:
+                    await self._run_alone(item)
                 return
-            if len(items) > 1:
-                log.warning("batch failed; running its items one by one",
-                            service=self.service, items=len(items), error=repr(error))
-            for item in items:
-                await self._run_alone(item)
+            await self._settle(items)
             return
-        await self._settle(items)
+
+    async def _database_back(self) -> bool:
+        """Hold the writer until the database answers again (True), or give up after
+        ``outage_seconds`` (False: the work then fails as any other). Meanwhile its queue
+        grows, and the switch socket stops being read once it is long (back-pressure)."""
+        await self.drop_writer_connection()  # it died with the server
+        log.warning("database unavailable; the writer waits for it", service=self.service)
+        deadline = time.monotonic() + self.outage_seconds
+        delay = 0.1
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                probe = await asyncpg.connect(driver_url(self.engine), timeout=5)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                continue
+            await probe.close()
+            # The pool's connections died with the server: new ones for every later use.
+            await self.engine.dispose()
+            log.warning("database answers again; the writer resumes", service=self.service)
+            return True
+        return False
 
     async def _run_alone(self, item: _Item) -> None:
         for attempt in range(1, REDO_ATTEMPTS + 1):

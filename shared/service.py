@@ -30,7 +30,7 @@ from shared.auth import Auth, signing_secret
 from shared.bus import Bus, make_bus
 from shared.clock import Clock
 from shared.consumers import Consumes
-from shared.db import DbStats, Reader, make_engine, run_migrations
+from shared.db import DbStats, Reader, database_unavailable, make_engine, run_migrations
 from shared.docs import add_offline_docs
 from shared.envelope import Envelope
 from shared.errors import DomainError
@@ -269,8 +269,10 @@ class Service:
         app.add_middleware(InputGuard, limits=limits or InputLimits())
         app.add_middleware(MetricsMiddleware, metrics=self.metrics)
         app.add_exception_handler(DomainError, _domain_error_response)  # type: ignore[arg-type]
-        app.add_exception_handler(asyncpg.DataError, _data_error_response)
-        app.add_exception_handler(DBAPIError, _data_error_response)
+        for raised in (asyncpg.DataError, DBAPIError, asyncpg.PostgresConnectionError,
+                       asyncpg.ConnectionDoesNotExistError,
+                       asyncpg.exceptions.OperatorInterventionError, ConnectionError):
+            app.add_exception_handler(raised, _database_error_response)
         app.include_router(self._ops_router())
         for router in routers:
             app.include_router(router, responses=ERROR_RESPONSES)
@@ -315,10 +317,18 @@ def _data_error(error: BaseException) -> asyncpg.DataError | None:
     return None
 
 
-async def _data_error_response(request: Request, error: Exception) -> JSONResponse:
-    """A value PostgreSQL refuses (too long for its column, out of an integer's range, a
-    date it cannot hold) is the client's mistake: 422, not 500. The message names the kind
-    of error, never the value (it may be a phone number)."""
+async def _database_error_response(request: Request, error: Exception) -> JSONResponse:
+    """A database that cannot be reached is 503 (retry). A value PostgreSQL refuses (too
+    long for its column, out of an integer's range, a date it cannot hold) is the client's
+    mistake: 422, not 500. The message names the kind of error, never the value (it may be
+    a phone number)."""
+    if database_unavailable(error):
+        # A restart or a failover, not the request's fault: ask the client to retry. The
+        # pool has dropped the dead connection, so the retry gets a fresh one.
+        log.warning("database unavailable for a request", path=request.url.path)
+        return JSONResponse({"detail": {"error": "database_unavailable",
+                                        "message": "the database cannot be reached; retry"}},
+                            status_code=503, headers={"Retry-After": "1"})
     found = _data_error(error)
     if found is None:
         raise error

@@ -71,26 +71,37 @@ async def released(recorder: Recorder, tx: Transaction, event: CallReleased) -> 
 
 async def start_media(recorder: Recorder, call_id: str, sample_rate: int) -> tuple[str, WavWriter]:
     """Claim the call's media half and open its file. Raises IllegalTransition if the call
-    already has (or had) a stream."""
-    async with recorder.service.transaction() as tx:
+    already has (or had) a stream. Through the writer, which holds its work through a
+    database outage: a stream starting then is kept, not dropped."""
+    async def work(tx: Transaction) -> tuple[str, WavWriter]:
         rec = await repository.lock_or_create(tx, call_id, tx.now)
         now = tx.now
         relative = f"{now:%Y/%m/%d}/{rec.recording_id}.wav"
         rec.start_media(path=relative, sample_rate=sample_rate, now=now)
-        # Opened inside the transaction: if the disk refuses, the claim rolls back.
+        # Opened inside the transaction: if the disk refuses, the claim rolls back; if the
+        # transaction is undone (to be run again), the file is closed with it.
         writer = await asyncio.to_thread(WavWriter, recorder.settings.storage / relative,
                                          sample_rate=sample_rate)
+        tx.on_rollback(writer.abandon)
         await save(recorder, tx, rec)
-    return rec.recording_id, writer
+        return rec.recording_id, writer
+
+    started: tuple[str, WavWriter] = await recorder.service.run(work)
+    return started
 
 
 async def finish_media(recorder: Recorder, call_id: str, wav: WavFile) -> Recording:
-    async with recorder.service.transaction() as tx:
+    """Record the finished file. Through the writer, which holds its work through a
+    database outage: the audio is on disk, and its row must not be lost with the server."""
+    async def work(tx: Transaction) -> Recording:
         rec = await repository.lock_or_create(tx, call_id, tx.now)
         rec.stop_media(samples=wav.frames, size_bytes=wav.size_bytes, sha256=wav.sha256,
                        now=tx.now)
         await save(recorder, tx, rec)
-    return rec
+        return rec
+
+    finished: Recording = await recorder.service.run(work)
+    return finished
 
 
 async def save(recorder: Recorder, tx: Transaction, rec: Recording) -> None:

@@ -83,6 +83,13 @@ class WavWriter:
             self._closed = True
         return WavFile(self.path, self.frames, self.path.stat().st_size, sha256_of(self.path))
 
+    def abandon(self) -> None:
+        """Close the file unfinished: the claim it was opened for was undone (and is redone,
+        opening it again)."""
+        if not self._closed:
+            self._file.close()
+            self._closed = True
+
     def _header(self) -> bytes:
         return wav_header(self.data_bytes, sample_rate=self.sample_rate, channels=self.channels,
                           sample_width=self.sample_width)
