@@ -524,6 +524,9 @@ class DuplicateDelivery(RedoUnit):
 
 
 REDO_ATTEMPTS = 3
+# How long the writer holds its work through a database outage (a restart, a failover)
+# before failing it.
+OUTAGE_SECONDS = 120.0
 
 
 class _SqlItemFailed(RuntimeError):
@@ -576,8 +579,7 @@ class Messaging:
                  writer_sessions: bool = True,
                  on_published: Callable[[Envelope], None] | None = None,
                  on_consumed: Callable[[str, Envelope, str], None] | None = None,
-                 on_batch: Callable[[int, float], None] | None = None,
-                 outage_seconds: float = 120.0) -> None:
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.service = service
         self.source = f"/hotline/{service}"
         self.engine = engine
@@ -591,9 +593,6 @@ class Messaging:
         # connection of its own (one writer, one connection) instead of the pool's.
         self.writer_sessions = writer_sessions
         self._writer_conn: asyncpg.Connection | None = None
-        # How long the writer holds its work through a database outage (a restart, a
-        # failover) before failing it.
-        self.outage_seconds = outage_seconds
         self._on_consumed = on_consumed
         self._on_batch = on_batch
         self.publisher = Publisher(self, on_published=on_published)
@@ -837,11 +836,11 @@ class Messaging:
 
     async def _database_back(self) -> bool:
         """Hold the writer until the database answers again (True), or give up after
-        ``outage_seconds`` (False: the work then fails as any other). Meanwhile its queue
+        ``OUTAGE_SECONDS`` (False: the work then fails as any other). Meanwhile its queue
         grows, and the switch socket stops being read once it is long (back-pressure)."""
         await self.drop_writer_connection()  # it died with the server
         log.warning("database unavailable; the writer waits for it", service=self.service)
-        deadline = time.monotonic() + self.outage_seconds
+        deadline = time.monotonic() + OUTAGE_SECONDS
         delay = 0.1
         while time.monotonic() < deadline:
             await asyncio.sleep(delay)
