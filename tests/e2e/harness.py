@@ -45,6 +45,16 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+def sample_trace(path: Path, *, calls: int, hours: float, name: str,
+                 staff: int | None = None) -> Path:
+    """The sample generator's traffic (seed 2026) for ``calls`` calls over ``hours``."""
+    extra = ["--staff", str(staff)] if staff is not None else []
+    subprocess.run([sys.executable, str(ROOT / "tools/make_sample_trace.py"), "--seed", "2026",
+                    "--calls", str(calls), "--hours", str(hours), *extra, "--name", name,
+                    "--out", str(path)], check=True, capture_output=True, cwd=ROOT)
+    return path
+
+
 def trace_start(trace: Path) -> str:
     """The trace's own start instant, so calendars and calling hours see the trace's day
     rather than whatever time of day the test runs at."""

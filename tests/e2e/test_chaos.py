@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +23,12 @@ from hotline.launcher import wait_ready
 from services.softswitch.trace import parse_trace
 from tests.conftest import close_broker_connections
 from tests.e2e.harness import (
-    ROOT,
     RunningSuite,
     admin_headers,
     base_environment,
     distributed_suite,
     replay_progress,
+    sample_trace,
     start_replay_cli,
     trace_start,
     wait_cli,
@@ -51,10 +49,7 @@ ESCALATION_GRACE = timedelta(seconds=3 * SPEED)
 
 
 def make_trace(path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "tools/make_sample_trace.py"), "--seed", "2026",
-                    "--calls", str(CALLS), "--hours", str(HOURS), "--staff", str(STAFF),
-                    "--name", "chaos-2000", "--out", str(path)],
-                   check=True, capture_output=True, cwd=ROOT)
+    sample_trace(path, calls=CALLS, hours=HOURS, name="chaos-2000", staff=STAFF)
 
 
 async def disrupt(suite: RunningSuite, vhost: str, log: list[str]) -> None:

@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,6 @@ import pytest
 from tests.conftest import close_broker_connections
 from tests.e2e.checks import check_replay, personal_data_in_logs
 from tests.e2e.harness import (
-    ROOT,
     RunningSuite,
     admin_headers,
     all_in_one_suite,
@@ -37,6 +34,7 @@ from tests.e2e.harness import (
     distributed_suite,
     outbox_sequences_increase,
     replay_progress,
+    sample_trace,
     start_replay_cli,
     trace_start,
     wait_cli,
@@ -51,11 +49,8 @@ ARTIFACTS = Path(tempfile.gettempdir()) / "hotline-e2e-reports"
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("trace") / "e2e-half-hour.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "tools/make_sample_trace.py"), "--seed", "2026",
-                    "--calls", str(CALLS), "--hours", str(HOURS), "--name", "e2e-half-hour",
-                    "--out", str(path)], check=True, capture_output=True, cwd=ROOT)
-    return path
+    return sample_trace(tmp_path_factory.mktemp("trace") / "e2e-half-hour.jsonl",
+                        calls=CALLS, hours=HOURS, name="e2e-half-hour")
 
 
 def var_dir() -> Path:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,11 @@ import pytest
 
 from tests.conftest import eventually
 from tests.e2e.harness import (
-    ROOT,
     RunningSuite,
     base_environment,
     distributed_suite,
     replay_progress,
+    sample_trace,
     trace_start,
 )
 from tests.e2e.servers import PrivatePostgres, PrivateRabbit
@@ -42,11 +40,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(1200)]
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("trace") / "e2e-half-hour.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "tools/make_sample_trace.py"), "--seed", "2026",
-                    "--calls", str(CALLS), "--hours", str(HOURS), "--name", "e2e-half-hour",
-                    "--out", str(path)], check=True, capture_output=True, cwd=ROOT)
-    return path
+    return sample_trace(tmp_path_factory.mktemp("trace") / "e2e-half-hour.jsonl",
+                        calls=CALLS, hours=HOURS, name="e2e-half-hour")
 
 
 async def test_the_suite_rides_out_broker_and_database_restarts(trace: Path) -> None:
