@@ -111,6 +111,32 @@ def bearer(auth: Auth, *scopes: str, subject: str = "tester") -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
+async def uvicorn_serving(app: FastAPI, **options: Any) -> AsyncIterator[str]:
+    """Run ``app`` under a real uvicorn in this event loop on a free port (with uvicorn
+    ``options``); yield ``host:port``."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, **{"log_config": None, **options}))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), timeout=60)
+        if task.done():
+            task.result()
+            raise RuntimeError("server exited during startup")
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
 async def running(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
     """Run an app's lifespan and give an httpx client talking to it in-process."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
 from services.ivr_engine.app import create_app
@@ -20,7 +19,7 @@ from shared.bus.memory import MemoryBus
 from shared.clock import FakeClock
 from shared.envelope import Envelope
 from shared.settings import CommonSettings
-from tests.conftest import bearer, eventually, running
+from tests.conftest import bearer, eventually, running, uvicorn_serving
 
 VIP_NUMBER = "+8613800000001"
 REGULAR_NUMBER = "+8613800000002"
@@ -66,19 +65,9 @@ class FakeWorkorder:
 
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started, timeout=10)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with uvicorn_serving(app, log_level="warning", lifespan="off",
+                               timeout_graceful_shutdown=1) as base:
+        yield f"http://{base}"
 
 
 def free_port_url() -> str:

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import math
-import socket
 import struct
 import wave
 from collections.abc import AsyncIterator
@@ -18,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -28,7 +26,7 @@ from services.recording.db import access_audit
 from services.recording.settings import RecordingSettings
 from shared.bus.memory import MemoryBus
 from shared.envelope import Envelope
-from tests.conftest import bearer, eventually
+from tests.conftest import bearer, eventually, uvicorn_serving
 
 T0 = datetime(2026, 7, 15, 8, 0, tzinfo=UTC)
 RATE = 8000
@@ -44,22 +42,8 @@ def tone(seconds: float) -> bytes:
 async def serve(app: FastAPI) -> AsyncIterator[str]:
     """Run the app under uvicorn in this event loop (so it shares the test's MemoryBus) on a
     free port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, ws="auto"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done(), timeout=60)
-        if task.done():
-            task.result()
-            raise RuntimeError("server exited during startup")
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
+    async with uvicorn_serving(app, lifespan="on", ws="auto") as base:
+        yield base
 
 
 class Harness:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -17,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from shared.limits import MAX_BODY_BYTES
 from shared.runner import server_options
 from shared.settings import CommonSettings
-from tests.conftest import eventually
+from tests.conftest import uvicorn_serving
 
 
 def app_holding(release: asyncio.Event) -> FastAPI:
@@ -37,20 +34,8 @@ def app_holding(release: asyncio.Event) -> FastAPI:
     return app
 
 
-@contextlib.asynccontextmanager
-async def served(app: FastAPI, common: CommonSettings) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **server_options(common)))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started, timeout=30)
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
+def served(app: FastAPI, common: CommonSettings) -> contextlib.AbstractAsyncContextManager[str]:
+    return uvicorn_serving(app, lifespan="off", **server_options(common))
 
 
 async def test_a_request_past_the_concurrency_bound_gets_503_at_once() -> None:
