@@ -35,6 +35,9 @@ ISSUER = "hotline"
 SUITE_AUDIENCE = "hotline"
 MAX_TOKEN_LIFETIME_SECONDS = 31 * 24 * 3600
 DEV_KEY_FILE = "dev-signing-key"
+# A media grant is presented when the agent answers, so it need not outlive a long ring; the
+# stream is authorized once, at connect, and may then run for hours.
+MEDIA_GRANT_TTL_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Principal:
     # supervisor token naming neither oversees the whole floor (a duty manager's).
     team: str | None = None
     department: str | None = None
+    # A media grant (:meth:`Auth.mint_media_grant`): the one call whose audio this switch
+    # token may stream. None on every other token.
+    call_id: str | None = None
 
     @property
     def acts_for_others(self) -> bool:
@@ -123,7 +129,7 @@ class Auth:
     def mint(self, subject: str, scopes: list[str] | tuple[str, ...], *,
              ttl_seconds: int = 12 * 3600, grants: tuple[str, ...] = (),
              audience: str | tuple[str, ...] = SUITE_AUDIENCE, team: str | None = None,
-             department: str | None = None) -> str:
+             department: str | None = None, call_id: str | None = None) -> str:
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise ValueError(f"unknown scopes: {sorted(unknown)}")
@@ -136,9 +142,9 @@ class Auth:
             "aud": audience if isinstance(audience, str) else list(audience)}
         if grants:
             claims["grants"] = " ".join(grants)
-        for claim, value in (("team", team), ("department", department)):
+        for claim, value in (("team", team), ("department", department), ("call", call_id)):
             if value is not None:
-                if not _is_team_name(value):
+                if not _is_short_name(value):
                     raise ValueError(f"{claim} must be 1 to {MAX_TEAM} printable characters")
                 claims[claim] = value
         return jwt.encode(claims, self._secret, algorithm="HS256",
@@ -160,17 +166,27 @@ class Auth:
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT \
                 or character_problem(subject) is not None:
             raise jwt.InvalidTokenError(f"sub must be 1 to {MAX_SUBJECT} printable characters")
-        for claim in ("team", "department"):
-            if claim in claims and not _is_team_name(claims[claim]):
+        for claim in ("team", "department", "call"):
+            if claim in claims and not _is_short_name(claims[claim]):
                 raise jwt.InvalidTokenError(
                     f"{claim} must be 1 to {MAX_TEAM} printable characters")
         return Principal(subject, frozenset(str(claims.get("scope", "")).split()),
                          frozenset(str(claims.get("grants", "")).split()),
-                         team=claims.get("team"), department=claims.get("department"))
+                         team=claims.get("team"), department=claims.get("department"),
+                         call_id=claims.get("call"))
+
+    def mint_media_grant(self, switch: str, call_id: str) -> str:
+        """What CTI hands the switch with an agent leg's INVITE: a ``switch`` token for
+        recording that names the one call whose media it may stream, so a switch cannot
+        open (and so pre-empt) the recording of a call it does not carry."""
+        return self.mint(switch, ["switch"], ttl_seconds=min(
+            MEDIA_GRANT_TTL_SECONDS, self.max_lifetime_seconds), audience="recording",
+            call_id=call_id)
 
 
-def _is_team_name(value: object) -> bool:
-    """A team or department as the agents' records hold it: 1 to 64 printable characters."""
+def _is_short_name(value: object) -> bool:
+    """A team, a department (as the agents' records hold them) or a call id: 1 to 64
+    printable characters."""
     return (isinstance(value, str) and 0 < len(value) <= MAX_TEAM
             and character_problem(value) is None)
 

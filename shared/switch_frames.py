@@ -113,6 +113,9 @@ class OutboundInvite(_Request):
     # An agent-first dial for a caller on virtual hold: the call the dial serves.
     virtual_hold_for: str | None = None
     headers: dict[str, str] = {}
+    # On an agent leg: the token the switch presents to recording to stream this call's
+    # media (``shared.auth.Auth.mint_media_grant``).
+    media_grant: str | None = None
 
 
 class OutboundInfo(_Request):

@@ -1,4 +1,4 @@
-"""The media fork endpoint: ``WS /v1/media/{call_id}`` (scope ``switch``).
+"""The media fork endpoint: ``WS /v1/media/{call_id}`` (a switch's media grant for the call).
 
 Protocol (docs/CONTRACTS.md, "Media fork"): a ``start`` text frame, binary PCM frames, a
 ``stop`` text frame, close. A frame we cannot use gets ``{"type":"error","code","message"}``
@@ -21,7 +21,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from services.recording import handlers
 from services.recording.handlers import Recorder
 from services.recording.wav import WavWriter
-from shared.auth import authorize_websocket
+from shared.auth import WS_FORBIDDEN, authorize_websocket
 from shared.errors import IllegalTransition
 
 log = structlog.get_logger(__name__)
@@ -183,7 +183,14 @@ def media_router(recorder: Recorder) -> APIRouter:
 
     @router.websocket("/media/{call_id}")
     async def media(websocket: WebSocket, call_id: str) -> None:
-        if await authorize_websocket(websocket, "switch") is None:
+        principal = await authorize_websocket(websocket, "switch")
+        if principal is None:
+            return
+        if principal.call_id != call_id:
+            # Only CTI's grant for this call: a switch may stream (and so claim) the media
+            # of the calls it carries, not of any call id it can name.
+            await websocket.close(code=WS_FORBIDDEN, reason=(
+                "a media stream needs the grant CTI sent with this call's agent INVITE"))
             return
         await websocket.accept()
         with structlog.contextvars.bound_contextvars(call_id=call_id):

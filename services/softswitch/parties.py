@@ -67,7 +67,7 @@ class Stage(Protocol):
 
     def warn(self, message: str) -> None: ...
 
-    def media_fork(self, call_id: str) -> MediaFork | None: ...
+    def media_fork(self, call_id: str, grant: str | None) -> MediaFork | None: ...
 
     async def record_order(self, run: CallRun, agent_id: str) -> None: ...
 
@@ -382,7 +382,7 @@ class AgentSim:
             leg.run.connected_at = at
             leg.run.agent_id = self.id
             replay.touch(leg.run)
-        leg.media = replay.media_fork(leg.call_id) if bridged else None
+        leg.media = replay.media_fork(leg.call_id, leg.invite.media_grant) if bridged else None
         if leg.media is not None:
             leg.media.start(at, planned_end=end)
         replay.spawn(self._talk(leg, end), owner=leg.run)

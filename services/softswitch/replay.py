@@ -186,11 +186,17 @@ class Replay:
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(message)
 
-    def media_fork(self, call_id: str) -> MediaFork | None:
+    def media_fork(self, call_id: str, grant: str | None) -> MediaFork | None:
+        """The call's audio to recording, with the grant CTI sent in the agent leg's INVITE
+        (recording refuses a stream without one)."""
         if not self.settings.media_enabled:
             return None
+        if grant is None:
+            self.warn(f"call {call_id}: the agent leg's INVITE carried no media grant; "
+                      "not recorded")
+            return None
         url = ws_url(self.board.common.recording_url, f"/v1/media/{call_id}")
-        return MediaFork(url, self.board.switch_token(), call_id, self.clock,
+        return MediaFork(url, grant, call_id, self.clock,
                          frame_seconds=self.settings.media_frame_seconds)
 
     # -- work orders (the agent's desktop during wrap-up) --------------------------------

@@ -9,8 +9,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from shared.auth import Auth
 from shared.bus.memory import MemoryBus
-from tests.conftest import bearer, eventually
+from tests.conftest import TEST_SECRET, bearer, eventually
 from tests.cti_gateway.harness import Gateway, serve
 
 
@@ -62,6 +63,10 @@ async def test_inbound_call_from_ivr_to_agent_and_hangup(gw: Gateway) -> None:
         invite = await switch.expect_request("INVITE", "agent")
         assert invite["to"] == "agent:A001" and invite["from"] == "+8613800000001"
         assert invite["agent_id"] == "A001" and invite["reservation_id"] == "R1"
+        # The grant recording asks for to open this call's media: for this switch and call.
+        grant = Auth(TEST_SECRET, audience="recording").verify(invite["media_grant"])
+        assert (grant.subject, grant.call_id, grant.scopes) == ("softswitch", "C1",
+                                                                frozenset({"switch"}))
         await switch.respond(invite, 180, "Ringing")
         alerting = await seen.wait("cti.agent.alerting", "C1")
         assert alerting.data == {"call_id": "C1", "agent_id": "A001", "reservation_id": "R1"}

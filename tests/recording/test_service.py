@@ -68,7 +68,7 @@ class Harness:
     def ws_url(self, base: str, call_id: str, token: bool = True) -> str:
         url = f"ws://{base}/v1/media/{call_id}"
         if token:
-            url += "?access_token=" + self.auth.mint("switch", ["switch"])
+            url += "?access_token=" + self.auth.mint_media_grant("sw", call_id)
         return url
 
     async def send_media(self, base: str, call_id: str, audio: bytes, frame: int = 320,
@@ -345,19 +345,29 @@ async def test_dropped_stream_is_finalized(harness: Harness) -> None:
         assert event.data["duration_seconds"] == 0.75
 
 
-async def test_websocket_needs_switch_token(harness: Harness) -> None:
+async def test_websocket_needs_the_calls_media_grant(harness: Harness) -> None:
+    """Only CTI's grant for this very call opens its media: not a plain switch token (any
+    switch could then claim any call's recording), not an admin's, not a grant for another
+    call (security finding M6)."""
+    refused = {
+        "no token": None,
+        "agent": harness.auth.mint("a", ["agent"]),
+        "plain switch": harness.auth.mint("sw", ["switch"]),
+        "admin": harness.auth.mint("root", ["admin"]),
+        "another call's grant": harness.auth.mint_media_grant("sw", "C2"),
+    }
     async with serve(harness.app) as base:
-        with pytest.raises(websockets.InvalidStatus):
-            async with websockets.connect(harness.ws_url(base, "C1", token=False)):
-                pass
-        agent = harness.auth.mint("a", ["agent"])
-        with pytest.raises(websockets.InvalidStatus):
-            async with websockets.connect(f"ws://{base}/v1/media/C1?access_token={agent}"):
-                pass
+        for name, token in refused.items():
+            query = "" if token is None else f"?access_token={token}"
+            with pytest.raises(websockets.InvalidStatus) as refusal:
+                async with websockets.connect(f"ws://{base}/v1/media/C1{query}"):
+                    pass
+            assert refusal.value.response.status_code in (401, 403), name
         async with websockets.connect(
                 f"ws://{base}/v1/media/C1",
                 additional_headers={"Authorization":
-                                    "Bearer " + harness.auth.mint("sw", ["switch"])}) as ws:
+                                    "Bearer " + harness.auth.mint_media_grant("sw", "C1")}
+                ) as ws:
             await ws.send(b"\x00\x00")
             assert json.loads(await ws.recv())["code"] == "bad_frame"
 

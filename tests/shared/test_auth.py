@@ -89,6 +89,18 @@ def test_a_supervisors_team_and_department_ride_in_its_token() -> None:
         auth.mint("S3", ["supervisor"], department="x" * 65)
 
 
+def test_a_media_grant_names_its_switch_and_call_and_is_for_recording_only() -> None:
+    grant = Auth(SECRET).mint_media_grant("sw-east", "C1")
+    principal = Auth(SECRET, audience="recording").verify(grant)
+    assert (principal.subject, principal.scopes, principal.call_id) == (
+        "sw-east", frozenset({"switch"}), "C1")
+    assert Auth(SECRET).verify(Auth(SECRET).mint("sw", ["switch"])).call_id is None
+    with pytest.raises(jwt.InvalidAudienceError):
+        Auth(SECRET, audience="cti_gateway").verify(grant)
+    with pytest.raises(jwt.InvalidTokenError, match="call"):
+        Auth(SECRET).verify(hand_made(call="a\u0000b"))
+
+
 @pytest.mark.parametrize("subject", ["x" * 129, "a\u0000b", "a\ud800b"])
 def test_a_subject_that_cannot_be_stored_as_an_actor_is_refused(subject: str) -> None:
     auth = Auth(SECRET)

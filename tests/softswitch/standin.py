@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 
 from shared.auth import Auth
+from tests.conftest import TEST_SECRET
 
 MENU = {"prompt_id": "main", "text": "1 repair, 2 billing, 9 complaint",
         "collect": {"max_digits": 1, "timeout_seconds": 5}}
@@ -47,6 +48,7 @@ class Seen:
 class StandIn:
     def __init__(self, auth: Auth, *, billing_timeout: float = 0.5) -> None:
         self.auth = auth
+        self.recording_auth = Auth(TEST_SECRET, audience="recording")
         self.seen = Seen()
         self.billing_timeout = billing_timeout
         self.ws: WebSocket | None = None
@@ -210,7 +212,8 @@ class StandIn:
             self.ready.discard(agent)
             self.waiting.remove(call_id)
             await self.request("INVITE", call_id, "agent", agent_id=agent, to=f"agent:{agent}",
-                               reservation_id=f"res-{call_id}", **{"from": "+86"})
+                               reservation_id=f"res-{call_id}", **{"from": "+86"},
+                               media_grant=self.auth.mint_media_grant("softswitch", call_id))
 
     # -- callbacks (workorder's obligation placed through CTI) -----------------------------
 
@@ -268,8 +271,10 @@ class StandIn:
 
         @app.websocket("/v1/media/{call_id}")
         async def media(websocket: WebSocket, call_id: str) -> None:
-            scopes = standin._scope(websocket.headers.get("authorization"))
-            assert "switch" in scopes
+            # Recording's check: the grant CTI (here the stand-in) sent with the agent INVITE.
+            grant = standin.recording_auth.verify(
+                (websocket.headers.get("authorization") or "").removeprefix("Bearer "))
+            assert "switch" in grant.scopes and grant.call_id == call_id
             await websocket.accept()
             record: dict[str, Any] = {"start": None, "bytes": 0, "frames": 0, "stop": False}
             standin.seen.media[call_id] = record

@@ -93,21 +93,27 @@ async def carry_out(cti: Cti, tx: Transaction, call: Call, effects: list[Effect]
             log.warning("switch not connected here; commands dropped", call_id=call.call_id,
                         switch_id=call.switch_id, commands=[s.method for s in sends])
         else:
-            done.append(shared_effects.AfterCommit(_delivery(link, call.call_id, reply, sends)))
+            done.append(shared_effects.AfterCommit(
+                _delivery(cti, link, call.call_id, reply, sends)))
     await tx.apply(done)
 
 
-def _delivery(link: SwitchConnection, call_id: str, reply: dict[str, Any] | None,
+def _delivery(cti: Cti, link: SwitchConnection, call_id: str, reply: dict[str, Any] | None,
               sends: list[Send]) -> Callable[[], Awaitable[None]]:
-    """The reply, then the switch requests in the order the domain gave them."""
+    """The reply, then the switch requests in the order the domain gave them. An agent
+    leg's INVITE carries the media grant for the switch it goes to."""
     async def deliver() -> None:
         try:
             if reply is not None:
                 await link.send(reply)
             for send in sends:
                 cseq = send.cseq if send.cseq is not None else link.next_cseq()
+                fields = send.fields
+                if send.method == "INVITE" and send.leg == "agent":
+                    fields = {**fields, "media_grant": cti.service.auth.mint_media_grant(
+                        link.name, call_id)}
                 await link.send(frames.request(send.method, call_id, cseq, send.leg,
-                                               send.fields))
+                                               fields))
         except SwitchGone:
             # The call is released with cause switch_lost once the disconnect is handled.
             log.warning("switch disconnected before commands could be sent", call_id=call_id)
