@@ -31,7 +31,8 @@ test-unit: install
 test-fast: install
 	$(BIN)/pytest -q -p no:cacheprovider -m "not e2e"
 
-## Failure-injection soak: 2,000 calls, workorder killed twice, broker connections dropped.
+## Failure-injection soak (R1): 5,000 calls while every service is SIGKILLed once, RabbitMQ
+## restarted twice and PostgreSQL once; the servers' restarts on the e2e trace; router failover.
 soak: install
 	$(BIN)/pytest -q -p no:cacheprovider -m soak
 

@@ -808,31 +808,40 @@ class Messaging:
         # first. A redelivery is checked before its handler runs.
         check_seen = any(item.delivery is not None and item.delivery.redelivered
                          for item in items)
+        try:
+            await self._attempt_through_outage(items, check_seen=check_seen)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise_if_cancelling()
+            if len(items) == 1 and not isinstance(error, RedoUnit):
+                failed = error.error if isinstance(error, _SqlItemFailed) else error
+                self._settle_failed(items[0], failed)
+                return
+            if len(items) > 1:
+                log.warning("batch failed; running its items one by one",
+                            service=self.service, items=len(items), error=repr(error))
+            for item in items:
+                await self._run_alone(item)
+            return
+        await self._settle(items)
+
+    async def _attempt_through_outage(self, items: list[_Item], *, check_seen: bool) -> None:
+        """One attempt at ``items``, again after each database outage it meets: nothing was
+        committed and the work is not at fault, so the same work runs once the database
+        answers, rather than a switch frame lost or a delivery burnt."""
         while True:
             try:
                 await self._attempt(items, check_seen=check_seen)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 raise_if_cancelling()
-                if database_unavailable(error) and await self._database_back():
-                    # Nothing was committed and the work is not at fault: the same batch
-                    # again, rather than a switch frame lost or a delivery burnt.
-                    for item in items:
-                        self._reset(item)
-                    continue
-                if len(items) == 1 and not isinstance(error, RedoUnit):
-                    failed = error.error if isinstance(error, _SqlItemFailed) else error
-                    self._settle_failed(items[0], failed)
-                    return
-                if len(items) > 1:
-                    log.warning("batch failed; running its items one by one",
-                                service=self.service, items=len(items), error=repr(error))
+                if not (database_unavailable(error) and await self._database_back()):
+                    raise
                 for item in items:
-                    await self._run_alone(item)
-                return
-            await self._settle(items)
-            return
+                    self._reset(item)
 
     async def _database_back(self) -> bool:
         """Hold the writer until the database answers again (True), or give up after
@@ -860,7 +869,7 @@ class Messaging:
         for attempt in range(1, REDO_ATTEMPTS + 1):
             self._reset(item)
             try:
-                await self._attempt([item], check_seen=True)
+                await self._attempt_through_outage([item], check_seen=True)
             except asyncio.CancelledError:
                 raise
             except Exception as error:

@@ -20,7 +20,7 @@ from shared.input_guard import parse_json, suspect, value_problem
 from shared.limits import MAX_DEPTH
 
 Leg = Literal["caller", "agent", "customer"]
-Method = Literal["INVITE", "ACK", "BYE", "CANCEL", "INFO"]
+Method = Literal["INVITE", "ACK", "BYE", "CANCEL", "INFO", "OPTIONS"]
 CallId = Annotated[str, Field(min_length=1, max_length=64)]
 Number = Annotated[str, Field(min_length=1, max_length=64)]
 ErrorCode = Literal["bad_frame", "unknown_call", "illegal_state"]
@@ -128,6 +128,13 @@ class OutboundInfo(_Request):
     control: Literal["answer"] | None = None
 
 
+class OptionsRequest(_Request):
+    """Whether the switch still has the call (CTI asks when a switch connects for the calls
+    an earlier connection carried): ``200`` yes, ``481`` no, and CTI then releases it."""
+
+    method: Literal["OPTIONS"]
+
+
 # -- both ways ------------------------------------------------------------------------------
 
 class Response(_Frame):
@@ -149,7 +156,8 @@ class ErrorFrame(_Frame):
 
 
 SwitchRequest = InviteRequest | AckRequest | ByeRequest | CancelRequest | InfoRequest
-CtiRequest = OutboundInvite | AckRequest | ByeRequest | CancelRequest | OutboundInfo
+CtiRequest = (OutboundInvite | AckRequest | ByeRequest | CancelRequest | OutboundInfo
+              | OptionsRequest)
 FromSwitch = SwitchRequest | Response | ErrorFrame
 FromCti = CtiRequest | Response | ErrorFrame
 

@@ -55,6 +55,10 @@ DUE_RINGS = (f"SELECT call_id FROM {SCHEMA}.calls WHERE ring_deadline <= $1"
 LIVE_ON_SWITCH = (f"SELECT call_id FROM {SCHEMA}.calls WHERE switch_id = $1"
                   " AND state <> 'released'")
 
+# A switch's live calls over all its connections (ids start with the switch's prefix).
+LIVE_OF_SWITCH = (f"SELECT call_id, switch_id FROM {SCHEMA}.calls"
+                  " WHERE starts_with(switch_id, $1) AND state <> 'released'")
+
 RINGING_STATES = [CallState.ALERTING.value, CallState.DIALING.value]
 
 
@@ -136,6 +140,11 @@ class Calls:
 
     async def live_on_switch(self, tx: Transaction, switch_id: str) -> list[str]:
         return [r["call_id"] for r in await tx.fetch(LIVE_ON_SWITCH, switch_id)]
+
+    async def live_of_switch(self, tx: Transaction, prefix: str) -> list[tuple[str, str]]:
+        """(call id, connection id) of every live call of the switch whose connection ids
+        start with ``prefix``."""
+        return [(r["call_id"], r["switch_id"]) for r in await tx.fetch(LIVE_OF_SWITCH, prefix)]
 
     # -- the unit of work's end --------------------------------------------------------------
 

@@ -94,6 +94,10 @@ def switch_router() -> APIRouter:
         cti.switchboard.add(link)
         log.info("switch connected", switch_id=link.id, subject=principal.subject)
         try:
+            await from_switch.audit(cti, link)
+        except Exception:  # the link itself is fine: its calls are asked about next time
+            log.exception("could not ask the switch about its earlier calls", switch_id=link.id)
+        try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":

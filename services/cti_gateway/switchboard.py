@@ -70,6 +70,16 @@ class Switchboard:
     def get(self, connection_id: str | None) -> SwitchConnection | None:
         return self._connections.get(connection_id) if connection_id else None
 
+    def carrier(self, connection_id: str | None) -> SwitchConnection | None:
+        """The connection to reach a call on: the one it arrived on, or, when that one is
+        not here (this CTI restarted, the switch reconnected), the newest connection here of
+        the same switch, which carries the switch's calls from now on."""
+        connection = self.get(connection_id)
+        if connection is not None or connection_id is None:
+            return connection
+        return next((c for c in reversed(self._connections.values())
+                     if c.same_switch(connection_id)), None)
+
     def pick(self) -> SwitchConnection | None:
         """A connection for a new outbound call (round robin over the connected switches)."""
         if not self._connections:

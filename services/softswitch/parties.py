@@ -216,7 +216,11 @@ class Caller:
         run = self.run
         if run.caller_up and run.ended_at is None and not run.agent_answered:
             run.awaiting_since = time.monotonic()  # the next prompt, or the queue
-            await self.link.request("INFO", run.call_id, "caller", dtmf=digits)
+            try:
+                await self.link.request("INFO", run.call_id, "caller", dtmf=digits)
+            except LinkDown as error:
+                # The menu's own timeout takes the caller on, as for digits never heard.
+                self.replay.warn(f"call {run.call_id}: digits not sent: {error}")
 
     def _on_notify(self, notify: frames.Notify) -> None:
         run = self.run

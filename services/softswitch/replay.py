@@ -639,6 +639,9 @@ class Replayer:
         if isinstance(frame, frames.Response):
             return  # to a request of ours nobody waits on any more
         call_id, link = frame.call_id, self.link
+        if isinstance(frame, frames.OptionsRequest):
+            await link.respond(frame, 200 if self._has_call(call_id) else 481)
+            return
         if frame.leg == "caller":
             replay = self._replay_of(call_id)
             if replay is None:
@@ -669,6 +672,17 @@ class Replayer:
                 await self._unknown(frame)
                 return
             await customer.on_request(frame)
+
+    def _has_call(self, call_id: str) -> bool:
+        """Whether a leg of the call is still up here (what OPTIONS asks)."""
+        replay = self._replay_of(call_id)
+        if replay is not None and replay.by_call_id[call_id].ended_at is None:
+            return True
+        agent = self.agent_calls.get(call_id)
+        if agent is not None and call_id in agent.legs:
+            return True
+        customer = self.customer_calls.get(call_id)
+        return customer is not None and customer.state != "ended"
 
     async def _unknown(self, frame: frames.CtiRequest) -> None:
         if frame.method == "ACK":

@@ -141,16 +141,25 @@ class SwitchLink:
             log.exception("switch frame handler failed", frame=repr(frame))
 
     async def _send(self, frame: dict[str, Any], within: float = 10.0) -> None:
-        if not self.connected:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), within)
-        ws = self._ws
-        if ws is None:
-            raise LinkDown("switch link to CTI is down")
-        try:
-            await ws.send(json.dumps(frame))
-        except ConnectionClosed as error:
-            raise LinkDown(str(error)) from error
+        """Send over the link, waiting up to ``within`` seconds for it to be up. A frame the
+        closing connection refused was not sent: it goes once more over the next one (CTI
+        restarted, say), so that a call does not end on the restart alone."""
+        text = json.dumps(frame)
+        for attempt in (1, 2):
+            if not self.connected:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._connected.wait(), within)
+            ws = self._ws
+            if ws is None:
+                raise LinkDown("switch link to CTI is down")
+            try:
+                await ws.send(text)
+                return
+            except ConnectionClosed as error:
+                if attempt == 2:
+                    raise LinkDown(str(error)) from error
+                if self._ws is ws:  # the reader has not seen the close yet
+                    self._connected.clear()
 
     async def request(self, method: frames.Method, call_id: str, leg: frames.Leg, *,
                       on_response: ResponseHandler | None = None, **fields: Any) -> int:

@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from services.cti_gateway.switchboard import switch_prefix
 from shared.auth import Auth
 from shared.bus.memory import MemoryBus
 from tests.conftest import TEST_SECRET, bearer, eventually
@@ -560,6 +561,73 @@ async def test_a_call_changed_by_another_process_is_read_again_not_overwritten(
             assert version == 3  # offered (1), theirs (2), this DTMF (3)
         finally:
             await conn.close()
+
+
+async def test_a_call_whose_cti_died_is_rung_over_its_switchs_new_connection(
+        gw: Gateway, database_url: str) -> None:
+    """A CTI process was SIGKILLed (R1): its calls name a connection no process holds, and
+    the switch has reconnected here. ACD reserving an agent for such a call rings over the
+    switch's new connection (before, the INVITE was dropped and the call stuck), which
+    carries the call from then on; another switch's connection is never used."""
+    import asyncpg
+
+    seen = gw.observer
+    async with gw.switch(subject="another-switch"), gw.switch() as switch:
+        await switch.invite("CR1")
+        await seen.wait("cti.call.answered", "CR1")
+        dead = switch_prefix("softswitch") + "000000000000"
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("UPDATE cti.calls SET version = version + 1, switch_id = $1"
+                               " WHERE call_id = 'CR1'", dead)
+            await gw.publish("acd.agent.reserved", {
+                "call_id": "CR1", "agent_id": "A001", "device": "agent:A001",
+                "queue": "repair", "reservation_id": "R1",
+                "expires_at": (gw.clock.now() + timedelta(seconds=30)).isoformat()},
+                call_id="CR1")
+            invite = await switch.expect_request("INVITE", "agent")
+            assert invite["call_id"] == "CR1"
+            carried_by = await conn.fetchval(
+                "SELECT switch_id FROM cti.calls WHERE call_id = 'CR1'")
+            assert carried_by != dead and carried_by.startswith(switch_prefix("softswitch"))
+        finally:
+            await conn.close()
+        await switch.respond(invite, 180, "Ringing")
+        await seen.wait("cti.agent.alerting", "CR1")
+
+
+async def test_a_reconnected_switch_is_asked_about_its_calls_a_dead_cti_carried(
+        gw: Gateway, database_url: str) -> None:
+    """After a CTI restart (R1) the switch connects again; CTI asks it (OPTIONS) about each
+    live call its dead connection carried. A call the switch no longer has (its BYE went
+    down with the dead process) is released; one it still has is carried on."""
+    import asyncpg
+
+    seen = gw.observer
+    async with gw.switch() as first:
+        for call_id in ("CA1", "CA2"):
+            await first.invite(call_id)
+            await seen.wait("cti.call.answered", call_id)
+        conn = await asyncpg.connect(database_url)
+        try:  # as if the two calls came in over a connection of a CTI since SIGKILLed
+            await conn.execute("UPDATE cti.calls SET switch_id = $1 WHERE call_id IN "
+                               "('CA1', 'CA2')", switch_prefix("softswitch") + "dead")
+        finally:
+            await conn.close()
+    async with gw.switch() as again:
+        asked = {}
+        for _ in range(2):
+            frame = await again.expect_request("OPTIONS", "caller")
+            asked[frame["call_id"]] = frame
+        assert set(asked) == {"CA1", "CA2"}
+        await again.respond(asked["CA1"], 481)
+        await again.respond(asked["CA2"], 200)
+        released = await seen.wait("cti.call.released", "CA1")
+        assert released.data["cause"] == "switch_lost"
+        assert await gw.state("CA2") == "in_ivr"
+        cseq = await again.request("BYE", "CA2", "caller")
+        await again.expect_response(cseq, 200)
+        assert (await seen.wait("cti.call.released", "CA2")).data["cause"] == "caller_hangup"
 
 
 async def test_a_team_supervisor_reads_and_controls_its_own_agents_calls_only(

@@ -142,6 +142,18 @@ async def test_replay_drives_calls_agents_orders_and_callbacks(common, auth) -> 
             assert by_id["C3"]["outcome"] == "abandoned"
             assert abs(by_id["C3"]["ended_at"] - by_id["C3"]["queued_at"] - 3.0) < 1e-6
 
+            # CTI asking after a restart whether the switch still has a call: an ended one
+            # and one never seen are both gone (481), so CTI releases them.
+            for call_id in (c1, "never-seen"):
+                await standin.request("OPTIONS", call_id, "caller")
+
+            async def answers() -> list[int] | None:
+                got = [f["status"] for f in seen.frames if f.get("type") == "response"
+                       and f.get("method") == "OPTIONS"]
+                return got if len(got) == 2 else None
+
+            assert await eventually(answers, timeout=10) == [481, 481]
+
         # A new process on the same database still has the replay, its errors and report.
         async with running(create_app(_settings(common, base), bus=MemoryBus())) as client:
             again = (await client.get(f"/v1/replays/{replay_id}", headers=admin)).json()

@@ -69,6 +69,9 @@ async def apply(cti: Cti, tx: Transaction, call: Call, effects: list[Effect], *,
                 connection: SwitchConnection | None = None) -> None:
     """How every decision about a call is applied: the call saved (``new``: added), then
     :func:`carry_out`."""
+    link = connection or cti.switchboard.carrier(call.switch_id)
+    if link is not None and link.id != call.switch_id:
+        call.carried_by(link.id)  # its connection is gone; the switch's new one has it
     if new:
         cti.calls.add(tx, call)
     else:
@@ -88,7 +91,7 @@ async def carry_out(cti: Cti, tx: Transaction, call: Call, effects: list[Effect]
         shared_effects.Wake(cti.ring_timer, call.ring_deadline),
     ]
     if reply is not None or sends:
-        link = connection or cti.switchboard.get(call.switch_id)
+        link = connection or cti.switchboard.carrier(call.switch_id)
         if link is None:
             log.warning("switch not connected here; commands dropped", call_id=call.call_id,
                         switch_id=call.switch_id, commands=[s.method for s in sends])

@@ -30,7 +30,7 @@ async def answer(cti: Cti, call_id: str, agent_id: str, *, by: Principal) -> Cal
             raise NotFound("call", call_id)
         by.check_directs(agent_id, call.team, call.department)
         effects = call.request_answer(agent_id)
-        if cti.switchboard.get(call.switch_id) is None:
+        if cti.switchboard.carrier(call.switch_id) is None:
             raise Conflict(f"the switch carrying call {call_id!r} is not connected here")
         await carry_out(cti, tx, call, effects)
         return call

@@ -131,7 +131,7 @@ async def _reserved(cti: Cti, tx: Transaction, data: AgentReserved) -> None:
         return
     if call.reservation_id == data.reservation_id:
         return  # the same reservation again (a re-emitted event): already ringing
-    link = cti.switchboard.get(call.switch_id)
+    link = cti.switchboard.carrier(call.switch_id)
     if link is None:
         await tx.emit(AgentRingFailed(
             call_id=data.call_id, agent_id=data.agent_id, reservation_id=data.reservation_id,
@@ -153,7 +153,7 @@ async def _dial_agent_first(cti: Cti, tx: Transaction, data: AgentReserved,
         return  # the same reservation again (a re-emitted event): already dialling
     # The switch that carried the caller's call, if it is still here: the same trunk.
     held = await cti.calls.get(tx, data.call_id)
-    link = cti.switchboard.get(held.switch_id) if held is not None else None
+    link = cti.switchboard.carrier(held.switch_id) if held is not None else None
     link = link or cti.switchboard.pick()
     if link is None:
         await tx.emit(AgentRingFailed(

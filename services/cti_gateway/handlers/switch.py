@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import structlog
 
 from services.cti_gateway.domain import Call, Effect, hangup
 from services.cti_gateway.handlers import Cti, UnknownCall, apply
-from services.cti_gateway.switchboard import SwitchConnection, SwitchGone
+from services.cti_gateway.switchboard import SwitchConnection, SwitchGone, switch_prefix
 from shared import switch_frames as frames
 from shared.errors import IllegalTransition
 from shared.messaging import Transaction
@@ -113,6 +114,9 @@ async def on_response(cti: Cti, tx: Transaction, link: SwitchConnection,
             dial_timeout=cti.customer_ring_seconds)
     elif response.method == "INVITE" and response.leg == "customer":
         effects = call.on_customer_response(response.cseq, response.status, tx.now)
+    elif response.method == "OPTIONS" and response.status == 481 and call.live:
+        # The switch no longer has the call (its hang-up went down with an earlier CTI).
+        effects = call.release("switch_lost", tx.now, notify_switch=False)
     elif response.status >= 300:
         # A refused INFO, BYE or CANCEL changes nothing we own; worth a trace only.
         log.info("switch refused a request", call_id=call.call_id, method=response.method,
@@ -120,6 +124,37 @@ async def on_response(cti: Cti, tx: Transaction, link: SwitchConnection,
     if not effects:
         return
     await apply(cti, tx, call, effects, connection=link)
+
+
+async def audit(cti: Cti, link: SwitchConnection) -> int:
+    """A switch connected: ask it (OPTIONS) about each live call an earlier connection of
+    it carried that is not here, as after a CTI restart; a frame lost with the dead process
+    (a BYE, say) would otherwise leave the call live for ever. Returns the calls asked about."""
+
+    async def asking(tx: Transaction) -> int:
+        asked = []
+        for call_id, connection_id in await cti.calls.live_of_switch(
+                tx, switch_prefix(link.name)):
+            if connection_id == link.id or cti.switchboard.get(connection_id) is not None:
+                continue
+            call = await cti.calls.get(tx, call_id)
+            if call is not None and call.live:
+                asked.append((call_id, call.party))
+
+        async def send() -> None:
+            with contextlib.suppress(SwitchGone):
+                for call_id, leg in asked:
+                    await link.send(frames.request("OPTIONS", call_id, link.next_cseq(), leg))
+
+        if asked:
+            tx.after_commit(send)
+        return len(asked)
+
+    asked: int = await cti.service.run(asking, staged=True)
+    if asked:
+        log.info("switch connected; asking it about calls of its earlier connections",
+                 switch_id=link.id, calls=asked)
+    return asked
 
 
 async def switch_lost(cti: Cti, link: SwitchConnection) -> int:
