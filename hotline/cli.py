@@ -73,9 +73,11 @@ def token(
         "--audience", help="A service the token is for (e.g. recording); repeatable. "
                            "Default: every service of the suite.")] = None,
     team: Annotated[str | None, typer.Option(
-        help="For a supervisor: the team it oversees (default: the whole floor).")] = None,
+        help="For a supervisor: the team it oversees (default: the whole floor). For an "
+             "agent: its team, which the orders it takes keep.")] = None,
     department: Annotated[str | None, typer.Option(
-        help="For a supervisor: the department it oversees.")] = None,
+        help="For a supervisor: the department it oversees. For an agent: its "
+             "department.")] = None,
 ) -> None:
     """Print a development bearer token."""
     unknown = sorted(set(scope) - set(SCOPES)) + sorted(set(grant or ()) - set(GRANTS))

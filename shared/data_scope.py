@@ -3,8 +3,10 @@
 - ``admin`` and ``service`` tokens read everything, and so does a ``supervisor`` token that
   names no team or department; one that does reads the records of the agents it oversees
   (a call or recording of its team's or department's agents).
-- An ``agent`` token reads the calls and recordings of its own agent (``sub``); asking for
-  another agent's is refused with 403.
+- An ``agent`` token reads the calls and recordings of its own agent (``sub``), and the
+  orders it took or owns; asking for another agent's is refused with 403.
+- Orders: a team's supervisor reads the orders its team's agents took; a department's
+  supervisor those its agents took and those dispatched to the department.
 - An ``integrator`` token reads records without personal data: names and numbers are masked
   and recordings' audio is refused, unless the token's ``grants`` claim names ``personal``
   (names and numbers) or ``audio``.
@@ -67,6 +69,32 @@ class DataScope:
                             f"department {department!r})")
         raise Forbidden(f"an agent token reads its own {what} only (this one is "
                         f"{agent_id or 'no agent'!r}'s)")
+
+    def may_read_order(self, *, created_by: str | None, owner: str | None,
+                       team: str | None, agent_department: str | None,
+                       department: str | None) -> bool:
+        """Whether this scope reads an order taken by ``created_by`` (of ``team`` in
+        ``agent_department``), owned by ``owner`` and dispatched to ``department``: an agent
+        the orders it took or owns; a team's supervisor its team's; a department's the
+        orders its agents took and those dispatched to it."""
+        if self.agent is not None:
+            return self.agent in (created_by, owner)
+        if self.overseer is None:
+            return True
+        return (self.overseer.oversees(team, agent_department)
+                or (self.overseer.department is not None
+                    and department == self.overseer.department))
+
+    def check_order(self, order: Mapping[str, Any]) -> None:
+        """403 unless this scope reads ``order`` (a row or view with the order's fields)."""
+        if not self.may_read_order(created_by=order.get("created_by"), owner=order.get("owner"),
+                                   team=order.get("team"),
+                                   agent_department=order.get("agent_department"),
+                                   department=order.get("department")):
+            who = (f"{self.overseer.subject!r} reads the orders of {self.overseer.oversight}"
+                   if self.overseer is not None else
+                   f"an agent token reads the orders its agent {self.agent!r} took or owns")
+            raise Forbidden(f"{who} only; order {order.get('order_id')!r} is not one of them")
 
     def agent_filter(self, asked: str | None) -> str | None:
         """The agent a search is limited to: an agent token's own, whatever was asked."""

@@ -9,6 +9,7 @@ only counts time the replay spends waiting on its peers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -134,12 +135,17 @@ class CallRun:
         return "setup"
 
 
+# A caller's INVITE that hears nothing goes again, up to this many times in all.
+INVITE_SENDS = 4
+
+
 class Caller:
     """The PSTN caller of one trace call (leg ``caller``)."""
 
     def __init__(self, replay: Stage, run: CallRun) -> None:
         self.replay = replay
         self.run = run
+        self._heard = asyncio.Event()  # any answer to the caller's INVITE
 
     @property
     def link(self) -> Any:
@@ -149,15 +155,30 @@ class Caller:
         run = self.run
         run.placed_at = self.replay.clock.now()
         self.replay.touch(run)
-        try:
-            await self.link.request("INVITE", run.call_id, "caller",
-                                    on_response=self._on_invite_response,
-                                    **{"from": run.spec.from_, "to": run.spec.to})
-        except LinkDown as error:
-            self.end("failed", note=f"INVITE not sent: {error}")
+        delay = self.replay.settings.invite_retransmit_seconds
+        for sent in range(1, INVITE_SENDS + 1):
+            try:
+                cseq = await self.link.request("INVITE", run.call_id, "caller",
+                                               on_response=self._on_invite_response,
+                                               **{"from": run.spec.from_, "to": run.spec.to})
+            except LinkDown as error:
+                self.end("failed", note=f"INVITE not sent: {error}")
+                return
+            if sent == INVITE_SENDS:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heard.wait(), delay)
+            if self._heard.is_set() or run.ended_at is not None:
+                return
+            self.link.forget(cseq)
+            delay *= 2
+            self.replay.warn(f"call {run.call_id}: no answer to the INVITE; sent again")
 
     async def _on_invite_response(self, frame: Answer) -> None:
         run = self.run
+        self._heard.set()
+        if run.answered_at is not None:
+            return  # the answer to a retransmission: the first one was heard
         if isinstance(frame, frames.ErrorFrame):
             self.end("failed", note=f"INVITE refused: {frame.code} {frame.message}")
             return
@@ -413,8 +434,13 @@ class AgentSim:
                 replay.caller_of(run).end("answered", at=at)
                 if run.spec.disposition and run.spec.disposition.workorder:
                     run.order_pending = True
-            else:
-                replay.caller_of(run).end("released_in_queue", at=at)
+            elif run.ended_at is None:
+                # CTI took the agent leg away before the caller was bridged (its reservation
+                # was withdrawn as the phone answered): the caller still waits for an agent;
+                # CTI's BYE of the caller leg, if it comes, decides the outcome.
+                run.agent_answered = False
+                run.ringing_at = None
+                replay.touch(run)
         if send_bye:
             try:
                 await replay.link.request("BYE", leg.call_id, "agent")

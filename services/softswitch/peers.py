@@ -59,10 +59,12 @@ class Peers:
         self._operator = {"Authorization":
                           f"Bearer {auth.mint(operator, ['admin'], ttl_seconds=self.token_ttl)}"}
 
-    def agent_headers(self, agent_id: str) -> dict[str, str]:
+    def agent_headers(self, agent_id: str, team: str | None = None) -> dict[str, str]:
+        """The agent desktop's token; its first use (the login) names the agent's team,
+        which the orders it takes keep."""
         token = self._agent_tokens.get(agent_id)
         if token is None:
-            token = self.auth.mint(agent_id, ["agent"], ttl_seconds=self.token_ttl)
+            token = self.auth.mint(agent_id, ["agent"], ttl_seconds=self.token_ttl, team=team)
             self._agent_tokens[agent_id] = token
         return {"Authorization": f"Bearer {token}"}
 
@@ -138,7 +140,7 @@ class Peers:
         if agent.team is not None:
             body["team"] = agent.team
         response = await self._acd("POST", f"/v1/agents/{agent.id}/login", json=body,
-                                   headers=self.agent_headers(agent.id))
+                                   headers=self.agent_headers(agent.id, agent.team))
         self._check(response, f"login of agent {agent.id}")
 
     async def set_state(self, agent_id: str, state: str, reason: str | None = None

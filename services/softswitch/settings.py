@@ -17,6 +17,10 @@ class SoftswitchSettings(ServiceSettings):
     drain_timeout_seconds: float = Field(default=120.0, gt=0)
     # Wall seconds a replay waits for the CTI switch link before it fails.
     connect_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Wall seconds without any answer to a caller's INVITE before it is sent again (doubling
+    # each time, up to four sends in all), as a SIP client retransmits: an INVITE can be lost
+    # with a CTI process that died holding it.
+    invite_retransmit_seconds: float = Field(default=4.0, gt=0)
     reconnect_min_seconds: float = Field(default=0.2, gt=0)
     reconnect_max_seconds: float = Field(default=5.0, gt=0)
     # Wall seconds between media frames of a forked call.

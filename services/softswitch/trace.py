@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.input_guard import parse_json, value_problem
-from shared.limits import MAX_DEPTH
+from shared.limits import MAX_DEPTH, MAX_TEAM
 
 FORMAT = "hotline-trace/1"
 WORKORDER_TYPES = ("repair", "complaint", "report", "opinion", "suggestion", "consultation",
@@ -55,7 +55,7 @@ class Customer(_Line):
 class Agent(_Line):
     kind: Literal["agent"]
     id: str = Field(min_length=1)
-    team: str | None = None
+    team: str | None = Field(default=None, min_length=1, max_length=MAX_TEAM)
     skills: dict[str, int] = Field(min_length=1)
     login: Seconds = Field(default=0.0, ge=0)
     logout: Seconds | None = Field(default=None, ge=0)

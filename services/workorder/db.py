@@ -104,6 +104,10 @@ orders = Table(
     _ts("first_resolved_at", nullable=True),
     # The outage this repair order stands for (reports from its area join it).
     Column("outage_id", String(40)),
+    # 0006: the team and department of the agent who took the order (from its token), so
+    # their supervisors read it; ``department`` above is where the order is dispatched.
+    Column("team", String(64)),
+    Column("agent_department", String(64)),
     # One order per (call, type): an agent's retried POST must not open a second ticket.
     UniqueConstraint("call_id", "type", name="uq_orders_call_type"),
     Index("ix_orders_state", "state"),

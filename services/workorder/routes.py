@@ -194,7 +194,8 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                          principal: Principal = Depends(WRITE_ORDERS),
                          svc: Service = Depends(service_of)) -> dict[str, Any]:
         async with svc.transaction() as tx:
-            order, created = await intake.create_order(tx, body, principal.subject, rt)
+            order, created = await intake.create_order(tx, body, principal.subject, rt,
+                                                       taken_by=principal)
         if not created:
             response.status_code = status.HTTP_200_OK
         return order
@@ -277,10 +278,12 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         """The order with its history, callbacks and reporters. Its contact number and
         address are the customer's: an unmasked read is audited on the customer's trail."""
         found = await detail(svc, order_id)
+        scope = data_scope(principal)
+        scope.check_order(found)
         if found["customer_account"] is not None:
             await customers.audit_read(svc, principal, found["customer_account"], "order",
                                        order_id)
-        return data_scope(principal).shown(found)
+        return scope.shown(found)
 
     @router.get("/orders", response_model=list[OrderOut], tags=["orders"])
     async def list_orders(call_id: str | None = None, state: OrderState | None = None,
@@ -297,7 +300,8 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
                                              customer_account=customer_account,
                                              order_type=type, open_only=open, limit=limit,
                                              department=department, owner=owner,
-                                             abandoned_call_id=abandoned_call_id)
+                                             abandoned_call_id=abandoned_call_id,
+                                             scope=scope)
         return [scope.shown(order) for order in found]
 
     @router.get("/views/open", response_model=list[OpenCaseOut], tags=["views"])
@@ -310,7 +314,8 @@ def build_router(settings: WorkorderSettings, rt: Runtime) -> APIRouter:
         async with svc.sessions() as session:
             found = await admin.open_cases(session, rt, svc.now(),
                                            customer_account=customer_account, owner=owner,
-                                           department=department, limit=limit)
+                                           department=department, limit=limit,
+                                           scope=scope)
         return [scope.shown(case) for case in found]
 
     # -- configuration: SLA policy and calendars ---------------------------------------------

@@ -293,6 +293,9 @@ class OrderOut(BaseModel):
     priority: str
     department: str | None
     owner: str | None
+    # The team and department of the agent who took the order (their supervisors read it).
+    team: str | None = None
+    agent_department: str | None = None
     dispatches: int
     address: str | None
     ivr_path: list[str] | None

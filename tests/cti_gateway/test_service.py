@@ -630,6 +630,23 @@ async def test_a_reconnected_switch_is_asked_about_its_calls_a_dead_cti_carried(
         assert (await seen.wait("cti.call.released", "CA2")).data["cause"] == "caller_hangup"
 
 
+async def test_an_invite_sent_again_is_answered_again_and_offers_the_call_once(
+        gw: Gateway) -> None:
+    """A switch that heard no answer sends the INVITE again (the first may have gone down
+    with a CTI process): the call stands and gets its 200 again, not an error."""
+    async with gw.switch() as switch:
+        await switch.invite("CI1")
+        await gw.observer.wait("cti.call.answered", "CI1")
+        cseq = await switch.request("INVITE", "CI1", "caller",
+                                    **{"from": "+8613800000001", "to": "95598"})
+        await switch.expect_response(cseq, 200)
+        cseq = await switch.request("INVITE", "CI1", "caller",
+                                    **{"from": "+8613900000009", "to": "95598"})
+        await switch.expect_error("illegal_state")  # another caller: not a retransmission
+        assert len(gw.observer.of("cti.call.offered", "CI1")) == 1
+        assert await gw.state("CI1") == "in_ivr"
+
+
 async def test_a_team_supervisor_reads_and_controls_its_own_agents_calls_only(
         gw: Gateway) -> None:
     """The reservation names the agent's team and department; the call keeps them, so a

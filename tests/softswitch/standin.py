@@ -49,6 +49,9 @@ class StandIn:
     def __init__(self, auth: Auth, *, billing_timeout: float = 0.5) -> None:
         self.auth = auth
         self.recording_auth = Auth(TEST_SECRET, audience="recording")
+        # The call (by id suffix) whose first INVITE the stand-in never answers.
+        self.lose_first_invite_of: str | None = None
+        self.lost: set[str] = set()
         self.seen = Seen()
         self.billing_timeout = billing_timeout
         self.ws: WebSocket | None = None
@@ -106,6 +109,10 @@ class StandIn:
         call_id = frame.get("call_id", "")
         if kind == "request" and leg == "caller":
             if method == "INVITE":
+                if (self.lose_first_invite_of is not None and call_id not in self.lost
+                        and call_id.endswith(self.lose_first_invite_of)):
+                    self.lost.add(call_id)  # as if it went down with a dying CTI
+                    return
                 await self.respond(frame, 200)
             elif method == "ACK":
                 await self.prompt_menu(call_id)

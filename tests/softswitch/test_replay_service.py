@@ -50,12 +50,13 @@ def _settings(common, base: str) -> SoftswitchSettings:
     return SoftswitchSettings(common=common, drain_timeout_seconds=15, settle_poll_seconds=0.2,
                               customer_ring_seconds=1.0, customer_answer_seconds=0.5,
                               survey_think_seconds=0.5, ack_grace_seconds=2.0,
-                              reconnect_min_seconds=0.05)
+                              reconnect_min_seconds=0.05, invite_retransmit_seconds=0.3)
 
 
 async def test_replay_drives_calls_agents_orders_and_callbacks(common, auth) -> None:
     standin = StandIn(auth)
     standin.drop_first_connection = True  # the link must reconnect by itself
+    standin.lose_first_invite_of = "-C2"  # the switch must send it again
     async with serve(standin) as base:
         app = create_app(_settings(common, base), bus=MemoryBus())
         async with running(app) as client:
@@ -96,6 +97,7 @@ async def test_replay_drives_calls_agents_orders_and_callbacks(common, auth) -> 
             # One entry per prompt with collect: "7", then "1" after the re-prompt.
             assert seen.digits[c1] == ["7", "1"]
             assert seen.digits[f"{replay_id}-C2"] == ["2"]
+            assert standin.lost == {f"{replay_id}-C2"}
             assert seen.released[f"{replay_id}-C2"] == "ivr_release"
             assert seen.released[f"{replay_id}-C3"] == "caller_hangup"
             assert seen.released[c1] == "agent_hangup"

@@ -170,7 +170,7 @@ async def test_abandoned_call_owes_exactly_one_callback_request(harness: Harness
 
     async def cases() -> list[dict[str, Any]]:
         return list((await h.client.get("/v1/orders", params={"type": "callback_request"},
-                                        headers=h.headers())).json())
+                                        headers=h.headers("supervisor"))).json())
 
     found = await eventually(cases)
     await eventually(lambda: len(h.bus.queues["workorder.events"].dead_letters) == 0
@@ -183,7 +183,7 @@ async def test_abandoned_call_owes_exactly_one_callback_request(harness: Harness
     assert case["ivr_path"] == ["main", "1"]
     # The e2e's "no work orders on an abandoned call" still holds for ?call_id=.
     assert (await h.client.get("/v1/orders", params={"call_id": "C77"},
-                               headers=h.headers())).json() == []
+                               headers=h.headers("supervisor"))).json() == []
     # Resolving it (the agent called back) closes it without a survey.
     done = (await h.resolve(case["order_id"], "called back, fixed")).json()
     assert done["state"] == "closed" and done["callbacks"] == []
@@ -213,7 +213,7 @@ async def test_a_caller_cut_off_by_a_dead_switch_is_owed_a_callback(harness: Har
 
     async def cases() -> list[dict[str, Any]]:
         found = (await h.client.get("/v1/orders", params={"type": "callback_request"},
-                                    headers=h.headers())).json()
+                                    headers=h.headers("supervisor"))).json()
         return list(found) if len(found) == 2 else []
 
     found = await eventually(cases)
@@ -239,7 +239,7 @@ async def test_a_callback_offer_owes_even_an_unknown_caller_a_callback(
 
     async def cases(call_id: str) -> list[dict[str, Any]]:
         return list((await h.client.get("/v1/orders", params={"abandoned_call_id": call_id},
-                                        headers=h.headers())).json())
+                                        headers=h.headers("supervisor"))).json())
 
     [case] = await eventually(lambda: cases("C81"))
     assert (case["type"], case["contact_number"], case["customer_account"],

@@ -648,6 +648,55 @@ async def test_order_listing_filters(harness: Harness) -> None:
     assert [c["order_id"] for c in pending] == [b["order_id"]]
 
 
+async def test_orders_are_read_by_the_agent_who_took_them_and_their_supervisors(
+        harness: Harness) -> None:
+    """Data scopes on orders: an agent reads the orders it took or owns; a team's supervisor
+    the orders its team's agents took (the team rides in the taking agent's token); a
+    department's supervisor those its agents took and those dispatched to it; a refusal is
+    403 with the reason, and a listing leaves the others out."""
+    h = harness
+    await h.put_customer()
+
+    async def take(agent: str, team: str, department: str, call_id: str) -> str:
+        token = h.auth.mint(agent, ["agent"], team=team, department=department)
+        response = await h.client.post("/v1/orders", headers={"Authorization": f"Bearer {token}"},
+                                       json={"type": "complaint", "call_id": call_id,
+                                             "customer_account": "3100012345",
+                                             "category": "service_attitude",
+                                             "description": "rude meter reader"})
+        assert response.status_code == 201, response.text
+        assert (response.json()["team"], response.json()["agent_department"]) == (team, department)
+        return str(response.json()["order_id"])
+
+    t1 = await take("A101", "T1", "D1", "C-T1")
+    t2 = await take("A201", "T2", "D1", "C-T2")
+    t3 = await take("A301", "T3", "D2", "C-T3")
+    dispatched = await h.client.post(f"/v1/orders/{t3}/dispatch", headers=h.headers("service"),
+                                     json={"department": "D1", "reason": "theirs"})
+    assert dispatched.status_code == 200, dispatched.text
+    readers = {
+        "A101": h.auth.mint("A101", ["agent"]),
+        "team T1": h.auth.mint("S1", ["supervisor"], team="T1"),
+        "department D1": h.auth.mint("S2", ["supervisor"], department="D1"),
+        "department D2": h.auth.mint("S3", ["supervisor"], department="D2"),
+        "floor": h.auth.mint("S4", ["supervisor"]),
+    }
+    expected = {"A101": {t1}, "team T1": {t1}, "department D1": {t1, t2, t3},
+                "department D2": {t3}, "floor": {t1, t2, t3}}
+    for name, token in readers.items():
+        auth = {"Authorization": f"Bearer {token}"}
+        listed = (await h.client.get("/v1/orders", headers=auth)).json()
+        assert {o["order_id"] for o in listed} & {t1, t2, t3} == expected[name], name
+        open_cases = (await h.client.get("/v1/views/open", headers=auth)).json()
+        assert {o["order_id"] for o in open_cases} & {t1, t2, t3} == expected[name], name
+        for order_id in (t1, t2, t3):
+            read = await h.client.get(f"/v1/orders/{order_id}", headers=auth)
+            assert read.status_code == (200 if order_id in expected[name] else 403), (
+                name, order_id, read.text)
+            if read.status_code == 403:
+                assert f"order {order_id!r} is not one of them" in read.json()["detail"]["message"]
+
+
 async def test_migration_matches_the_table_definitions(harness: Harness) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -526,11 +526,17 @@ HANGUP_CAUSES: dict[str, str] = {"caller": "caller_hangup", "customer": "custome
 
 def hangup(call: Call, leg: Leg, now: datetime) -> list[Effect]:
     """BYE from the switch on one leg. Only a leg that is up can hang up: a phone that will
-    not answer rejects the INVITE instead, and a ringing caller CANCELs."""
+    not answer rejects the INVITE instead, and a ringing caller CANCELs. The one exception:
+    a BYE on the dialled party's leg while its answer is awaited means the answer was lost
+    (with a CTI process that died holding it); the party has come and gone, so the call
+    ends rather than waiting for an answer that will not come."""
     if leg == "agent":
         up = call.agent_leg is LegState.UP
     else:
-        up = leg == call.party and call.party_leg is LegState.UP
+        up = leg == call.party and (
+            call.party_leg is LegState.UP
+            or (call.direction == "outbound"
+                and call.party_leg in (LegState.INVITED, LegState.RINGING)))
     if not up:
         raise IllegalTransition("call", call.state.value, f"be hung up on its {leg} leg",
                                 call.allowed())

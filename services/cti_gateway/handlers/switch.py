@@ -17,17 +17,20 @@ from shared.messaging import Transaction
 log = structlog.get_logger(__name__)
 
 
+def _reply(tx: Transaction, link: SwitchConnection, frame: dict[str, object]) -> None:
+    """A frame to the switch, sent in turn with the replies of the frames handled before."""
+    async def send() -> None:
+        with contextlib.suppress(SwitchGone):
+            await link.send(frame)
+
+    tx.after_commit(send)
+
+
 def _refuse(tx: Transaction, link: SwitchConnection,
             code: Literal["unknown_call", "illegal_state"], message: str,
             frame: frames.FromSwitch) -> None:
     """An error frame, sent in turn with the replies of the frames handled before it."""
-    async def send() -> None:
-        try:
-            await link.send(frames.error(code, message, frame.call_id, frame.cseq))
-        except SwitchGone:
-            pass
-
-    tx.after_commit(send)
+    _reply(tx, link, frames.error(code, message, frame.call_id, frame.cseq))
 
 
 async def on_frame(cti: Cti, tx: Transaction, link: SwitchConnection,
@@ -70,6 +73,12 @@ async def on_invite(cti: Cti, tx: Transaction, link: SwitchConnection,
                     invite: frames.InviteRequest) -> None:
     existing = await cti.calls.get(tx, invite.call_id)
     if existing is not None:
+        if (existing.live and link.same_switch(existing.switch_id)
+                and existing.from_number == invite.from_number):
+            # The switch sent it again (it heard no answer: the first may have been lost
+            # with a CTI that died): the call stands, and the answer is given again.
+            _reply(tx, link, frames.response(invite, 200))
+            return
         raise IllegalTransition("call", existing.state.value, "be offered again",
                                 existing.allowed())
     call, effects = Call.offer(invite.call_id, invite.from_number, invite.to_number, tx.now,

@@ -11,6 +11,7 @@ from services.workorder.handlers import KNOWN_TYPES, Runtime
 from services.workorder.handlers.clocks import rebudget_clocks
 from services.workorder.repository import config, order_out
 from services.workorder.repository.clocks import clock_view
+from shared.data_scope import DataScope
 from shared.db import Session
 from shared.errors import NotFound
 from shared.messaging import Transaction
@@ -78,10 +79,10 @@ async def put_calendar(tx: Transaction, rt: Runtime, year: int, document: dict[s
 
 async def open_cases(session: Session, rt: Runtime, now: datetime, *,
                      customer_account: str | None, owner: str | None, department: str | None,
-                     limit: int) -> list[dict[str, Any]]:
+                     limit: int, scope: DataScope) -> list[dict[str, Any]]:
     cases, open_clocks = await config.open_cases(
         session, customer_account=customer_account, owner=owner, department=department,
-        limit=limit)
+        limit=limit, scope=scope)
     clocks: dict[str, list[dict[str, Any]]] = {r.order_id: [] for r in cases}
     for row in open_clocks:
         clocks[row.order_id].append(clock_view(row, now, rt.calendar))

@@ -17,6 +17,7 @@ from services.workorder.repository import audit, insert_order, lock_order, order
 from services.workorder.repository import intake as intake_rows
 from services.workorder.repository.intake import RequestKeys
 from services.workorder.schemas import OrderIn
+from shared.auth import Principal
 from shared.db import Queries, Row
 from shared.events.workorder import (
     SlaEscalated,
@@ -46,10 +47,11 @@ async def _existing_report(db_: Queries, body: OrderIn) -> dict[str, Any] | None
     return None if keys is None else await intake_rows.existing_report(db_, keys)
 
 
-async def create_order(tx: Transaction, body: OrderIn, actor: str,
-                       rt: Runtime) -> tuple[dict[str, Any], bool]:
+async def create_order(tx: Transaction, body: OrderIn, actor: str, rt: Runtime, *,
+                       taken_by: Principal | None = None) -> tuple[dict[str, Any], bool]:
     """Return (order, created). A repeated request gets the order it created (or joined) the
-    first time; a repair of a fault already reported joins that order (``linked``)."""
+    first time; a repair of a fault already reported joins that order (``linked``).
+    ``taken_by``: the token of the agent taking it, whose team the order keeps."""
     existing = await _existing_order(tx, body)
     if existing is not None:
         return order_out(existing), False
@@ -81,7 +83,7 @@ async def create_order(tx: Transaction, body: OrderIn, actor: str,
         tx, order, actor=actor, call_id=body.call_id, account=body.customer_account,
         contact_number=body.contact_number, area=area, description=body.description,
         category=body.category, idempotency_key=body.idempotency_key, priority=body.priority,
-        address=body.address, ivr_path=ivr_path, outage_id=outage_id)
+        address=body.address, ivr_path=ivr_path, outage_id=outage_id, taken_by=taken_by)
     if inserted is None:
         # A concurrent twin committed first: its row is the answer, not a 500.
         existing = await _existing_order(tx, body)

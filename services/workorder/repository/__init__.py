@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,8 @@ from services.workorder.domain.callbacks import Callback, CallbackState
 from services.workorder.domain.orders import Order, OrderState, OrderType, Transition
 from services.workorder.repository import journal
 from services.workorder.repository.clocks import clock_view
+from shared.auth import Principal
+from shared.data_scope import DataScope
 from shared.db import Queries, Row
 from shared.db import row as fetch_row
 from shared.db import rows as fetch_rows
@@ -93,9 +95,9 @@ INSERT_ORDER = f"""
     INSERT INTO {S}.orders (order_id, type, state, call_id, customer_account, contact_number,
                             area, description, category, idempotency_key, resolution,
                             created_by, created_at, updated_at, priority, address, ivr_path,
-                            flags, outage_id, abandoned_call_id)
+                            flags, outage_id, abandoned_call_id, team, agent_department)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15,
-            $16::text::jsonb, '[]'::jsonb, $17, $18)
+            $16::text::jsonb, '[]'::jsonb, $17, $18, $19, $20)
     ON CONFLICT DO NOTHING
     RETURNING *"""
 
@@ -106,13 +108,16 @@ async def insert_order(tx: Transaction, order: Order, *, actor: str, call_id: st
                         idempotency_key: str | None = None, priority: str = "normal",
                         address: str | None = None, ivr_path: str | None = None,
                         outage_id: str | None = None,
-                        abandoned_call_id: str | None = None) -> Row | None:
+                        abandoned_call_id: str | None = None,
+                        taken_by: Principal | None = None) -> Row | None:
     """The new order's row; None when a twin (same call and type, idempotency key or
-    abandoned call) is already there."""
+    abandoned call) is already there. ``taken_by``: the agent's token, whose team and
+    department the order keeps."""
     return await fetch_row(
         tx, INSERT_ORDER, order.order_id, order.type.value, order.state.value, call_id, account,
         contact_number, area, description, category, idempotency_key, order.resolution, actor,
-        tx.now, priority, address, ivr_path, outage_id, abandoned_call_id)
+        tx.now, priority, address, ivr_path, outage_id, abandoned_call_id,
+        taken_by.team if taken_by else None, taken_by.department if taken_by else None)
 
 
 SET_PRIORITY = f"UPDATE {S}.orders SET priority = $2, updated_at = $3 WHERE order_id = $1"
@@ -597,13 +602,33 @@ async def insert_recording(tx: Transaction, recording_id: str, call_id: str,
 
 # -- order listings ------------------------------------------------------------------------
 
+def readable_orders(scope: DataScope) -> ColumnElement[bool]:
+    """The orders ``scope`` reads, as SQL: :meth:`DataScope.may_read_order` over the table."""
+    t = db.orders
+    if scope.agent is not None:
+        return or_(t.c.created_by == scope.agent, t.c.owner == scope.agent)
+    if scope.overseer is None:
+        return true()
+    overseer = scope.overseer
+    terms = []
+    if overseer.team is not None:
+        terms.append(t.c.team == overseer.team)
+    if overseer.department is not None:
+        terms += [t.c.agent_department == overseer.department,
+                  t.c.department == overseer.department]
+    return or_(*terms)
+
+
 async def orders(session: AsyncSession, *, call_id: str | None, state: OrderState | None,
                  customer_account: str | None, order_type: OrderType | None,
                  open_only: bool | None, limit: int, department: str | None = None,
-                 owner: str | None = None, abandoned_call_id: str | None = None) -> list[Any]:
-    """Orders newest first, by any of the filters given."""
+                 owner: str | None = None, abandoned_call_id: str | None = None,
+                 scope: DataScope | None = None) -> list[Any]:
+    """Orders newest first, by any of the filters given, of those ``scope`` reads."""
     t = db.orders
     query = select(t).order_by(t.c.created_at.desc(), t.c.order_id).limit(limit)
+    if scope is not None:
+        query = query.where(readable_orders(scope))
     if call_id is not None:
         # The order the call opened, or the one its report joined.
         joined = select(db.order_reporters.c.order_id).where(

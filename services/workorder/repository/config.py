@@ -10,6 +10,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.workorder import db
 from services.workorder.domain import orders as od
+from services.workorder.repository import readable_orders
+from shared.data_scope import DataScope
 from shared.db import Session
 from shared.messaging import Transaction
 
@@ -68,10 +70,13 @@ async def save_calendar(tx: Transaction, year: int, document: dict[str, Any],
 
 
 async def open_cases(session: Session, *, customer_account: str | None, owner: str | None,
-                     department: str | None, limit: int) -> tuple[list[Any], list[Any]]:
-    """Open cases, oldest first, by any of the filters given; and their open clocks."""
+                     department: str | None, limit: int, scope: DataScope
+                     ) -> tuple[list[Any], list[Any]]:
+    """Open cases, oldest first, by any of the filters given, of those ``scope`` reads; and
+    their open clocks."""
     o, c = db.orders, db.sla_clocks
-    query = (select(o).where(o.c.state.notin_([s.value for s in od.TERMINAL_STATES]))
+    query = (select(o).where(o.c.state.notin_([s.value for s in od.TERMINAL_STATES]),
+                             readable_orders(scope))
              .order_by(o.c.created_at, o.c.order_id).limit(limit))
     if customer_account is not None:
         query = query.where(o.c.customer_account == customer_account)
