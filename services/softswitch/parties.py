@@ -235,7 +235,11 @@ class Caller:
         async with self.replay.busy():
             await self.replay.clock.sleep_until(instant)
         run = self.run
-        if run.caller_up and run.ended_at is None and not run.agent_answered:
+        # Once the call has left the menu for a queue, a digit meant for the menu is not
+        # sent (a switch flushes type-ahead): in the queue it would be taken as the answer
+        # to the virtual-hold offer the caller never heard.
+        if (run.caller_up and run.ended_at is None and not run.agent_answered
+                and run.queued_at is None):
             run.awaiting_since = time.monotonic()  # the next prompt, or the queue
             try:
                 await self.link.request("INFO", run.call_id, "caller", dtmf=digits)
