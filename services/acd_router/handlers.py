@@ -83,8 +83,10 @@ async def dtmf(acd: Acd, tx: Transaction, event: DtmfReceived) -> None:
     the IVR are the IVR's: cheap unlocked check first, the routing lock only for ours."""
     # Only a live entry can take the digit, and every live one is on the floor.
     entry = acd.floor.entries.get(event.call_id)
+    # When CTI heard the key: a delivery held up (this router restarting, say) is late.
+    pressed_at = tx.cause.time if tx.cause is not None else tx.now
     if entry is None or not takes_virtual_hold_key(
-            entry, acd.virtual_hold_policy(entry.queue), event.digits):
+            entry, acd.virtual_hold_policy(entry.queue), event.digits, pressed_at):
         return
     try:
         await call_commands.virtual_hold(acd, tx, event.call_id, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -89,17 +89,22 @@ def test_the_number_a_held_caller_is_called_back_on(requested: str | None, calle
         assert virtual_hold_number(requested, caller, NumberPolicy()) == dialled
 
 
-@pytest.mark.parametrize(("queued", "policy", "digits", "expected"), [
-    (entry(), OFFERED, "1", True),
-    (entry(), OFFERED, "2", False),
-    (entry(held=True), OFFERED, "1", False),
-    (entry(EntryState.RESERVED), OFFERED, "1", False),
-    (None, OFFERED, "1", False),
-    (entry(), VirtualHold(enabled=False), "1", False),
+@pytest.mark.parametrize(("queued", "policy", "digits", "pressed", "expected"), [
+    (entry(), OFFERED, "1", 5, True),
+    (entry(), OFFERED, "1", 0, True),
+    (entry(), OFFERED, "2", 5, False),
+    (entry(held=True), OFFERED, "1", 5, False),
+    (entry(EntryState.RESERVED), OFFERED, "1", 5, False),
+    (None, OFFERED, "1", 5, False),
+    (entry(), VirtualHold(enabled=False), "1", 5, False),
+    # The menu's "1", pressed before the call was queued and heard late (R1: the router
+    # was restarting), answers no offer.
+    (entry(), OFFERED, "1", -2, False),
 ])
 def test_virtual_hold_key(queued: QueueEntry | None, policy: VirtualHold, digits: str,
-                          expected: bool) -> None:
-    assert takes_virtual_hold_key(queued, policy, digits) is expected
+                          pressed: float, expected: bool) -> None:
+    pressed_at = NOW + timedelta(seconds=pressed)
+    assert takes_virtual_hold_key(queued, policy, digits, pressed_at) is expected
 
 
 @pytest.mark.parametrize(("queued", "expected"), [

@@ -74,12 +74,15 @@ def virtual_hold_number(requested: str | None, caller: str | None,
     return dialled
 
 
-def takes_virtual_hold_key(entry: QueueEntry | None, policy: VirtualHold, digits: str) -> bool:
+def takes_virtual_hold_key(entry: QueueEntry | None, policy: VirtualHold, digits: str,
+                           pressed_at: datetime) -> bool:
     """A key pressed in the queue asks for virtual hold: the call is waiting (not already
-    held), and it is the queue's digit. Whether the wait is still long is checked by the
-    request itself."""
+    held), it is the queue's digit, and it was pressed once the call was in the queue (a
+    menu digit pressed before, and heard late, answers no offer). Whether the wait is still
+    long is checked by the request itself."""
     return (entry is not None and entry.state is EntryState.WAITING
-            and not entry.on_virtual_hold and policy.enabled and digits == policy.digit)
+            and not entry.on_virtual_hold and policy.enabled and digits == policy.digit
+            and pressed_at >= entry.enqueued_at)
 
 
 def reservation_timeout(entry: QueueEntry, *, ring_seconds: float,
